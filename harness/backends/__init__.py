@@ -1,0 +1,1 @@
+"""Model backends: one module each; base.py holds the protocol and result types."""

@@ -1,0 +1,119 @@
+"""The backend seam: one small protocol and the value types that cross it.
+
+A backend turns requests into model output. It knows nothing of suites, scoring or pytest;
+timing, retries and caching live in one place (harness/call.py), not in each backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+UsageSource = Literal["server", "tokenizer", "estimate", "none"]
+
+
+class BackendError(Exception):
+    """A model call failed: the case is recorded with status=error, never as a wrong answer."""
+
+
+class BackendTimeout(BackendError):
+    """A model call ran past its time limit: recorded with status=timeout."""
+
+
+class Unsupported(BackendError):
+    """The backend cannot do this kind of request (e.g. loglikelihood on a chat API)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation request. `prompt` for completion-style models, `messages` for chat.
+
+    `reference` is the item's expected answer. Only the oracle test double reads it; real
+    backends ignore it and it is left out of anything that identifies the request.
+    """
+
+    prompt: str | None = None
+    messages: tuple[dict[str, Any], ...] | None = None
+    max_tokens: int = 256
+    temperature: float = 0.0
+    stop: tuple[str, ...] = ()
+    tools: tuple[dict[str, Any], ...] = ()
+    seed: int | None = None
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class LoglikelihoodRequest:
+    """log P(continuation | context). Requests sharing a context may share one forward pass."""
+
+    context: str
+    continuation: str
+    reference: str | None = None
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    source: UsageSource = "none"
+
+    def __add__(self, other: Usage) -> Usage:
+        # Mixed sources keep the first real one; a record names one source per case.
+        source = self.source if self.source != "none" else other.source
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            source,
+        )
+
+
+@dataclass
+class Timings:
+    """Seconds. `total_s` is wall time of the call as the client saw it."""
+
+    total_s: float = 0.0
+    first_token_s: float | None = None
+    server: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Generation:
+    text: str
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    timings: Timings = field(default_factory=Timings)
+    finish_reason: str | None = None
+    raw: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("raw")
+        return data
+
+
+@dataclass
+class Loglikelihoods:
+    """Answers to a batch of LoglikelihoodRequest, in request order."""
+
+    values: list[float]
+    usage: Usage = field(default_factory=Usage)
+    timings: Timings = field(default_factory=Timings)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What every backend provides. Optional abilities raise Unsupported."""
+
+    name: str
+    # False where loglikelihood raises Unsupported (chat APIs without prompt logprobs).
+    supports_loglikelihood: bool
+
+    def generate(self, request: Request) -> Generation: ...
+
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> Loglikelihoods: ...
+
+    def process(self) -> int | None:
+        """PID of the OS process doing the inference (for the resource monitor)."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,88 @@
+"""The `harness` command: re-render a finished run, compare two runs, list the models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from harness.registry import DEFAULT_REGISTRY, RegistryError, availability, load_registry
+from harness.report.tables import scoreboard
+from harness.report.write import read_results, render_run
+from harness.report.aggregate import summarize
+
+
+def _report(args: argparse.Namespace) -> int:
+    rows = render_run(Path(args.run_dir))
+    print(scoreboard(rows))
+    print(f"rewrote summary.json, summary.csv and summary.md in {args.run_dir}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    """Accuracy of each (model, suite, strategy) in run A and run B, on the items both ran."""
+    a = {r["case_id"]: r for r in read_results(Path(args.a) / "results.jsonl")}
+    b = {r["case_id"]: r for r in read_results(Path(args.b) / "results.jsonl")}
+    shared = sorted(set(a) & set(b))
+    print(f"{len(shared)} cases in both runs ({len(a)} in A, {len(b)} in B)")
+    rows_a = {(r.model, r.suite, r.strategy): r for r in summarize(a[c] for c in shared)}
+    rows_b = {(r.model, r.suite, r.strategy): r for r in summarize(b[c] for c in shared)}
+    print(f"{'model':<24} {'suite':<10} {'strategy':<10} {'acc A':>7} {'acc B':>7} {'delta':>7}")
+    for key in sorted(rows_a):
+        ra, rb = rows_a[key], rows_b.get(key)
+        acc_a = ra.accuracy
+        acc_b = rb.accuracy if rb else None
+        delta = f"{acc_b - acc_a:+.3f}" if acc_a is not None and acc_b is not None else "-"
+        fa = f"{acc_a:.3f}" if acc_a is not None else "-"
+        fb = f"{acc_b:.3f}" if acc_b is not None else "-"
+        print(f"{key[0]:<24} {key[1]:<10} {key[2]:<10} {fa:>7} {fb:>7} {delta:>7}")
+    changed = [c for c in shared if a[c].get("correct") != b[c].get("correct")]
+    print(f"{len(changed)} cases changed correctness")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    files = [Path(args.models_file)] if args.models_file else []
+    registry = load_registry([DEFAULT_REGISTRY, *files])
+    rows = []
+    for spec in registry.values():
+        reason = availability(spec)
+        rows.append({"name": spec.name, "backend": spec.backend, "model": spec.model,
+                     "tiers": list(spec.tiers), "default": spec.default,
+                     "runs_here": reason is None, "why_not": reason})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        where = "runs here" if row["runs_here"] else f"not here: {row['why_not']}"
+        star = "*" if row["default"] else " "
+        print(f"{star} {row['name']:<16} {row['backend']:<12} {','.join(row['tiers']):<22} {where}")
+    print("* = in the default selection when it runs here")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("report", help="re-render the summaries of a finished run from results.jsonl")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_report)
+    p = sub.add_parser("compare", help="compare two runs on the cases both ran")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.set_defaults(func=_compare)
+    p = sub.add_parser("models", help="list the registry and what can run on this machine")
+    p.add_argument("--models-file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_models)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (OSError, ValueError, RegistryError) as exc:
+        print(f"harness {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

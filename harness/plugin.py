@@ -1,0 +1,184 @@
+"""The pytest plugin: options, model parametrization, fixtures, and the record of each case.
+
+Thin by design (like pytest-xdist and pytest's junitxml): state lives in a RunSession on
+config.stash; workers attach each case's record to its report's user_properties, and the
+controller collects them, writes the store and reports once, and prints the scoreboard.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from harness.backends.base import BackendError, BackendTimeout, Usage
+from harness.call import ModelCall
+from harness.record import RECORD_KEY, CaseRecord, junit_properties
+from harness.registry import ModelSpec, RegistryError
+from harness.report.tables import scoreboard
+from harness.session import RunSession
+from harness.settings import add_options, resolve
+from harness.suites.base import Item, Score
+
+SESSION = pytest.StashKey[RunSession]()
+OUTCOME = pytest.StashKey["Outcome"]()
+CALLS = pytest.StashKey[list[ModelCall]]()
+SUITES = ("mmlu",)  # each suite's name is also a marker
+
+
+@dataclass(frozen=True)
+class Case:
+    """What a parametrized benchmark test receives: one model and one item of one suite."""
+
+    suite: str
+    model: ModelSpec
+    item: Item
+
+
+@dataclass
+class Outcome:
+    prediction: str | None
+    score: Score
+    mode: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    settings = resolve(config)
+    try:
+        session = RunSession(settings, config.rootpath, writer=not hasattr(config, "workerinput"))
+    except RegistryError as exc:
+        raise pytest.UsageError(str(exc)) from None  # pytest exits with 4, the message names it
+    config.stash[SESSION] = session
+    if session.writer:
+        config.pluginmanager.register(Controller(config, session), "harness-controller")
+    config.addinivalue_line("markers", "suite(name): the benchmark suite a test module runs")
+    markers = {m for spec in session.registry.values() for m in spec.markers} | set(SUITES)
+    for marker in sorted(markers):
+        config.addinivalue_line("markers", f"{marker}: harness case selection")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if SESSION in config.stash:
+        config.stash[SESSION].close()
+
+
+def parametrize_cases(metafunc: pytest.Metafunc, suite: str, items: Sequence[Item]) -> None:
+    """Parametrize a benchmark test over (selected model x item); ids read `model-item`."""
+    session = metafunc.config.stash[SESSION]
+    if not session.models:
+        reasons = "; ".join(f"{n}: {r}" for n, r in session.unavailable_reasons().items())
+        raise pytest.UsageError(f"no model selected to run here ({reasons}); choose with --models")
+    params = [
+        pytest.param(Case(suite, model, item), id=f"{model.name}-{item.id}",
+                     marks=[getattr(pytest.mark, m) for m in (*model.markers, suite)])
+        for model in session.models
+        for item in items
+    ]
+    metafunc.parametrize("case", params)
+
+
+@pytest.fixture(scope="session")
+def harness(pytestconfig: pytest.Config) -> RunSession:
+    return pytestconfig.stash[SESSION]
+
+
+@pytest.fixture
+def llm(request: pytest.FixtureRequest, case: Case, harness: RunSession) -> ModelCall:
+    """The case's model, behind the call wrapper that times and counts every call."""
+    call = ModelCall(case.model, harness.backend(case.model))
+    request.node.stash.setdefault(CALLS, []).append(call)
+    return call
+
+
+@pytest.fixture
+def record(request: pytest.FixtureRequest, harness: RunSession) -> Callable[..., None]:
+    """record(prediction, score, mode=..., **extra): the case's measured outcome."""
+
+    def _record(prediction: str | None, score: Score, mode: str = "", **extra: Any) -> None:
+        request.node.stash[OUTCOME] = Outcome(prediction, score, mode, extra)
+        if harness.settings.fail_on_wrong and not score.correct:
+            pytest.fail(f"wrong answer: predicted {prediction!r}, expected "
+                        f"{request.node.callspec.params['case'].item.reference!r}", pytrace=False)
+
+    return _record
+
+
+def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
+    case: Case = item.callspec.params["case"]  # type: ignore[attr-defined]
+    outcome = item.stash.get(OUTCOME, None)
+    calls = item.stash.get(CALLS, [])
+    rec = CaseRecord(run_id="", case_id=item.nodeid, suite=case.suite, item_id=case.item.id,
+                     model=case.model.name, backend=case.model.backend, reference=case.item.reference)
+    if outcome is not None:
+        rec.prediction, rec.mode, rec.extra = outcome.prediction, outcome.mode, outcome.extra
+        rec.scores, rec.correct = outcome.score.scores, outcome.score.correct
+        rec.status = "ok" if outcome.score.correct else "wrong"
+    elif call.excinfo is not None:
+        exc = call.excinfo.value
+        rec.status = "timeout" if isinstance(exc, BackendTimeout) else "error"
+        rec.error = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
+    else:
+        rec.status, rec.error = "error", "the test recorded no outcome (call the record fixture)"
+    if calls:
+        usage = sum((c.log.usage for c in calls), start=Usage())
+        rec.usage = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                     "source": usage.source}
+    firsts = [c.log.first_token_s for c in calls if c.log.first_token_s is not None]
+    rec.timings = {"wall_s": call.duration, "model_s": sum(c.log.model_s for c in calls),
+                   "first_token_s": firsts[0] if firsts else None}
+    rec.cost = sum(c.cost for c in calls)
+    rec.attempts = sum(c.log.calls for c in calls)
+    if len(calls) > 1:
+        rec.extra["per_model"] = {c.name: c.log.to_dict() for c in calls}
+    return rec
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    # Build the record before the report exists, so the report (and JUnit XML, and xdist)
+    # carries it in user_properties.
+    callspec = getattr(item, "callspec", None)
+    is_case = callspec is not None and isinstance(callspec.params.get("case"), Case)
+    failed_setup = call.when == "setup" and call.excinfo is not None and \
+        not call.excinfo.errisinstance(pytest.skip.Exception)
+    if is_case and (call.when == "call" or failed_setup):
+        rec = _build_record(item, call)
+        item.user_properties.extend(junit_properties(rec))
+        item.user_properties.append((RECORD_KEY, rec.to_json()))
+    yield
+
+
+class Controller:
+    """Registered on the controller (or a plain run) only: collects records, writes, reports."""
+
+    def __init__(self, config: pytest.Config, run: RunSession) -> None:
+        self.config = config
+        self.run = run
+        self.rows: list[Any] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # A record rides on the call report, or on the setup report when setup failed.
+        if report.when == "teardown" or (report.when == "setup" and not report.failed):
+            return
+        payload = next((v for k, v in report.user_properties if k == RECORD_KEY), None)
+        if payload is not None:
+            self.run.add(json.loads(str(payload)))
+
+    def pytest_sessionfinish(self) -> None:
+        workers = getattr(self.config.option, "numprocesses", None)
+        self.rows = self.run.finish(workers=workers if isinstance(workers, int) else 0)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.rows:
+            return
+        terminalreporter.write_sep("=", f"harness scoreboard: run {self.run.run_id}")
+        terminalreporter.write_line(scoreboard(self.rows))
+        terminalreporter.write_line(f"reports: {self.run.run_dir}")

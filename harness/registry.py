@@ -1,0 +1,143 @@
+"""models.toml -> ModelSpec, model selection by name or tier, and backend factories by name.
+
+Backends are imported lazily: selecting the oracle must not import llama_cpp, and a registry
+entry for a backend whose package is missing is "not available here", not an import error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.backends.base import Backend
+
+# The registry shipped with the project (top level of a source checkout).
+DEFAULT_REGISTRY = Path(__file__).resolve().parents[1] / "models.toml"
+
+# backend name -> "module:factory". The factory takes a ModelSpec and returns a Backend; the
+# module may also define `available(spec) -> str | None` (None when it can run, else the reason).
+# None: a backend the registry may name but this version does not implement yet.
+BACKENDS: dict[str, str | None] = {
+    "llamacpp": "harness.backends.llamacpp:LlamaCppBackend",
+    "oracle": "harness.backends.oracle:OracleBackend",
+    "transformers": None,
+    "openai": None,
+    "ollama": None,
+}
+
+_FIELDS = {"name", "backend", "model", "tiers", "prompt_style", "quantization", "price_in",
+           "price_out", "default", "options"}
+
+
+class RegistryError(ValueError):
+    """A bad registry file or an unknown model/tier; the message names the culprit."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    backend: str
+    model: str
+    tiers: tuple[str, ...] = ()
+    prompt_style: str = "base"
+    quantization: str = ""
+    price_in: float = 0.0  # USD per million input tokens
+    price_out: float = 0.0  # USD per million output tokens
+    default: bool = False
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def markers(self) -> list[str]:
+        return [f"tier_{marker_safe(t)}" for t in self.tiers] + [f"backend_{self.backend}"]
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.price_in + completion_tokens * self.price_out) / 1e6
+
+
+def marker_safe(text: str) -> str:
+    """Tier names such as "0.5b" become valid marker names ("0_5b")."""
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in text)
+
+
+def _parse(path: Path) -> list[ModelSpec]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RegistryError(f"{path}: model registry file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RegistryError(f"{path}: not valid TOML: {exc}") from None
+    entries = data.get("models", [])
+    if not isinstance(entries, list):
+        raise RegistryError(f"{path}: 'models' must be an array of tables ([[models]])")
+    specs = []
+    for index, entry in enumerate(entries, start=1):
+        where = f"{path}, model #{index}"
+        unknown = set(entry) - _FIELDS
+        if unknown:
+            raise RegistryError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(_FIELDS)}")
+        for required in ("name", "backend", "model"):
+            if not isinstance(entry.get(required), str) or not entry[required]:
+                raise RegistryError(f"{where}: field {required!r} is required (a non-empty string)")
+        if entry["backend"] not in BACKENDS:
+            raise RegistryError(f"{where} ({entry['name']}): field 'backend': unknown backend "
+                                f"{entry['backend']!r}; known: {sorted(BACKENDS)}")
+        if entry.get("prompt_style", "base") not in ("base", "chat"):
+            raise RegistryError(f"{where} ({entry['name']}): field 'prompt_style' must be base or chat")
+        specs.append(ModelSpec(**{**entry, "tiers": tuple(entry.get("tiers", ()))}))
+    return specs
+
+
+def load_registry(paths: Sequence[Path]) -> dict[str, ModelSpec]:
+    """Later files override earlier ones by name; order within a file is kept."""
+    models: dict[str, ModelSpec] = {}
+    for path in paths:
+        for spec in _parse(Path(path)):
+            models[spec.name] = spec
+    return models
+
+
+def availability(spec: ModelSpec) -> str | None:
+    """None when the model can run on this machine, else the reason it cannot."""
+    target = BACKENDS[spec.backend]
+    if target is None:
+        return f"backend {spec.backend!r} is not implemented in this version of the harness"
+    module_name, _, _ = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        return f"backend {spec.backend!r} needs {exc.name!r} (not installed)"
+    check = getattr(module, "available", None)
+    return check(spec) if check else None
+
+
+def select(models: dict[str, ModelSpec], wanted: Iterable[str] | None) -> list[ModelSpec]:
+    """Pick by model name or tier. None: the default models that can run here."""
+    if wanted is None:
+        return [m for m in models.values() if m.default and availability(m) is None]
+    chosen: dict[str, ModelSpec] = {}
+    for token in wanted:
+        if token == "all":
+            chosen.update(models)
+        elif token in models:
+            chosen[token] = models[token]
+        else:
+            tiered = {n: m for n, m in models.items() if token in m.tiers}
+            if not tiered:
+                tiers = sorted({t for m in models.values() for t in m.tiers})
+                raise RegistryError(f"unknown model or tier {token!r}; models: {', '.join(models)}; "
+                                    f"tiers: {', '.join(tiers)}")
+            chosen.update(tiered)
+    return list(chosen.values())
+
+
+def create_backend(spec: ModelSpec) -> Backend:
+    reason = availability(spec)
+    if reason is not None:
+        raise RegistryError(f"model {spec.name!r} cannot run here: {reason}")
+    module_name, _, factory = str(BACKENDS[spec.backend]).partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, factory)(spec)

@@ -1,0 +1,147 @@
+"""A run's files: results.jsonl as cases finish, then summary.{json,csv,md} and metadata.json.
+
+results.jsonl is the run's source of truth: written one line per case as soon as the case is
+answered, so a crash or Ctrl-C keeps everything finished so far, and `harness report` can rebuild
+every summary file from it (render_run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from harness.report.aggregate import SummaryRow, summarize
+from harness.report.tables import markdown, write_csv
+
+RESULTS_FILE = "results.jsonl"
+METADATA_FILE = "metadata.json"
+SUMMARY_JSON = "summary.json"
+SUMMARY_CSV = "summary.csv"
+SUMMARY_MD = "summary.md"
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut a fragment left by a crash mid-write off the end of a JSONL file.
+
+    Appending after such a fragment would glue the next record onto it and turn a tolerable
+    truncated last line into a corrupt line in the middle of the file.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return
+    keep = data.rfind(b"\n") + 1  # 0 when the whole file is one fragment
+    warnings.warn(f"{path}: dropping a partial last line ({len(data) - keep} bytes) before appending")
+    with open(path, "r+b") as handle:
+        handle.truncate(keep)
+
+
+class ResultsLog:
+    """Appends case records to <run_dir>/results.jsonl, one flushed JSON line each."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / RESULTS_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _drop_partial_line(self.path)
+        self._file: TextIO | None = open(self.path, "a", encoding="utf-8")
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        if self._file is None:
+            raise ValueError(f"{self.path}: the results log is closed")
+        # One write call per line, then flush: the line reaches the OS before the next case runs,
+        # so a crash of this process loses at most the line being written.
+        line = json.dumps(record, sort_keys=True, default=str) + "\n"
+        self._file.write(line)
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> ResultsLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def read_results(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a results.jsonl file, in the order they were written.
+
+    A last line that does not parse is what a crash mid-write leaves: it is skipped with a
+    warning. A bad line anywhere else means the file was damaged some other way, and silently
+    dropping answered cases would skew the scores, so that raises ValueError.
+    """
+    path = Path(path)
+    # split("\n"), not splitlines(): the latter also breaks on U+2028 and friends, which may sit
+    # unescaped inside a JSON string written by another tool.
+    lines = path.read_text(encoding="utf-8").split("\n")
+    last = max((i for i, text in enumerate(lines) if text.strip()), default=-1)
+    records: list[dict[str, Any]] = []
+    for index, text in enumerate(lines):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if index == last:
+                warnings.warn(f"{path}:{index + 1}: skipping a truncated last line ({exc.msg})")
+                continue
+            raise ValueError(f"{path}:{index + 1}: not a JSON line: {exc.msg}") from exc
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{index + 1}: expected a JSON object, got {type(record).__name__}")
+        records.append(record)
+    return records
+
+
+def _write_text(path: Path, text: str) -> None:
+    # Write beside the target, then rename: a reader (or a crash) never sees half a summary.
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _json_text(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def write_summary(
+    run_dir: str | Path, records: list[dict[str, Any]], metadata: Mapping[str, Any]
+) -> list[SummaryRow]:
+    """Write summary.json, summary.csv, summary.md and metadata.json into run_dir.
+
+    Returns the summary rows, so the caller can print the scoreboard without summarizing twice.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # Normalize metadata through JSON first (paths to strings, tuples to lists) so rendering from
+    # the live objects and from metadata.json read back later gives the same bytes.
+    plain_metadata = json.loads(_json_text(dict(metadata)))
+    rows = summarize(records)
+    summary = {"metadata": plain_metadata, "summary": [row.to_dict() for row in rows]}
+    _write_text(run_dir / METADATA_FILE, _json_text(plain_metadata))
+    _write_text(run_dir / SUMMARY_JSON, _json_text(summary))
+    _write_text(run_dir / SUMMARY_MD, markdown(rows, plain_metadata))
+    temporary_csv = run_dir / (SUMMARY_CSV + ".tmp")
+    write_csv(rows, temporary_csv)
+    os.replace(temporary_csv, run_dir / SUMMARY_CSV)
+    return rows
+
+
+def render_run(run_dir: str | Path) -> list[SummaryRow]:
+    """Rebuild a finished (or crashed) run's summaries from results.jsonl and metadata.json."""
+    run_dir = Path(run_dir)
+    results = run_dir / RESULTS_FILE
+    if not results.exists():
+        raise FileNotFoundError(f"{results}: no results to report (is {run_dir} a run folder?)")
+    metadata_path = run_dir / METADATA_FILE
+    metadata: dict[str, Any] = {}
+    if metadata_path.exists():
+        metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+    return write_summary(run_dir, read_results(results), metadata)

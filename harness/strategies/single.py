@@ -1,0 +1,27 @@
+"""The simplest strategy: one model answers on its own."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from harness.backends.base import Generation, LoglikelihoodRequest, Request
+from harness.call import ModelCall
+
+
+def choose(model: ModelCall, context: str, continuations: Sequence[str], reference: str | None = None) -> int:
+    """Index of the most likely continuation (one forward pass where the backend shares it)."""
+    requests = [LoglikelihoodRequest(context, c, reference) for c in continuations]
+    values = model.loglikelihood(requests).values
+    return max(range(len(values)), key=values.__getitem__)
+
+
+def complete(model: ModelCall, prompt: str, *, max_tokens: int = 256, stop: Sequence[str] = (),
+             temperature: float = 0.0, reference: str | None = None) -> Generation:
+    """Generate from a prompt: plain text for base models, one user message for chat models."""
+    if model.spec.prompt_style == "chat":
+        request = Request(messages=({"role": "user", "content": prompt},), max_tokens=max_tokens,
+                          temperature=temperature, stop=tuple(stop), reference=reference)
+    else:
+        request = Request(prompt=prompt, max_tokens=max_tokens, temperature=temperature,
+                          stop=tuple(stop), reference=reference)
+    return model.generate(request)

