@@ -53,6 +53,12 @@ def resolve_model_path(model: str) -> str:
     return str(Path(model).expanduser())
 
 
+def default_threads() -> int:
+    """All cores, shared out among pytest-xdist workers so that `-n 2` does not oversubscribe."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    return max(1, (os.cpu_count() or 1) // max(workers, 1))
+
+
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits.astype(np.float64) - float(np.max(logits))
     return shifted - np.log(np.exp(shifted).sum())
@@ -66,9 +72,14 @@ class LlamaCppBackend:
 
         self.name = spec.name
         self.spec = spec
-        options: dict[str, Any] = {"n_ctx": 2048, "n_batch": 512, "verbose": False, "seed": 0}
+        # Measured on a 2-core CPU (bench/mmlu_speed.py): flash attention and 128-token micro-
+        # batches process MMLU prompts about 15% faster than llama-cpp-python's defaults.
+        options: dict[str, Any] = {"n_ctx": 2048, "n_batch": 512, "n_ubatch": 128, "flash_attn": True,
+                                   "verbose": False, "seed": 0}
         options.update(spec.options)
-        options.setdefault("n_threads", os.cpu_count() or 1)
+        threads = default_threads()
+        options.setdefault("n_threads", threads)
+        options.setdefault("n_threads_batch", threads)
         kind, _, target = spec.model.partition(":")
         if kind == "hf":
             repo, _, filename = target.rpartition("/")

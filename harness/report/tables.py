@@ -73,14 +73,18 @@ def _describe(value: Any) -> str:
     return str(value)
 
 
-def _git_commit(metadata: Mapping[str, Any]) -> Any:
-    # The session may record git as a flat key or as a {"commit": ..., "dirty": ...} mapping.
-    if metadata.get("git_commit"):
-        return metadata["git_commit"]
-    git = metadata.get("git")
-    if isinstance(git, Mapping):
-        return git.get("commit")
-    return git
+def _model_names(models: Any) -> Any:
+    """Registry entries as `name (backend, quantization)`; the full entries are in metadata.json."""
+    if not isinstance(models, (list, tuple)):
+        return models
+    named = []
+    for model in models:
+        if isinstance(model, Mapping) and "name" in model:
+            detail = ", ".join(str(model[k]) for k in ("backend", "quantization") if model.get(k))
+            named.append(f"{model['name']} ({detail})" if detail else str(model["name"]))
+        else:
+            named.append(model)
+    return named
 
 
 def markdown(rows: Sequence[SummaryRow], metadata: Mapping[str, Any] | None = None) -> str:
@@ -91,8 +95,8 @@ def markdown(rows: Sequence[SummaryRow], metadata: Mapping[str, Any] | None = No
     facts = [
         ("Run id", run_id),
         ("Started", metadata.get("started")),
-        ("Git commit", _git_commit(metadata)),
-        ("Models", metadata.get("models")),
+        ("Git commit", metadata.get("git_commit")),
+        ("Models", _model_names(metadata.get("models"))),
         ("Machine", metadata.get("machine")),
     ]
     listed = [f"- {label}: {_describe(value)}" for label, value in facts if value not in (None, "", [], {})]

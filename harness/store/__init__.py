@@ -50,7 +50,9 @@ def sqlite_path(uri: str) -> str:
         # slashes would be a host, which a local file store cannot honour.
         rest = rest[2:]
         if not rest.startswith("/"):
-            raise ValueError(f"{uri!r}: a sqlite URI takes no host; write sqlite:///abs/path or sqlite:rel/path")
+            raise ValueError(
+                f"{uri!r}: a sqlite URI takes no host; write sqlite:///abs/path or sqlite:rel/path"
+            )
     if not rest:
         raise ValueError(f"{uri!r}: the sqlite URI names no file")
     return rest

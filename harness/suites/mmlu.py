@@ -117,7 +117,8 @@ _EXPLICIT = re.compile(
     re.MULTILINE,
 )
 # The reply starts with the letter: "B", "(B)", "**B**", "B.", "B) foo", "B: foo", "B\nbecause".
-_LEADING = re.compile(r"\A[\s*_(\[]*(?P<letter>[A-D])[*_]*(?:[.):,\]]|[ \t]*(?:\n|\Z))")
+# A letter set in bold ("**D** because") counts whatever follows it.
+_LEADING = re.compile(r"\A[\s*_(\[]*(?P<letter>[A-D])(?:\*\*|__|[*_]*(?:[.):,\]]|[ \t]*(?:\n|\Z)))")
 # "B is correct", "I think C is the right one": a claim about one option.
 _CLAIM = re.compile(r"(?<![\w'])(?P<letter>[A-D])\s+is\s+(?:the\s+)?(?:correct|right|best)\b")
 # Anywhere: a lone letter followed by punctuation or a line end ("I'd pick C.", "it is (D)").

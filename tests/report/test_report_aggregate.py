@@ -117,7 +117,13 @@ def test_tokens_latency_and_cost() -> None:
             cost=0.5,
         ),
         # Tokens but no model time: in the sums, not in tokens/s; no wall_s: not in latency.
-        record("3", status="error", correct=None, usage={"prompt_tokens": 7, "completion_tokens": 0}, timings={"model_s": 0}),
+        record(
+            "3",
+            status="error",
+            correct=None,
+            usage={"prompt_tokens": 7, "completion_tokens": 0},
+            timings={"model_s": 0},
+        ),
     ]
     (row,) = summarize(records)
     assert row.prompt_tokens == 157

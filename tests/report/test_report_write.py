@@ -17,8 +17,10 @@ from harness.report.write import ResultsLog, read_results, render_run, write_sum
 METADATA = {
     "run_id": "2024-05-01T12-00-00-abc123",
     "started": "2024-05-01T12:00:00+00:00",
-    "git": {"commit": "abc1234", "dirty": False},
-    "models": ("tiny", "small"),  # a tuple: must render the same after a JSON round trip
+    "git_commit": "abc1234",
+    # registry entries, as the session saves them
+    "models": ({"name": "tiny", "backend": "llamacpp", "quantization": "q4_k_m"},
+               {"name": "small", "backend": "oracle", "quantization": ""}),
     "machine": {"cpu": "2 cores", "gpu": None},
     "output": Path("reports/run"),
 }
@@ -122,7 +124,7 @@ def test_write_summary_files(tmp_path: Path) -> None:
     ]
 
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    assert summary["metadata"]["models"] == ["tiny", "small"]
+    assert [m["name"] for m in summary["metadata"]["models"]] == ["tiny", "small"]
     assert summary["metadata"]["output"] == str(Path("reports/run"))
     assert summary["summary"][1]["accuracy"] == 0.625
     assert summary["summary"][0]["accuracy"] == 1.0
@@ -140,7 +142,7 @@ def test_write_summary_files(tmp_path: Path) -> None:
     text = (run_dir / "summary.md").read_text(encoding="utf-8")
     assert text.startswith("# Benchmark run 2024-05-01T12-00-00-abc123\n")
     assert "- Git commit: abc1234\n" in text
-    assert "- Models: tiny, small\n" in text
+    assert "- Models: tiny (llamacpp, q4_k_m), small (oracle)\n" in text
     assert "- Machine: cpu=2 cores\n" in text
     assert "| tiny | mmlu | single | 8 | 0.625 | [0.31, 0.86] | 0 | 0.250 s | 550.0 |" in text
     assert "| small | mmlu | single | 4 | 1.000 | [0.44, 1.00] | 1 | 0.250 s | 550.0 |" in text

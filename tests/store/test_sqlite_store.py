@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,10 @@ def test_indexed_columns_follow_the_record(tmp_path: Path) -> None:
     with SQLiteStore(path) as s:
         s.add(case("r1", 1, status="error", correct=None))
         s.add(case("r1", 2, status="wrong", correct=False))
-    with sqlite3.connect(path) as db:
-        rows = db.execute("SELECT case_id, suite, model, strategy, item_id, status, correct FROM cases ORDER BY item_id").fetchall()
+    with closing(sqlite3.connect(path)) as db:
+        rows = db.execute(
+            "SELECT case_id, suite, model, strategy, item_id, status, correct FROM cases ORDER BY item_id"
+        ).fetchall()
         mode = db.execute("PRAGMA journal_mode").fetchone()[0]
     assert rows == [
         ("benchmarks/test_mmlu.py::test_mmlu[tiny-1]", "mmlu", "tiny", "single", "1", "error", None),

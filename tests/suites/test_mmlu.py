@@ -303,6 +303,7 @@ def test_continuations_follow_answer_colon() -> None:
         ("A. cat", "A"),
         ("C\nBecause the others are wrong.", "C"),
         ("**C**", "C"),
+        ("**D** because the others are wrong", "D"),
         ("Answer: C", "C"),
         ("answer: d", "D"),
         ("**Answer:** B", "B"),
@@ -317,6 +318,8 @@ def test_continuations_follow_answer_colon() -> None:
         ("The answer is A... no wait, the answer is B.", "B"),  # the last explicit answer wins
         ("B. Vitamin C is the best source.", "B"),  # a leading letter beats a later mention
         ("Considering everything, C is correct.", "C"),
+        ("Not B; C is correct.", "C"),  # a claim beats a bare mention
+        ("(B) because C.", "B"),
         ("I'd pick C.", "C"),
         ("It has to be (D) here", "D"),
         ("Mercury has the shortest year, so B", "B"),
@@ -339,6 +342,8 @@ def test_extract_answer(text: str, expected: str) -> None:
         "the answer is d because",
         "E.",
         "Answer: E",
+        "Answer: Both are wrong",
+        "The answer is Dogs.",
         "None of the options are right",
         "Bees make honey",
         "It's a",

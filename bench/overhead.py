@@ -1,0 +1,80 @@
+"""The harness's overhead per case: the oracle over N synthetic MMLU cases, against plain pytest.
+
+    python bench/overhead.py [--cases 1000] [--repeat 3]
+
+Both runs are subprocesses of the same pytest, with the same number of parametrized cases; the
+plain run's tests do nothing, so the difference per case is what the harness adds: building the
+prompt, the backend call wrapper, the record, its trip through user_properties, results.jsonl and
+the SQLite store, and the summaries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+PLAIN = """
+import pytest
+
+@pytest.mark.parametrize("i", range({n}))
+def test_plain(i):
+    pass
+"""
+
+
+def write_items(folder: Path, n: int) -> None:
+    """n questions over 10 subjects in the authors' layout."""
+    test = folder / "test"
+    test.mkdir(parents=True)
+    per = n // 10
+    for s in range(10):
+        with open(test / f"subject{s}_test.csv", "w", newline="") as fh:
+            writer = csv.writer(fh)
+            for i in range(per + (1 if s < n % 10 else 0)):
+                writer.writerow([f"Question {s}-{i}: which letter?", "one", "two", "three", "four", "ABCD"[i % 4]])
+
+
+def timed(args: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+                         cwd=cwd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if out.returncode != 0:
+        raise SystemExit(f"pytest failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_items(root / "data", args.cases)
+        plain = root / "plain"
+        plain.mkdir()
+        (plain / "test_plain.py").write_text(PLAIN.format(n=args.cases))
+        harness_args = [str(PROJECT / "benchmarks" / "test_mmlu.py"), "--models", "oracle",
+                        "--mmlu-data", str(root / "data"), "--report-dir", str(root / "reports")]
+        harness_times, plain_times = [], []
+        for _ in range(args.repeat):  # interleaved, so drift on a noisy machine hits both alike
+            plain_times.append(timed([str(plain)], plain))
+            harness_times.append(timed(harness_args, PROJECT))
+    h, p = statistics.median(harness_times), statistics.median(plain_times)
+    print(f"cases: {args.cases}, repeats: {args.repeat} (medians)")
+    print(f"plain pytest, no-op tests:   {p:7.2f} s  ({p / args.cases * 1e3:.3f} ms per case)")
+    print(f"harness, oracle backend:     {h:7.2f} s  ({h / args.cases * 1e3:.3f} ms per case)")
+    print(f"harness overhead per case:   {(h - p) / args.cases * 1e3:.3f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""The `harness` command on real runs made by the plugin."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from support import BenchRun
+
+from harness.cli import main
+
+
+def test_models_lists_the_registry_and_what_runs_here(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["oracle"]["runs_here"] is True
+    assert rows["tinyllama"]["runs_here"] is False and "not implemented" in rows["tinyllama"]["why_not"]
+    assert rows["gemma3-270m-q4"]["default"] is True
+
+
+def test_report_rerenders_a_finished_run(bench: BenchRun, capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench("--models", "oracle", "--samples", "4", "--run-id", "r1").ret == 0
+    run_dir = bench.reports / "r1"
+    before = {name: (run_dir / name).read_text() for name in ("summary.json", "summary.csv", "summary.md")}
+    for name in before:
+        (run_dir / name).unlink()
+    assert main(["report", str(run_dir)]) == 0
+    assert "oracle" in capsys.readouterr().out
+    assert {name: (run_dir / name).read_text() for name in before} == before
+
+
+def test_compare_counts_changed_cases(bench: BenchRun, capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench("--models", "oracle", "--samples", "4", "--run-id", "a").ret == 0
+    assert bench("--models", "oracle", "--samples", "4", "--run-id", "b").ret == 0
+    # Make one case of run b wrong, as a different model version might.
+    results = bench.reports / "b" / "results.jsonl"
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    records[0]["correct"], records[0]["status"] = False, "wrong"
+    results.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert main(["compare", str(bench.reports / "a"), str(bench.reports / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "4 cases in both runs" in out
+    assert "1.000   0.750  -0.250" in out
+    assert "1 cases changed correctness" in out
+
+
+def test_report_of_a_missing_run_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert "nope" in capsys.readouterr().err
