@@ -24,6 +24,7 @@ DEFAULT_REGISTRY = Path(__file__).resolve().parents[1] / "models.toml"
 BACKENDS: dict[str, str | None] = {
     "llamacpp": "harness.backends.llamacpp:LlamaCppBackend",
     "oracle": "harness.backends.oracle:OracleBackend",
+    "scripted": "harness.backends.scripted:ScriptedBackend",
     "transformers": None,
     "openai": None,
     "ollama": None,

@@ -170,3 +170,30 @@ def test_llamacpp_generation_mode_and_fail_on_wrong(bench: BenchRun) -> None:
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == wrong
     assert outcomes.get("passed", 0) == 8 - wrong
+
+
+CRASH_PLUGIN = """
+import os
+import pytest
+
+seen = []
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logreport(report):
+    if report.when == "teardown":
+        seen.append(report.nodeid)
+        if len(seen) == 5:
+            os._exit(3)  # the process dies mid-run: no sessionfinish, no summaries
+"""
+
+
+def test_a_crash_mid_run_loses_no_answered_case(bench: BenchRun, monkeypatch: pytest.MonkeyPatch) -> None:
+    (bench.pytester.path / "crashplugin.py").write_text(CRASH_PLUGIN)
+    monkeypatch.setenv("PYTHONPATH", str(bench.pytester.path))
+    result = bench("--models", "oracle", "-p", "crashplugin", "--run-id", "crashed")
+    assert result.ret == 3
+    run_dir = bench.reports / "crashed"
+    assert not (run_dir / "summary.json").exists()
+    records = bench.records(run_dir)
+    assert len(records) == 5 and all(r["status"] == "ok" for r in records)
+    assert [row[1] for row in bench.store_rows()] == sorted(r["case_id"] for r in records)

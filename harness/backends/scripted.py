@@ -1,0 +1,90 @@
+"""A scripted test double: replies with a given sequence of messages and tool calls.
+
+It drives strategies' control flow in tests (a cascade whose small model fails twice, a router
+whose model calls a tool, an agent that writes broken code and then fixes it). It is never a
+stand-in for a real model in a benchmark.
+
+From code: `ScriptedBackend.from_steps([...])`. From a registry file:
+`options = { script = "path/to/script.json" }` where the file holds the list of steps.
+A step is a string (the reply text) or a mapping with `text` and/or `tool_calls`, each tool call
+`{"name": ..., "arguments": {...} or "raw JSON text"}`. When the steps run out, `then` decides:
+"repeat" the last step (a model that never stops calling tools) or "error".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.backends.base import (
+    BackendError,
+    Generation,
+    LoglikelihoodRequest,
+    Loglikelihoods,
+    Request,
+    Unsupported,
+    Usage,
+)
+from harness.registry import ModelSpec
+
+
+def available(spec: ModelSpec) -> str | None:
+    script = spec.options.get("script")
+    if script is None or Path(script).is_file():
+        return None
+    return f"script file {script!r} not found"
+
+
+def _tool_call(index: int, call: dict[str, Any]) -> dict[str, Any]:
+    arguments = call.get("arguments", {})
+    # Tool-call arguments always cross the seam as the model's raw JSON text, as OpenAI sends
+    # them, so strategies must cope with malformed arguments the same way for every backend.
+    raw = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return {"id": call.get("id", f"call_{index}"), "name": call["name"], "arguments": raw}
+
+
+class ScriptedBackend:
+    supports_loglikelihood = False
+
+    def __init__(self, spec: ModelSpec, steps: Sequence[Any] | None = None) -> None:
+        self.name = spec.name
+        self.spec = spec
+        if steps is None:
+            script = spec.options.get("script")
+            steps = json.loads(Path(script).read_text()) if script else spec.options.get("steps", [])
+        self.steps = list(steps)
+        self.then = spec.options.get("then", "repeat")
+        self.requests: list[Request] = []  # what the model was asked, for assertions
+
+    @classmethod
+    def from_steps(cls, steps: Sequence[Any], *, name: str = "scripted", then: str = "repeat") -> ScriptedBackend:
+        spec = ModelSpec(name=name, backend="scripted", model="script", options={"then": then})
+        return cls(spec, steps)
+
+    def generate(self, request: Request) -> Generation:
+        index = len(self.requests)
+        self.requests.append(request)
+        if index >= len(self.steps):
+            if self.then != "repeat" or not self.steps:
+                raise BackendError(f"{self.name}: script exhausted after {len(self.steps)} steps")
+            index = len(self.steps) - 1
+        step = self.steps[index]
+        if isinstance(step, str):
+            step = {"text": step}
+        calls = [_tool_call(i, c) for i, c in enumerate(step.get("tool_calls", []))]
+        text = step.get("text", "")
+        usage = Usage(len(str(request.prompt or request.messages).split()), len(text.split()), "estimate")
+        return Generation(text=text, tool_calls=calls, usage=usage,
+                          finish_reason="tool_calls" if calls else "stop")
+
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> Loglikelihoods:
+        raise Unsupported("the scripted backend only generates")
+
+    def process(self) -> int | None:
+        return os.getpid()
+
+    def close(self) -> None:
+        pass
