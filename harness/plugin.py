@@ -31,11 +31,22 @@ SUITES = ("mmlu",)  # each suite's name is also a marker
 
 @dataclass(frozen=True)
 class Case:
-    """What a parametrized benchmark test receives: one model and one item of one suite."""
+    """What a parametrized benchmark test receives: one item of one suite, and who answers it.
+
+    Single-model cases have `large=None`. Pair strategies (cascade, delegation) get the small
+    model as `model` and the large one as `large`; the strategy decides who speaks first.
+    """
 
     suite: str
     model: ModelSpec
     item: Item
+    strategy: str = "single"
+    large: ModelSpec | None = None
+
+    @property
+    def label(self) -> str:
+        """The model column of the reports: `small+large` for a pair."""
+        return self.model.name if self.large is None else f"{self.model.name}+{self.large.name}"
 
 
 @dataclass
@@ -70,18 +81,30 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         config.stash[SESSION].close()
 
 
-def parametrize_cases(metafunc: pytest.Metafunc, suite: str, items: Sequence[Item]) -> None:
-    """Parametrize a benchmark test over (selected model x item); ids read `model-item`."""
+def parametrize_cases(metafunc: pytest.Metafunc, suite: str, items: Sequence[Item],
+                      pair_strategies: Sequence[str] = ()) -> None:
+    """Parametrize a benchmark test over (model x item); ids read `model-item`.
+
+    With --small-model and --large-model, each of `pair_strategies` adds cases
+    `strategy-small-large-item`, and both models also run alone on the same items.
+    """
     session = metafunc.config.stash[SESSION]
-    if not session.models:
+    models = list(session.models)
+    pair = session.pair
+    if pair_strategies and pair is not None:
+        models += [m for m in pair if m not in models]
+    if not models:
         reasons = "; ".join(f"{n}: {r}" for n, r in session.unavailable_reasons().items())
         raise pytest.UsageError(f"no model selected to run here ({reasons}); choose with --models")
-    params = [
-        pytest.param(Case(suite, model, item), id=f"{model.name}-{item.id}",
-                     marks=[getattr(pytest.mark, m) for m in (*model.markers, suite)])
-        for model in session.models
-        for item in items
-    ]
+    cases = [(f"{model.name}-{item.id}", Case(suite, model, item)) for model in models for item in items]
+    if pair_strategies and pair is not None:
+        small, large = pair
+        cases += [(f"{strategy}-{small.name}-{large.name}-{item.id}", Case(suite, small, item, strategy, large))
+                  for strategy in pair_strategies for item in items]
+    params = []
+    for case_id, case in cases:
+        markers = {*case.model.markers, *(case.large.markers if case.large else ()), suite}
+        params.append(pytest.param(case, id=case_id, marks=[getattr(pytest.mark, m) for m in sorted(markers)]))
     metafunc.parametrize("case", params)
 
 
@@ -94,6 +117,16 @@ def harness(pytestconfig: pytest.Config) -> RunSession:
 def llm(request: pytest.FixtureRequest, case: Case, harness: RunSession) -> ModelCall:
     """The case's model, behind the call wrapper that times and counts every call."""
     call = ModelCall(case.model, harness.backend(case.model))
+    request.node.stash.setdefault(CALLS, []).append(call)
+    return call
+
+
+@pytest.fixture
+def large_llm(request: pytest.FixtureRequest, case: Case, harness: RunSession) -> ModelCall:
+    """The large model of a pair-strategy case (--large-model)."""
+    if case.large is None:
+        pytest.fail("large_llm is only for pair-strategy cases (see parametrize_cases)", pytrace=False)
+    call = ModelCall(case.large, harness.backend(case.large))
     request.node.stash.setdefault(CALLS, []).append(call)
     return call
 
@@ -115,8 +148,10 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
     case: Case = item.callspec.params["case"]  # type: ignore[attr-defined]
     outcome = item.stash.get(OUTCOME, None)
     calls = item.stash.get(CALLS, [])
+    backend = case.model.backend if case.large is None else f"{case.model.backend}+{case.large.backend}"
     rec = CaseRecord(run_id="", case_id=item.nodeid, suite=case.suite, item_id=case.item.id,
-                     model=case.model.name, backend=case.model.backend, reference=case.item.reference)
+                     model=case.label, backend=backend, strategy=case.strategy,
+                     reference=case.item.reference)
     if outcome is not None:
         rec.prediction, rec.mode, rec.extra = outcome.prediction, outcome.mode, outcome.extra
         rec.scores, rec.correct = outcome.score.scores, outcome.score.correct

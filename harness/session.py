@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.backends.base import Backend
-from harness.registry import DEFAULT_REGISTRY, ModelSpec, availability, create_backend, load_registry, select
+from harness.registry import (
+    DEFAULT_REGISTRY,
+    ModelSpec,
+    RegistryError,
+    availability,
+    create_backend,
+    load_registry,
+    select,
+)
 from harness.report.write import ResultsLog, write_summary
 from harness.settings import Settings
 from harness.store import Store, open_store
@@ -45,6 +53,7 @@ class RunSession:
             registry_files.append(settings.models_file)
         self.registry = load_registry(registry_files)
         self.models: list[ModelSpec] = select(self.registry, settings.models)
+        self.pair: tuple[ModelSpec, ModelSpec] | None = self._pair()
         self.run_id = settings.run_id or new_run_id()
         self.report_dir = settings.report_dir or rootdir / "reports"
         self.records: list[dict[str, Any]] = []
@@ -53,6 +62,18 @@ class RunSession:
         self._memo: dict[Any, Any] = {}
         self._log: ResultsLog | None = None
         self._store: Store | None = None
+
+    def _pair(self) -> tuple[ModelSpec, ModelSpec] | None:
+        small, large = self.settings.small_model, self.settings.large_model
+        if small is None and large is None:
+            return None
+        if small is None or large is None:
+            raise RegistryError("pair strategies need both --small-model and --large-model")
+        for name in (small, large):
+            if name not in self.registry:
+                raise RegistryError(f"unknown model {name!r} for a pair strategy; models: "
+                                    f"{', '.join(self.registry)}")
+        return self.registry[small], self.registry[large]
 
     def _registry_path(self) -> Path:
         local = self.rootdir / "models.toml"
@@ -117,6 +138,7 @@ class RunSession:
             "run_id": self.run_id,
             "started": self.started,
             "models": [{**m.__dict__, "tiers": list(m.tiers)} for m in self.models],
+            "pair": [m.name for m in self.pair] if self.pair else None,
             "settings": self.settings.to_dict(),
             "git_commit": _git_commit(self.rootdir),
             "machine": _machine(),

@@ -55,6 +55,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("store", "results store URI: a SQLite path (default reports/harness.sqlite) or mongodb://"),
     Option("report_dir", "folder for run reports (default reports/)", Path),
     Option("run_id", "name of this run (default: a timestamp)"),
+    Option("small_model", "the small model of pair strategies (cascade, delegation), by name"),
+    Option("large_model", "the large model of pair strategies (cascade, delegation), by name"),
     Option("fail_on_wrong", "fail the test of every wrongly answered item", _bool, False, flag=True),
     Option("mmlu_data", "MMLU data: a folder in the authors' CSV layout, or hf:cais/mmlu "
            "(default: the project's sample in fixtures/mmlu)"),
@@ -76,6 +78,8 @@ class Settings:
     store: str | None
     report_dir: Path | None
     run_id: str | None
+    small_model: str | None
+    large_model: str | None
     fail_on_wrong: bool
     mmlu_data: str | None
     mmlu_split: str
