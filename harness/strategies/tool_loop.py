@@ -1,0 +1,115 @@
+"""A model that calls tools, in a bounded loop: the shared core of the delegation router and
+the coding agent.
+
+Messages are OpenAI-style dicts; tools are given to the backend as OpenAI function schemas.
+Every tool call is recorded (name, raw arguments, result or error). Malformed arguments or a
+failing tool become a tool message that tells the model what went wrong, never a crash; the
+caller decides whether such an error makes the case an error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from harness.backends.base import Request
+from harness.call import ModelCall
+
+StopReason = Literal["answer", "finish_tool", "max_turns"]
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]  # JSON schema of the arguments object
+    run: Callable[[dict[str, Any]], str]
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "function",
+                "function": {"name": self.name, "description": self.description, "parameters": self.parameters}}
+
+
+class ToolError(Exception):
+    """Raised by a tool for a refused or failed call; its message goes back to the model."""
+
+
+@dataclass
+class ToolCallRecord:
+    turn: int
+    name: str
+    arguments: str  # raw, as the model wrote them
+    ok: bool
+    result: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class LoopResult:
+    text: str  # the model's final answer (or the finish tool's argument summary)
+    turns: int
+    stopped: StopReason
+    calls: list[ToolCallRecord] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    finish_arguments: dict[str, Any] | None = None
+
+    @property
+    def errors(self) -> list[ToolCallRecord]:
+        return [c for c in self.calls if not c.ok]
+
+
+def _parse_arguments(raw: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise ToolError(f"arguments are not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(parsed, dict):
+        raise ToolError("arguments must be a JSON object")
+    return parsed
+
+
+def _required(tool: Tool, arguments: dict[str, Any]) -> None:
+    missing = [k for k in tool.parameters.get("required", []) if k not in arguments]
+    if missing:
+        raise ToolError(f"missing required argument(s): {', '.join(missing)}")
+
+
+def run_tool_loop(model: ModelCall, messages: Sequence[dict[str, Any]], tools: Sequence[Tool], *,
+                  max_turns: int = 8, finish_tool: str | None = None, max_tokens: int = 512,
+                  temperature: float = 0.0, reference: str | None = None) -> LoopResult:
+    """Ask, run the tools the model calls, feed results back; stop on a plain answer, on the
+    finish tool, or after max_turns model calls."""
+    by_name: Mapping[str, Tool] = {t.name: t for t in tools}
+    history = list(messages)
+    calls: list[ToolCallRecord] = []
+    schemas = tuple(t.schema() for t in tools)
+    for turn in range(1, max_turns + 1):
+        generation = model.generate(Request(messages=tuple(history), tools=schemas, max_tokens=max_tokens,
+                                            temperature=temperature, reference=reference))
+        if not generation.tool_calls:
+            history.append({"role": "assistant", "content": generation.text})
+            return LoopResult(generation.text, turn, "answer", calls, history)
+        history.append({"role": "assistant", "content": generation.text or None,
+                        "tool_calls": [{"id": c["id"], "type": "function",
+                                        "function": {"name": c["name"], "arguments": c["arguments"]}}
+                                       for c in generation.tool_calls]})
+        for call in generation.tool_calls:
+            raw = call.get("arguments") or ""
+            try:
+                tool = by_name.get(call["name"])
+                if tool is None:
+                    raise ToolError(f"unknown tool {call['name']!r}; tools: {', '.join(by_name)}")
+                arguments = _parse_arguments(raw)
+                _required(tool, arguments)
+                result, ok = tool.run(arguments), True
+            except ToolError as exc:
+                result, ok = f"error: {exc}", False
+            calls.append(ToolCallRecord(turn, call["name"], raw, ok, result))
+            history.append({"role": "tool", "tool_call_id": call["id"], "content": result})
+            if ok and call["name"] == finish_tool:
+                return LoopResult(generation.text, turn, "finish_tool", calls, history, arguments)
+    return LoopResult("", max_turns, "max_turns", calls, history)
