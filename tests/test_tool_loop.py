@@ -54,7 +54,7 @@ def test_malformed_unknown_and_refused_calls_are_recorded_not_raised() -> None:
 
 
 def test_finish_tool_and_turn_limit() -> None:
-    finished, _ = loop([{"tool_calls": [{"name": "finish", "arguments": {}}]}])
+    finished, _ = loop([{"tool_calls": [{"name": "finish", "arguments": {}}]}], finish_tool="finish")
     assert finished.stopped == "finish_tool" and finished.finish_arguments == {}
     endless, backend = loop([{"tool_calls": [{"name": "echo", "arguments": {"text": "again"}}]}], max_turns=3)
     assert endless.stopped == "max_turns" and endless.turns == 3
