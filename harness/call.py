@@ -1,53 +1,98 @@
-"""The one wrapper around every model call.
+"""The one wrapper around every model call: timeout, retry, cache, timing, usage, cost.
 
-A case gets a `ModelCall` for each model it uses. It times each call, adds up usage and cost,
-and turns any failure inside a backend into BackendError, so that an error becomes a case
-with status=error and is never scored as a wrong answer.
+A case gets a `ModelCall` for each model it uses. Backends stay small because everything that
+is the same for all of them lives here:
+
+- timeout: each call runs on its backend's own worker thread and is abandoned after
+  `timeout_s` (BackendTimeout -> status=timeout). One thread per backend, so a hung call
+  queues the next ones behind it instead of running an in-process model twice at once.
+- retries with exponential backoff, on RetryableError only (a wrong request is not retried).
+- the response cache (harness/cache.py), keyed by the exact request.
+- timings: wall time, time to first token, decode tokens/s excluding the first token.
+- usage with its source, and cost from the registry's prices.
+Any other failure inside a backend becomes BackendError: an error result, never a wrong answer.
 """
 
 from __future__ import annotations
 
+import random
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from harness.backends.base import (
     Backend,
     BackendError,
+    BackendTimeout,
     Generation,
     LoglikelihoodRequest,
     Loglikelihoods,
     Request,
+    RetryableError,
+    Timings,
     Usage,
 )
+from harness.cache import ResponseCache, request_key
 from harness.registry import ModelSpec
 
 T = TypeVar("T")
+
+_EXECUTORS: dict[int, ThreadPoolExecutor] = {}
+_EXECUTORS_LOCK = threading.Lock()
+
+
+def _executor(backend: Backend) -> ThreadPoolExecutor:
+    with _EXECUTORS_LOCK:
+        key = id(backend)
+        if key not in _EXECUTORS:
+            _EXECUTORS[key] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{backend.name}")
+        return _EXECUTORS[key]
+
+
+@dataclass(frozen=True)
+class CallPolicy:
+    timeout_s: float | None = 600.0
+    retries: int = 3
+    backoff_s: float = 0.5  # first wait; doubles each retry, with jitter
+    cache: ResponseCache | None = None
 
 
 @dataclass
 class CallLog:
     """What the calls of one model within one case added up to."""
 
-    calls: int = 0
+    calls: int = 0  # model calls made (retries included; cache hits excluded)
+    cache_hits: int = 0
+    retries: int = 0
     usage: Usage = field(default_factory=Usage)
     model_s: float = 0.0
     first_token_s: float | None = None
+    decode_s: float = 0.0  # generation time after the first token
+    decode_tokens: int = 0  # tokens generated after the first one
     server: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def decode_tokens_per_s(self) -> float | None:
+        return self.decode_tokens / self.decode_s if self.decode_s > 0 and self.decode_tokens > 0 else None
+
     def to_dict(self) -> dict[str, Any]:
-        return {"calls": self.calls, "prompt_tokens": self.usage.prompt_tokens,
-                "completion_tokens": self.usage.completion_tokens, "source": self.usage.source,
-                "model_s": self.model_s, "first_token_s": self.first_token_s}
+        return {"calls": self.calls, "cache_hits": self.cache_hits, "retries": self.retries,
+                "prompt_tokens": self.usage.prompt_tokens, "completion_tokens": self.usage.completion_tokens,
+                "source": self.usage.source, "model_s": self.model_s, "first_token_s": self.first_token_s,
+                "decode_tokens_per_s": self.decode_tokens_per_s, "server": dict(self.server)}
 
 
 class ModelCall:
     """A backend as one case sees it: every call goes through `_call`."""
 
-    def __init__(self, spec: ModelSpec, backend: Backend) -> None:
+    def __init__(self, spec: ModelSpec, backend: Backend, policy: CallPolicy | None = None) -> None:
         self.spec = spec
         self.backend = backend
+        self.policy = policy or CallPolicy()
         self.log = CallLog()
 
     @property
@@ -58,33 +103,78 @@ class ModelCall:
     def cost(self) -> float:
         return self.spec.cost(self.log.usage.prompt_tokens, self.log.usage.completion_tokens)
 
-    def _call(self, fn: Callable[[], T]) -> T:
-        self.log.calls += 1
-        start = time.perf_counter()
-        try:
-            result = fn()
-        except BackendError:
-            raise
-        except Exception as exc:  # any backend failure is an error result, not a crash
-            raise BackendError(f"{self.spec.name}: {type(exc).__name__}: {exc}") from exc
-        finally:
-            self.log.model_s += time.perf_counter() - start
-        return result
-
-    def generate(self, request: Request) -> Generation:
-        generation = self._call(lambda: self.backend.generate(request))
-        self.log.usage = self.log.usage + generation.usage
-        if self.log.first_token_s is None and generation.timings.first_token_s is not None:
-            self.log.first_token_s = generation.timings.first_token_s
-        for key, value in generation.timings.server.items():
-            self.log.server[key] = self.log.server.get(key, 0.0) + value
-        return generation
-
-    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> Loglikelihoods:
-        result = self._call(lambda: self.backend.loglikelihood(requests))
-        self.log.usage = self.log.usage + result.usage
-        return result
-
     @property
     def supports_loglikelihood(self) -> bool:
         return bool(getattr(self.backend, "supports_loglikelihood", False))
+
+    def _once(self, fn: Callable[[], T]) -> T:
+        future = _executor(self.backend).submit(fn)
+        try:
+            return future.result(timeout=self.policy.timeout_s)
+        except FutureTimeout:
+            future.cancel()
+            raise BackendTimeout(f"{self.spec.name}: no answer within {self.policy.timeout_s:g} s") from None
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        attempt = 0
+        while True:
+            self.log.calls += 1
+            start = time.perf_counter()
+            try:
+                return self._once(fn)
+            except RetryableError as exc:
+                if attempt >= self.policy.retries:
+                    raise BackendError(f"{exc} (gave up after {attempt + 1} attempts)") from exc
+                wait = self.policy.backoff_s * 2**attempt * (0.5 + random.random())
+                attempt += 1
+                self.log.retries += 1
+                time.sleep(wait)
+            except BackendError:
+                raise
+            except Exception as exc:  # any backend failure is an error result, not a crash
+                raise BackendError(f"{self.spec.name}: {type(exc).__name__}: {exc}") from exc
+            finally:
+                self.log.model_s += time.perf_counter() - start
+
+    def _cached(self, kind: str, payload: Any) -> tuple[str | None, dict[str, Any] | None]:
+        if self.policy.cache is None:
+            return None, None
+        key = request_key(self.spec, kind, payload)
+        return key, self.policy.cache.get(key)
+
+    def generate(self, request: Request) -> Generation:
+        key, hit = self._cached("generate", request)
+        if hit is not None:
+            self.log.cache_hits += 1
+            timings = Timings(**hit.pop("timings"))
+            generation = Generation(**{**hit, "usage": Usage(**hit["usage"]), "timings": timings})
+        else:
+            generation = self._call(lambda: self.backend.generate(request))
+            if key is not None and self.policy.cache is not None:
+                self.policy.cache.put(key, generation.to_dict())
+        self._account(generation.usage, generation.timings)
+        return generation
+
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> Loglikelihoods:
+        key, hit = self._cached("loglikelihood", requests)
+        if hit is not None:
+            self.log.cache_hits += 1
+            result = Loglikelihoods(hit["values"], Usage(**hit["usage"]), Timings(**hit["timings"]))
+        else:
+            result = self._call(lambda: self.backend.loglikelihood(requests))
+            if key is not None and self.policy.cache is not None:
+                self.policy.cache.put(key, {"values": result.values, "usage": result.usage.__dict__,
+                                            "timings": result.timings.__dict__})
+        self._account(result.usage, result.timings)
+        return result
+
+    def _account(self, usage: Usage, timings: Timings) -> None:
+        self.log.usage = self.log.usage + usage
+        if timings.first_token_s is not None:
+            if self.log.first_token_s is None:
+                self.log.first_token_s = timings.first_token_s
+            if usage.completion_tokens > 1 and timings.total_s > timings.first_token_s:
+                self.log.decode_s += timings.total_s - timings.first_token_s
+                self.log.decode_tokens += usage.completion_tokens - 1
+        for name, value in timings.server.items():
+            self.log.server[name] = self.log.server.get(name, 0.0) + value

@@ -1,4 +1,4 @@
-"""The `harness` command: re-render a finished run, compare two runs, list the models."""
+"""The `harness` command: re-render a finished run, compare two runs, list the models, import tasks."""
 
 from __future__ import annotations
 
@@ -62,6 +62,37 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_tasks(args: argparse.Namespace) -> int:
+    """A suite's items into the `tasks` collection of a MongoDB store, upserted by (suite, split, id)."""
+    from harness.store import open_store
+
+    if not args.store.lower().startswith(("mongodb://", "mongodb+srv://")):
+        raise ValueError(f"--store {args.store!r}: tasks are kept only in a mongodb:// store")
+    store = open_store(args.store)  # without the mongodb extra, a ValueError that names it
+    try:
+        from harness.store.mongo import import_tasks, load_suite
+
+        split, items = load_suite(args.suite, args.data, args.split)
+        written, new = import_tasks(store, args.suite, split, items)  # type: ignore[arg-type]
+        print(f"{written} {args.suite} items ({split}) in tasks of {store!r}: {new} new, "
+              f"{written - new} replaced")
+    finally:
+        store.close()
+    return 0
+
+
+def _rescore(args: argparse.Namespace) -> int:
+    """Extraction metrics, predictions CSVs and plots again from stored predictions: no inference."""
+    from harness.report import extraction_metrics  # its libraries load only for this command
+
+    model = Path(args.bertscore_model) if args.bertscore_model else None
+    rows = extraction_metrics.rescore(Path(args.run_dir), bertscore_model=model)
+    folder = Path(args.run_dir) / extraction_metrics.FOLDER
+    print(f"{len(rows)} (model, field) rows: rewrote {folder / extraction_metrics.METRICS_CSV}, "
+          f"the predictions CSVs and {folder / 'plots'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models-file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_models)
+    p = sub.add_parser("rescore", help="recompute a run's extraction metrics and plots from its "
+                                      "stored predictions, without inference")
+    p.add_argument("run_dir")
+    p.add_argument("--bertscore-model", help="a local model folder for BERTScore (default: the run's)")
+    p.set_defaults(func=_rescore)
+    p = sub.add_parser("import-tasks", help="import a suite's items into the tasks collection of a "
+                                           "MongoDB store (again: replaced, never duplicated)")
+    p.add_argument("--suite", required=True, help="mmlu, mbpp, ...: a module of harness.suites")
+    p.add_argument("--data", required=True, help="the suite's data, as its --<suite>-data option takes")
+    p.add_argument("--split", help="the split to import (default: the suite loader's default)")
+    p.add_argument("--store", required=True, help="mongodb://host:port/db")
+    p.set_defaults(func=_import_tasks)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

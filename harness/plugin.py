@@ -26,7 +26,8 @@ from harness.suites.base import Item, Score
 SESSION = pytest.StashKey[RunSession]()
 OUTCOME = pytest.StashKey["Outcome"]()
 CALLS = pytest.StashKey[list[ModelCall]]()
-SUITES = ("mmlu",)  # each suite's name is also a marker
+RESOURCES = pytest.StashKey[dict[str, Any]]()
+SUITES = ("mmlu", "extraction", "vue", "mbpp", "humaneval")  # each suite's name is also a marker
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Outcome:
     score: Score
     mode: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    status: str | None = None  # None: ok or wrong, from score.correct
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -65,7 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = resolve(config)
     try:
         session = RunSession(settings, config.rootpath, writer=not hasattr(config, "workerinput"))
-    except RegistryError as exc:
+    except (RegistryError, OSError, ValueError) as exc:  # a bad registry, or --resume of no run
         raise pytest.UsageError(str(exc)) from None  # pytest exits with 4, the message names it
     config.stash[SESSION] = session
     if session.writer:
@@ -76,14 +78,24 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{marker}: harness case selection")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # --resume: a case the earlier attempt answered is not asked again; its record still counts.
+    run = config.stash[SESSION]
+    for item in items:
+        if item.nodeid in run.answered:
+            item.add_marker(pytest.mark.skip(reason=f"already answered in run {run.run_id}"))
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if SESSION in config.stash:
         config.stash[SESSION].close()
 
 
 def parametrize_cases(metafunc: pytest.Metafunc, suite: str, items: Sequence[Item],
-                      pair_strategies: Sequence[str] = ()) -> None:
+                      pair_strategies: Sequence[str] = (), strategies: Sequence[str] = ("single",)) -> None:
     """Parametrize a benchmark test over (model x item); ids read `model-item`.
+
+    Each single-model strategy other than "single" (such as "agent") adds cases `strategy-model-item`.
 
     With --small-model and --large-model, each of `pair_strategies` adds cases
     `strategy-small-large-item`, and both models also run alone on the same items.
@@ -96,7 +108,8 @@ def parametrize_cases(metafunc: pytest.Metafunc, suite: str, items: Sequence[Ite
     if not models:
         reasons = "; ".join(f"{n}: {r}" for n, r in session.unavailable_reasons().items())
         raise pytest.UsageError(f"no model selected to run here ({reasons}); choose with --models")
-    cases = [(f"{model.name}-{item.id}", Case(suite, model, item)) for model in models for item in items]
+    cases = [(f"{model.name}-{item.id}" if strategy == "single" else f"{strategy}-{model.name}-{item.id}",
+              Case(suite, model, item, strategy)) for strategy in strategies for model in models for item in items]
     if pair_strategies and pair is not None:
         small, large = pair
         cases += [(f"{strategy}-{small.name}-{large.name}-{item.id}", Case(suite, small, item, strategy, large))
@@ -116,7 +129,7 @@ def harness(pytestconfig: pytest.Config) -> RunSession:
 @pytest.fixture
 def llm(request: pytest.FixtureRequest, case: Case, harness: RunSession) -> ModelCall:
     """The case's model, behind the call wrapper that times and counts every call."""
-    call = ModelCall(case.model, harness.backend(case.model))
+    call = harness.model_call(case.model)
     request.node.stash.setdefault(CALLS, []).append(call)
     return call
 
@@ -126,17 +139,23 @@ def large_llm(request: pytest.FixtureRequest, case: Case, harness: RunSession) -
     """The large model of a pair-strategy case (--large-model)."""
     if case.large is None:
         pytest.fail("large_llm is only for pair-strategy cases (see parametrize_cases)", pytrace=False)
-    call = ModelCall(case.large, harness.backend(case.large))
+    call = harness.model_call(case.large)
     request.node.stash.setdefault(CALLS, []).append(call)
     return call
 
 
 @pytest.fixture
 def record(request: pytest.FixtureRequest, harness: RunSession) -> Callable[..., None]:
-    """record(prediction, score, mode=..., **extra): the case's measured outcome."""
+    """record(prediction, score, mode=..., status=None, **extra): the case's measured outcome.
 
-    def _record(prediction: str | None, score: Score, mode: str = "", **extra: Any) -> None:
-        request.node.stash[OUTCOME] = Outcome(prediction, score, mode, extra)
+    `status="invalid_output"` marks an answer the suite could not read (scored as wrong).
+    """
+
+    def _record(prediction: str | None, score: Score, mode: str = "", status: str | None = None,
+                **extra: Any) -> None:
+        if status not in (None, "ok", "wrong", "invalid_output"):
+            raise ValueError(f"record(status={status!r}): a test may set ok, wrong or invalid_output")
+        request.node.stash[OUTCOME] = Outcome(prediction, score, mode, extra, status)
         if harness.settings.fail_on_wrong and not score.correct:
             pytest.fail(f"wrong answer: predicted {prediction!r}, expected "
                         f"{request.node.callspec.params['case'].item.reference!r}", pytrace=False)
@@ -155,7 +174,8 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
     if outcome is not None:
         rec.prediction, rec.mode, rec.extra = outcome.prediction, outcome.mode, outcome.extra
         rec.scores, rec.correct = outcome.score.scores, outcome.score.correct
-        rec.status = "ok" if outcome.score.correct else "wrong"
+        verdict = "ok" if outcome.score.correct else "wrong"
+        rec.status = outcome.status or verdict  # type: ignore[assignment]
     elif call.excinfo is not None:
         exc = call.excinfo.value
         rec.status = "timeout" if isinstance(exc, BackendTimeout) else "error"
@@ -167,13 +187,35 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
         rec.usage = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
                      "source": usage.source}
     firsts = [c.log.first_token_s for c in calls if c.log.first_token_s is not None]
+    decode = [c.log.decode_tokens_per_s for c in calls if c.log.decode_tokens_per_s is not None]
     rec.timings = {"wall_s": call.duration, "model_s": sum(c.log.model_s for c in calls),
-                   "first_token_s": firsts[0] if firsts else None}
+                   "first_token_s": firsts[0] if firsts else None,
+                   "decode_tokens_per_s": decode[0] if len(decode) == 1 else None}
+    server = {k: v for c in calls for k, v in c.log.server.items()}
+    if server:
+        rec.timings["server"] = server
     rec.cost = sum(c.cost for c in calls)
     rec.attempts = sum(c.log.calls for c in calls)
+    rec.resources = item.stash.get(RESOURCES, {})
+    if any(c.log.cache_hits for c in calls):
+        rec.extra["cache_hits"] = sum(c.log.cache_hits for c in calls)
     if len(calls) > 1:
         rec.extra["per_model"] = {c.name: c.log.to_dict() for c in calls}
     return rec
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    # Sample the processes doing the inference (this one, or a server's tree) during the case.
+    calls = item.stash.get(CALLS, [])
+    run = item.config.stash[SESSION]
+    pids = {pid for pid in (c.backend.process() for c in calls) if pid is not None}
+    window = run.monitor(pids).window() if pids and run.settings.monitor_interval > 0 else None
+    try:
+        yield
+    finally:
+        if window is not None:
+            item.stash[RESOURCES] = window.stop().to_dict()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -12,8 +12,10 @@ from typing import Any, Literal
 
 RECORD_KEY = "harness_record"
 
-Status = Literal["ok", "wrong", "error", "timeout"]
-STATUSES: tuple[Status, ...] = ("ok", "wrong", "error", "timeout")
+# invalid_output: the model answered, but not in the form the suite asked for (JSON that does not
+# validate): a measured model failure, scored as wrong, unlike error/timeout.
+Status = Literal["ok", "wrong", "invalid_output", "error", "timeout"]
+STATUSES: tuple[Status, ...] = ("ok", "wrong", "invalid_output", "error", "timeout")
 
 
 @dataclass

@@ -25,9 +25,9 @@ BACKENDS: dict[str, str | None] = {
     "llamacpp": "harness.backends.llamacpp:LlamaCppBackend",
     "oracle": "harness.backends.oracle:OracleBackend",
     "scripted": "harness.backends.scripted:ScriptedBackend",
-    "transformers": None,
-    "openai": None,
-    "ollama": None,
+    "transformers": "harness.backends.transformers:TransformersBackend",
+    "openai": "harness.backends.openai:OpenAIBackend",
+    "ollama": "harness.backends.ollama:OllamaBackend",
 }
 
 _FIELDS = {"name", "backend", "model", "tiers", "prompt_style", "quantization", "price_in",

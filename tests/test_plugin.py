@@ -49,7 +49,7 @@ def test_k_selects_by_model_and_subject(bench: BenchRun) -> None:
 def test_m_selects_by_tier_and_backend(bench: BenchRun) -> None:
     result = bench("--models", "all", "--collect-only", "-q", "-m", "tier_7b", "--mmlu-per-subject", "1")
     models = {line.split("[")[1].rsplit("-", 2)[0] for line in result.stdout.lines if "::test_mmlu[" in line}
-    assert models == {"codellama-7b", "qwen2.5-7b", "mistral-7b"}
+    assert models == {"codellama-7b", "qwen2.5-7b", "qwen2.5-7b-nf4", "qwen2.5-7b-int8", "mistral-7b"}
     result = bench("--models", "all", "--collect-only", "-q", "-m", "backend_oracle and mmlu")
     assert sum("[oracle-" in line for line in result.stdout.lines) == SAMPLE_ITEMS
 

@@ -90,11 +90,12 @@ def test_default_selection_is_what_runs_here() -> None:
     assert [m.name for m in select(models, None)] == expected
 
 
-def test_availability_explains_what_cannot_run(tmp_path: Path) -> None:
+def test_availability_explains_what_cannot_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")  # a closed port: no server answers
     models = load_registry([DEFAULT_REGISTRY, write(tmp_path, '[[models]]\nname = "gone"\nbackend = "llamacpp"\n'
                                                                'model = "/nonexistent.gguf"\n')])
     assert availability(models["oracle"]) is None
-    assert "not implemented" in str(availability(models["tinyllama"]))
+    assert "no Ollama server answers at http://127.0.0.1:9" in str(availability(models["tinyllama"]))
     reason = availability(models["gone"])
     assert reason is not None and "/nonexistent.gguf" in reason
     with pytest.raises(RegistryError, match="cannot run here"):

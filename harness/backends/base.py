@@ -20,6 +20,10 @@ class BackendTimeout(BackendError):
     """A model call ran past its time limit: recorded with status=timeout."""
 
 
+class RetryableError(BackendError):
+    """A failure worth another try: a refused connection, HTTP 429 or 5xx, a server reloading."""
+
+
 class Unsupported(BackendError):
     """The backend cannot do this kind of request (e.g. loglikelihood on a chat API)."""
 

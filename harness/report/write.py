@@ -100,6 +100,17 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def latest_per_case(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per case_id, the last written, in first-seen order.
+
+    A resumed run (--resume) appends a new record for a case that had failed; the new one counts.
+    """
+    latest: dict[Any, dict[str, Any]] = {}
+    for record in records:
+        latest[record.get("case_id", id(record))] = record
+    return list(latest.values())
+
+
 def _write_text(path: Path, text: str) -> None:
     # Write beside the target, then rename: a reader (or a crash) never sees half a summary.
     temporary = path.with_name(path.name + ".tmp")
@@ -144,4 +155,4 @@ def render_run(run_dir: str | Path) -> list[SummaryRow]:
     metadata: dict[str, Any] = {}
     if metadata_path.exists():
         metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
-    return write_summary(run_dir, read_results(results), metadata)
+    return write_summary(run_dir, latest_per_case(read_results(results)), metadata)

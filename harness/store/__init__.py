@@ -1,8 +1,9 @@
 """Result stores: where case records go beside results.jsonl, chosen by a URI.
 
-A plain path or a sqlite: URI gives the default SQLite file store; mongodb:// is reserved for the
-MongoDB store of the `mongodb` extra. Backends are imported only when chosen, so the optional
-drivers of one store never weigh on a run that uses another.
+A plain path or a sqlite: URI gives the default SQLite file store; mongodb:// (or mongodb+srv://)
+the MongoDB store of the `mongodb` extra, in the database the URI's path names (default `harness`).
+Backends are imported only when chosen, so the optional drivers of one store never weigh on a run
+that uses another.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def sqlite_path(uri: str) -> str:
 
 
 def open_store(uri: str | Path) -> Store:
-    """Open the store a URI names: a path or sqlite: URI (SQLite file), or mongodb:// (later)."""
+    """Open the store a URI names: a path or sqlite: URI (SQLite file), or mongodb:// (MongoDB)."""
     text = str(uri)
     match = _SCHEME.match(text)
     if match is None:
@@ -74,11 +75,11 @@ def open_store(uri: str | Path) -> Store:
         path = sqlite_path(text)
         return SQLiteStore(path if path == ":memory:" else Path(path).expanduser())
     if scheme in ("mongodb", "mongodb+srv"):
-        # The MongoDB store (harness/store/mongo.py) is not written yet; say so plainly rather
-        # than fall back to a file the user did not ask for.
-        raise ValueError(
-            f"{scheme}:// store requested, but the MongoDB store is not available: it comes with "
-            "the mongodb extra (pip install -e '.[mongodb]'); use a path or a sqlite: URI meanwhile"
-        )
+        try:
+            from harness.store.mongo import MongoStore
+        except ImportError as exc:
+            # Say so plainly rather than fall back to a file the user did not ask for.
+            raise ValueError(f"{scheme}:// store requested, but {exc}") from None
+        return MongoStore(text)  # pings the server: a wrong URI fails here, naming it
     supported = ", ".join(f"{name}:" for name in SUPPORTED_SCHEMES)
     raise ValueError(f"unknown store scheme {scheme!r} in {text!r}; supported: a file path, {supported}")

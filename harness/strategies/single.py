@@ -16,12 +16,12 @@ def choose(model: ModelCall, context: str, continuations: Sequence[str], referen
 
 
 def complete(model: ModelCall, prompt: str, *, max_tokens: int = 256, stop: Sequence[str] = (),
-             temperature: float = 0.0, reference: str | None = None) -> Generation:
+             temperature: float = 0.0, reference: str | None = None, seed: int | None = None) -> Generation:
     """Generate from a prompt: plain text for base models, one user message for chat models."""
     if model.spec.prompt_style == "chat":
         request = Request(messages=({"role": "user", "content": prompt},), max_tokens=max_tokens,
-                          temperature=temperature, stop=tuple(stop), reference=reference)
+                          temperature=temperature, stop=tuple(stop), seed=seed, reference=reference)
     else:
         request = Request(prompt=prompt, max_tokens=max_tokens, temperature=temperature,
-                          stop=tuple(stop), reference=reference)
+                          stop=tuple(stop), seed=seed, reference=reference)
     return model.generate(request)

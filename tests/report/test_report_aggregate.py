@@ -145,6 +145,7 @@ def test_to_dict_and_empty_input() -> None:
     data = row.to_dict()
     assert list(data) == [
         "model", "suite", "strategy", "items", "scored", "correct", "accuracy", "ci_low", "ci_high",
-        "errors", "mean_latency_s", "tokens_per_s", "prompt_tokens", "completion_tokens", "cost",
+        "errors", "invalid", "mean_latency_s", "tokens_per_s", "prompt_tokens", "completion_tokens", "cost",
+        "settled_by_small",
     ]
     assert SummaryRow(**data) == row

@@ -192,12 +192,6 @@ def test_sqlite_path_rejects_hosts_and_empty(uri: str) -> None:
         sqlite_path(uri)
 
 
-@pytest.mark.parametrize("uri", ["mongodb://localhost:27017/bench", "mongodb+srv://cluster/bench"])
-def test_open_store_mongodb_needs_the_extra(uri: str) -> None:
-    with pytest.raises(ValueError, match="mongodb extra"):
-        open_store(uri)
-
-
 def test_open_store_unknown_scheme_names_it_and_the_supported() -> None:
     with pytest.raises(ValueError, match=r"unknown store scheme 'postgres'.*sqlite:.*mongodb:"):
         open_store("postgres://localhost/db")

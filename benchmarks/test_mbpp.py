@@ -1,0 +1,56 @@
+"""MBPP: short Python tasks, each answer run against the task's asserts in the sandbox.
+
+Each task is a case per selected model; with --small-model and --large-model the cascade runs
+too (the small model tries --cascade-variants times, then the large one answers), beside both
+models alone on the same tasks. --code-samples N gives pass@k over N samples per task.
+Data: --mbpp-data (default: the project's sample in fixtures/mbpp), --mbpp-split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.plugin import Case, parametrize_cases
+from harness.sandbox import Limits, Sandbox
+from harness.session import RunSession
+from harness.strategies import code
+from harness.suites import mbpp
+
+SAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "mbpp"
+
+
+def _source(run: RunSession) -> str:
+    return run.settings.mbpp_data or str(SAMPLE)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    from harness.plugin import SESSION
+
+    run = metafunc.config.stash[SESSION]
+    s = run.settings
+    items = mbpp.load(_source(run), split=s.mbpp_split, samples=s.samples, seed=s.seed)
+    parametrize_cases(metafunc, "mbpp", items, pair_strategies=("cascade",))
+
+
+def _shots(run: RunSession) -> list:
+    # The data's own prompt split when it has one (the authors' files do), else the sample's.
+    def load() -> list:
+        try:
+            return mbpp.few_shot(_source(run), run.settings.mbpp_shots)
+        except (ValueError, OSError):
+            return mbpp.few_shot(SAMPLE, run.settings.mbpp_shots)
+
+    return run.memo(("mbpp-shots", _source(run), run.settings.mbpp_shots), load)
+
+
+def test_mbpp(case: Case, llm, record, harness: RunSession, request: pytest.FixtureRequest) -> None:
+    s = harness.settings
+    sandbox = harness.memo(("sandbox", s.sandbox, s.code_timeout),
+                           lambda: Sandbox(Limits(timeout_s=s.code_timeout), level=s.sandbox))
+    shots = _shots(harness) if case.model.prompt_style == "base" else []
+    task = mbpp.task(case.item, shots, style=case.model.prompt_style, max_tokens=s.code_max_tokens)
+    result = code.answer(task, llm, sandbox, strategy=case.strategy, samples=s.code_samples,
+                         large=lambda: request.getfixturevalue("large_llm"), cascade_variants=s.cascade_variants)
+    record(result.prediction, result.score, mode=result.mode, **result.extra)

