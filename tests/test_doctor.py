@@ -1,0 +1,34 @@
+"""`harness doctor` on this machine: real checks, with a closed port standing in for Ollama."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.cli import main
+from harness.doctor import run_checks
+
+
+def test_findings_cover_every_area_and_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    findings = {(f.area, f.name): f for f in run_checks()}
+    assert {area for area, _ in findings} >= {"python", "package", "model", "gpu", "sandbox", "node"}
+    assert findings[("model", "oracle")].ok
+    tinyllama = findings[("model", "tinyllama")]
+    assert not tinyllama.ok and "127.0.0.1:9" in tinyllama.seen
+    gpt = findings[("model", "gpt-4o")]
+    assert not gpt.ok and "OPENAI_API_KEY" in gpt.seen + gpt.fix
+    sandbox = findings[("sandbox", "isolation")]
+    assert sandbox.seen and (sandbox.ok or "network" in sandbox.fix)
+    for finding in findings.values():
+        assert finding.ok or finding.fix or "`" in finding.seen or "pip install" in finding.seen
+
+
+def test_cli_exit_code_follows_the_default_model(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.registry import DEFAULT_REGISTRY, availability, load_registry
+
+    runs_here = availability(load_registry([DEFAULT_REGISTRY])["gemma3-270m-q4"]) is None
+    assert main(["doctor"]) == (0 if runs_here else 1)
+    out = capsys.readouterr().out
+    assert "gemma3-270m-q4" in out and ("can go ahead" in out) == runs_here
