@@ -42,7 +42,7 @@ LEVELS = ("bwrap", "unshare", "rlimits")
 NOBODY = 65534
 PROGRAM_FILE = "program.py"
 # Wrapper programs that name themselves at the start of their own error messages.
-_WRAPPER_ERRORS = ("bwrap: ", "unshare: ", "setpriv: ", "prlimit: ")
+_WRAPPER_ERRORS = ("bwrap: ", "unshare: ", "setpriv: ", "prlimit: ", "sh: ")
 _TIMES_MARKER = "@@harness-sandbox-times@@"
 _TIMES = re.compile(r"(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s")
 _TRACEBACK_LINE = re.compile(r'File "[^"]*' + re.escape(PROGRAM_FILE) + r'", line (\d+)')

@@ -17,6 +17,7 @@ import ipaddress
 import json
 import os
 import time
+import urllib.error
 import urllib.request
 from typing import Any
 from urllib.parse import urlparse
@@ -72,6 +73,8 @@ def available(spec: ModelSpec) -> str | None:
     if base and _is_local(base):
         try:  # a local server must answer now; a remote API is trusted to be up
             urllib.request.urlopen(base.rstrip("/") + "/models", timeout=1).close()
+        except urllib.error.HTTPError:
+            pass  # it answered, if not with a model list: good enough to try
         except OSError as exc:
             return f"server {base} does not answer ({exc})"
     return None

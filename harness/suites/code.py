@@ -52,7 +52,7 @@ def defines_function(code: str, name: str) -> bool:
 _CALLED = re.compile(r"\bassert\s+(?:not\s+)?[(\s]*(?:math\.isclose\(\s*|set\(\s*)?(?P<name>[A-Za-z_]\w*)\s*\(")
 
 
-def tested_function(tests: Sequence[str]) -> str | None:
+def function_under_test(tests: Sequence[str]) -> str | None:
     """The function the tests call (`assert name(...) == ...`), for prompts and error messages."""
     for test in tests:
         match = _CALLED.search(test)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.suites.base import DataError, Item, sample
-from harness.suites.code import CodeTask, extract_code, tested_function
+from harness.suites.code import CodeTask, extract_code, function_under_test
 
 SPLITS: dict[str, tuple[int, int]] = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600),
                                       "train": (601, 974)}
@@ -153,7 +153,7 @@ def _item(row: dict[str, Any], path: Path | str, line: int | None) -> Item:
         id=str(task_id),
         input={"task_id": task_id, "text": text.strip(), "test_list": tests,
                "test_setup_code": normalize(setup), "challenge_test_list": [normalize(t) for t in challenge],
-               "function": tested_function(tests)},
+               "function": function_under_test(tests)},
         reference=normalize(code),
         meta={"file": str(path), "line": line},
     )

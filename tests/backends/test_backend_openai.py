@@ -144,3 +144,46 @@ def test_cache_answers_a_repeated_request_without_calling_the_model(tmp_path: Pa
     assert count[0] == 1  # one real call in all: everything else came from the cache
     assert (call.log.calls, call.log.cache_hits) == (0, 2)
     assert call.log.usage.prompt_tokens == 6  # cached answers keep their usage
+
+
+def write_registry(path: Path, name: str, options: dict[str, Any]) -> Path:
+    inline = ", ".join(f"{k} = {v!r}".replace("'", '"').replace("True", "true") for k, v in options.items())
+    path.write_text(f'[[models]]\nname = "{name}"\nbackend = "openai"\nmodel = "gemma3-270m"\n'
+                    f'tiers = ["270m"]\noptions = {{ {inline} }}\n')
+    return path
+
+
+def test_benchmark_run_through_the_server_records_server_resources(bench: Any, llama_server: dict[str, Any]) -> None:
+    registry = write_registry(bench.pytester.path / "mine.toml", "gemma-server",
+                              {"base_url": llama_server["base_url"], "tokenize_url": llama_server["tokenize_url"],
+                               "loglikelihood": True})
+    result = bench("--models-file", str(registry), "--models", "gemma-server", "--mmlu-per-subject", "1")
+    assert result.ret == 0, result.stdout.str()
+    records = bench.records()
+    assert len(records) == 4
+    for r in records:
+        assert r["status"] in ("ok", "wrong") and r["mode"] == "loglikelihood"
+        assert r["usage"]["source"] == "server" and r["usage"]["prompt_tokens"] > 20
+        # The work happened in the server process, which the monitor found from its port.
+        assert r["resources"]["cpu_s"] > 0 and r["resources"]["rss_peak_mb"] > 253
+    metadata = bench.summary()["metadata"]
+    assert metadata["monitor"]["interval_s"] == 0.1 and metadata["monitor"]["cpu_s"] >= 0
+
+
+def test_second_identical_run_with_cache_calls_the_model_zero_times(bench: Any, tmp_path: Path) -> None:
+    routes, count = flaky_completions(failures=0)
+    with serve(routes) as (url, _):
+        registry = write_registry(bench.pytester.path / "mine.toml", "fake", {"base_url": url + "/v1"})
+        args = ["--models-file", str(registry), "--models", "fake", "--samples", "4", "--mmlu-mode", "generate",
+                "--cache", "--cache-dir", str(tmp_path / "cache")]
+        assert bench(*args, "--run-id", "first").ret == 0
+        assert count[0] == 4
+        assert bench(*args, "--run-id", "second").ret == 0
+        assert count[0] == 4  # no new request reached the server
+        again = bench(*args[:-3], "--no-cache", "--run-id", "third")
+        assert again.ret == 0 and count[0] == 8
+    first, second = bench.records(bench.reports / "first"), bench.records(bench.reports / "second")
+    assert [r["attempts"] for r in first] == [1] * 4
+    assert [r["attempts"] for r in second] == [0] * 4
+    assert all(r["extra"]["cache_hits"] == 1 for r in second)
+    assert [r["prediction"] for r in first] == [r["prediction"] for r in second]
