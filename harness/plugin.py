@@ -27,7 +27,7 @@ SESSION = pytest.StashKey[RunSession]()
 OUTCOME = pytest.StashKey["Outcome"]()
 CALLS = pytest.StashKey[list[ModelCall]]()
 RESOURCES = pytest.StashKey[dict[str, Any]]()
-SUITES = ("mmlu", "extraction", "vue", "mbpp", "humaneval")  # each suite's name is also a marker
+SUITES = ("mmlu", "extraction", "vue", "mbpp", "humaneval", "gsm8k")  # each suite's name is also a marker
 
 
 @dataclass(frozen=True)
@@ -153,8 +153,10 @@ def record(request: pytest.FixtureRequest, harness: RunSession) -> Callable[...,
 
     def _record(prediction: str | None, score: Score, mode: str = "", status: str | None = None,
                 **extra: Any) -> None:
-        if status not in (None, "ok", "wrong", "invalid_output"):
-            raise ValueError(f"record(status={status!r}): a test may set ok, wrong or invalid_output")
+        if status not in (None, "ok", "wrong", "invalid_output", "error"):
+            raise ValueError(f"record(status={status!r}): a test may set ok, wrong, invalid_output or error")
+        if status == "error" and not extra.get("error"):
+            raise ValueError("record(status='error') needs error=<the reason>")
         request.node.stash[OUTCOME] = Outcome(prediction, score, mode, extra, status)
         if harness.settings.fail_on_wrong and not score.correct:
             pytest.fail(f"wrong answer: predicted {prediction!r}, expected "
@@ -176,6 +178,9 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
         rec.scores, rec.correct = outcome.score.scores, outcome.score.correct
         verdict = "ok" if outcome.score.correct else "wrong"
         rec.status = outcome.status or verdict  # type: ignore[assignment]
+        if rec.status == "error":
+            rec.error = str(rec.extra.pop("error"))
+            rec.correct = None  # an error is not a score
     elif call.excinfo is not None:
         exc = call.excinfo.value
         rec.status = "timeout" if isinstance(exc, BackendTimeout) else "error"

@@ -5,18 +5,10 @@ environment (no API keys), rlimits on CPU time, address space, file size, proces
 files, a wall-clock timeout that kills the whole process tree, and its output capped (stdout and
 stderr go to files under RLIMIT_FSIZE, so printing a gigabyte stops at the cap).
 
-How much more it gets depends on the machine; the strongest level that works here is chosen once
-per process and reported (`Sandbox.isolation`), because a run's figures mean little without it:
-
-- bwrap: bubblewrap with new network, PID, IPC and UTS namespaces, a read-only root filesystem,
-  a private /tmp, the home folders hidden; as root the program runs as `nobody`, which makes
-  RLIMIT_NPROC count (root is exempt from it) and keeps it from everything root owns.
-- unshare: util-linux `unshare` with new network and PID namespaces (`-r` when not root); the
-  filesystem is shared.
-- rlimits: a plain process with the limits only.
-
-Only the wall-clock timeout and the rlimits hold at every level; the network, the filesystem and
-other processes are protected only by the first two.
+How much more it gets depends on the machine (harness/isolation.py: bwrap, unshare, rlimits); the
+strongest level that works here is chosen once per process and reported (`Sandbox.isolation`),
+because a run's figures mean little without it. Only the wall-clock timeout and the rlimits hold
+at every level; the network, the filesystem and other processes are protected by the first two.
 """
 
 from __future__ import annotations
@@ -31,55 +23,34 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import psutil
 
+from harness.isolation import (
+    LEVELS,
+    NOBODY,
+    PROGRAM_FILE,
+    TIMES_MARKER,
+    Isolation,
+    Limits,
+    Plan,
+    candidates,
+    command,
+    environment,
+    preexec,
+    rlimits,
+)
+
+__all__ = ["LEVELS", "Isolation", "Limits", "Result", "Sandbox"]
+
 Outcome = Literal["pass", "fail", "timeout", "crash", "sandbox_error"]
-LEVELS = ("bwrap", "unshare", "rlimits")
-NOBODY = 65534
-PROGRAM_FILE = "program.py"
 # Wrapper programs that name themselves at the start of their own error messages.
 _WRAPPER_ERRORS = ("bwrap: ", "unshare: ", "setpriv: ", "prlimit: ", "sh: ")
-_TIMES_MARKER = "@@harness-sandbox-times@@"
 _TIMES = re.compile(r"(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s")
 _TRACEBACK_LINE = re.compile(r'File "[^"]*' + re.escape(PROGRAM_FILE) + r'", line (\d+)')
-
-
-@dataclass(frozen=True)
-class Limits:
-    timeout_s: float = 10.0  # wall clock; the whole process tree is killed after it
-    cpu_s: int | None = None  # RLIMIT_CPU; default: the timeout rounded up, plus one
-    memory_bytes: int = 1 << 30  # RLIMIT_AS
-    file_bytes: int = 16 << 20  # RLIMIT_FSIZE: every file the program writes, its output included
-    processes: int = 64  # RLIMIT_NPROC, on top of what the user already runs (see _nproc_limit)
-    open_files: int = 128  # RLIMIT_NOFILE
-    output_bytes: int = 64 << 10  # how much of stdout and of stderr a result keeps
-
-
-@dataclass(frozen=True)
-class Isolation:
-    """What a program run by this sandbox actually gets."""
-
-    level: str  # bwrap | unshare | rlimits
-    network: bool  # own network namespace: no network at all
-    pid_namespace: bool  # cannot see or signal the harness or other processes
-    filesystem: str  # "read-only" (a private /tmp and the work folder writable) or "shared"
-    user: str  # the user the program runs as
-    process_limit: bool  # RLIMIT_NPROC binds (it does not for root)
-
-    def describe(self) -> str:
-        parts = [self.level,
-                 "no network" if self.network else "network shared",
-                 "own PID namespace" if self.pid_namespace else "PIDs shared",
-                 f"filesystem {self.filesystem}", f"user {self.user}",
-                 "process limit" if self.process_limit else "no process limit"]
-        return ", ".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "description": self.describe()}
 
 
 @dataclass
@@ -94,25 +65,13 @@ class Result:
     stdout: str = ""
     stderr: str = ""
     truncated: bool = False  # stdout or stderr was longer than Limits.output_bytes
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
         return self.outcome == "pass"
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("extra")
-        return data
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """How to wrap a command: an Isolation and the argv prefix that gives it."""
-
-    isolation: Isolation
-    drop_to_nobody: bool
-    user_namespace: bool
+        return asdict(self)
 
 
 class Sandbox:
@@ -138,32 +97,13 @@ class Sandbox:
 # -- choosing the isolation ---------------------------------------------------------------------
 
 
-def _candidates(level: str) -> list[_Plan]:
-    root = os.geteuid() == 0
-    me = "root" if root else _user_name()
-    plans: list[_Plan] = []
-    if level in ("auto", "bwrap") and shutil.which("bwrap"):
-        if root:
-            plans.append(_Plan(Isolation("bwrap", True, True, "read-only", "nobody", True), True, False))
-        plans.append(_Plan(Isolation("bwrap", True, True, "read-only", me, not root), False, True))
-    if level in ("auto", "unshare") and shutil.which("unshare"):
-        if root:
-            plans.append(_Plan(Isolation("unshare", True, True, "shared", "nobody", True), True, False))
-            plans.append(_Plan(Isolation("unshare", True, True, "shared", "root", False), False, False))
-        else:
-            plans.append(_Plan(Isolation("unshare", True, True, "shared", me, True), False, True))
-    if level in ("auto", "rlimits"):
-        plans.append(_Plan(Isolation("rlimits", False, False, "shared", me, not root), False, False))
-    return plans
-
-
 @functools.lru_cache(maxsize=None)
-def _choose_plan(level: str, python: str) -> _Plan:
+def _choose_plan(level: str, python: str) -> Plan:
     # Probe each candidate with a real program: a namespace the kernel refuses, a bwrap that
     # cannot mount, an interpreter `nobody` cannot reach all show up here, not mid-benchmark.
     tried = []
     probe_limits = Limits(timeout_s=20.0)
-    for plan in _candidates(level):
+    for plan in candidates(level):
         result = _run(plan, python, "print('sandbox ok')", probe_limits)
         if result.passed and result.stdout.strip() == "sandbox ok":
             return plan
@@ -172,118 +112,10 @@ def _choose_plan(level: str, python: str) -> _Plan:
                        if tried else f"sandbox level {level!r} is not installed here (bwrap, unshare)")
 
 
-def _user_name() -> str:
-    try:
-        import pwd
-
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except (ImportError, KeyError):
-        return str(os.geteuid())
-
-
-# -- building the command -----------------------------------------------------------------------
-
-
-def _interpreter_paths(python: str) -> list[Path]:
-    """Folders the interpreter needs: its own, the stdlib's and the virtual environment's."""
-    paths = {Path(p).resolve() for p in (sys.base_prefix, sys.prefix, sys.exec_prefix, sys.base_exec_prefix)}
-    paths.add(Path(python).resolve().parent)
-    # Drop folders inside others: binding the outer one brings them along.
-    return sorted(p for p in paths if not any(q != p and q in p.parents for q in paths))
-
-
-def _hidden_folders(python: str, drop_to_nobody: bool) -> list[Path]:
-    """Folders to cover with an empty tmpfs: the home folders (keys, tokens, shell history) and,
-    when the program runs as nobody, every folder that nobody could not pass through anyway."""
-    hidden = {Path("/root"), Path.home()}
-    if drop_to_nobody:
-        for path in _interpreter_paths(python):
-            for folder in (*reversed(path.parents), path):
-                if folder != Path("/") and folder.is_dir() and not folder.stat().st_mode & 0o001:
-                    hidden.add(folder)
-                    break
-    existing = {h.resolve() for h in hidden if h.is_dir() and h.resolve() != Path("/")}
-    return sorted(h for h in existing if not any(o != h and o in h.parents for o in existing))
-
-
-def _bwrap_argv(plan: _Plan, python: str, workdir: Path) -> list[str]:
-    argv = ["bwrap", "--ro-bind", "/", "/"]
-    for folder in _hidden_folders(python, plan.drop_to_nobody):
-        argv += ["--tmpfs", str(folder)]
-        # The interpreter may live under a hidden folder (pyenv under /root): show it again,
-        # read-only, and nothing else of that folder.
-        for path in _interpreter_paths(python):
-            if folder == path or folder in path.parents:
-                # bwrap would make the folders on the way private (0700): nobody must pass them.
-                argv += [*_open_folders(folder, path), "--ro-bind", str(path), str(path)]
-    argv += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-             *_open_folders(Path("/tmp"), workdir), "--bind", str(workdir), str(workdir), "--chdir", str(workdir),
-             "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-             "--die-with-parent", "--new-session"]
-    if plan.user_namespace:
-        argv.append("--unshare-user")
-    return argv
-
-
-def _open_folders(top: Path, path: Path) -> list[str]:
-    """bwrap arguments creating the folders between `top` (a fresh tmpfs) and the mount point
-    `path` as 0755: bwrap would make them private (0700), and nobody must pass through them."""
-    argv: list[str] = []
-    for step in reversed(path.parents):
-        if top in step.parents:
-            argv += ["--perms", "0755", "--dir", str(step)]
-    return argv
-
-
-def _nproc_limit(limits: Limits, plan: _Plan) -> int:
-    # RLIMIT_NPROC counts every task of the user, the harness's own threads included; as
-    # nobody the program is (nearly) alone, otherwise it gets `processes` more than exist now.
-    if plan.drop_to_nobody:
-        return limits.processes
-    uid = os.geteuid()
-    running = 0
-    for proc in psutil.process_iter(["uids", "num_threads"]):
-        uids = proc.info.get("uids")
-        if uids is not None and uids.real == uid:
-            running += proc.info.get("num_threads") or 1
-    return running + limits.processes
-
-
-def _limit_args(limits: Limits, plan: _Plan) -> list[str]:
-    cpu = limits.cpu_s if limits.cpu_s is not None else int(limits.timeout_s) + 1
-    return ["prlimit", f"--cpu={cpu}", f"--as={limits.memory_bytes}", f"--fsize={limits.file_bytes}",
-            f"--nproc={_nproc_limit(limits, plan)}", f"--nofile={limits.open_files}", "--"]
-
-
-def _command(plan: _Plan, python: str, workdir: Path, limits: Limits) -> list[str]:
-    # A shell runs the program and then reports the CPU time of its children after a marker on
-    # stderr: the wrappers' own resource usage does not include the program's (bwrap's does not).
-    # The shell also keeps the program from being PID 1 of a new namespace, where default-action
-    # signals are ignored. -s: no user site-packages; not -I, which would ignore PYTHONHASHSEED
-    # (the environment is the sandbox's own anyway).
-    shell = f'"$@"; s=$?; printf "\\n{_TIMES_MARKER}\\n" >&2; times >&2; exit $s'
-    program = [*_limit_args(limits, plan), "sh", "-c", shell, "sh", python, "-s", PROGRAM_FILE]
-    drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"] if plan.drop_to_nobody else []
-    level = plan.isolation.level
-    if level == "bwrap":
-        return [*_bwrap_argv(plan, python, workdir), *drop, *program]
-    if level == "unshare":
-        user = ["--map-root-user"] if plan.user_namespace else []
-        return ["unshare", *user, "--net", "--pid", "--fork", "--kill-child", "--mount-proc", *drop, *program]
-    return program
-
-
-def _environment(workdir: Path) -> dict[str, str]:
-    # Built from nothing, not filtered: whatever secrets the harness holds stay out.
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(workdir), "TMPDIR": str(workdir),
-            "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-
-
 # -- running ------------------------------------------------------------------------------------
 
 
-def _run(plan: _Plan, python: str, program: str, limits: Limits) -> Result:
+def _run(plan: Plan, python: str, program: str, limits: Limits) -> Result:
     root = Path(tempfile.mkdtemp(prefix="harness-sandbox-"))
     try:
         workdir = root / "work"
@@ -296,10 +128,13 @@ def _run(plan: _Plan, python: str, program: str, limits: Limits) -> Result:
         # to drain a pipe that a program could fill faster than we read.
         with open(root / "stdout", "wb") as out, open(root / "stderr", "wb") as err:
             try:
-                command = _command(plan, python, workdir, limits)
+                argv = command(plan, python, workdir, limits)
                 start = time.perf_counter()
-                proc = subprocess.Popen(command, cwd=workdir, env=_environment(workdir), stdin=subprocess.DEVNULL,
-                                        stdout=out, stderr=err, close_fds=True, start_new_session=True)
+                # preexec_fn only where prlimit is missing: it is not safe in a threaded process.
+                apply_limits = None if shutil.which("prlimit") else preexec(rlimits(limits, plan))
+                proc = subprocess.Popen(argv, cwd=workdir, env=environment(workdir), stdin=subprocess.DEVNULL,
+                                        stdout=out, stderr=err, close_fds=True, start_new_session=True,
+                                        preexec_fn=apply_limits)
             except OSError as exc:
                 return Result("sandbox_error", f"could not start the sandbox: {exc}")
             status, rusage, timed_out = _wait(proc, limits.timeout_s)
@@ -311,9 +146,8 @@ def _run(plan: _Plan, python: str, program: str, limits: Limits) -> Result:
 
 def _wait(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, Any, bool]:
     """Wait for the program or the deadline, then reap it with its resource usage."""
-    timed_out = False
     try:
-        pidfd = os.pidfd_open(proc.pid)
+        pidfd = os.pidfd_open(proc.pid)  # Linux 5.3+: woken the moment it exits
     except (AttributeError, OSError):
         pidfd = None
     if pidfd is not None:
@@ -323,7 +157,10 @@ def _wait(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, Any, bool
             os.close(pidfd)
     else:
         deadline, delay = time.monotonic() + timeout, 0.001
-        while os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+        while True:
+            reaped, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if reaped:
+                return _reaped(proc, status, rusage, timed_out=False)
             if time.monotonic() >= deadline:
                 timed_out = True
                 break
@@ -332,6 +169,10 @@ def _wait(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, Any, bool
     if timed_out:
         _kill_tree(proc.pid)
     _, status, rusage = os.wait4(proc.pid, 0)
+    return _reaped(proc, status, rusage, timed_out)
+
+
+def _reaped(proc: subprocess.Popen[bytes], status: int, rusage: Any, timed_out: bool) -> tuple[int, Any, bool]:
     proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not try to reap it again
     _kill_tree(proc.pid, leader_gone=True)  # stragglers left in the group (rlimits level)
     return status, rusage, timed_out
@@ -366,11 +207,11 @@ def _read(path: Path, limit: int, tail: bool = False) -> tuple[str, bool]:
     return data.decode("utf-8", errors="replace"), size > limit
 
 
-def _result(plan: _Plan, program: str, root: Path, limits: Limits, status: int, rusage: Any,
+def _result(plan: Plan, program: str, root: Path, limits: Limits, status: int, rusage: Any,
             timed_out: bool, wall: float) -> Result:
     stdout, cut_out = _read(root / "stdout", limits.output_bytes)
     stderr, cut_err = _read(root / "stderr", limits.output_bytes, tail=True)  # the traceback is last
-    stderr, marker, times = stderr.rpartition(f"\n{_TIMES_MARKER}\n")
+    stderr, marker, times = stderr.rpartition(f"\n{TIMES_MARKER}\n")
     if not marker:  # the shell never got to report (killed at the deadline)
         stderr, times = times, ""
     children = _TIMES.findall(times)

@@ -34,6 +34,7 @@ from harness.registry import (
     select,
 )
 from harness.report.aggregate import SCORED_STATUSES
+from harness.report import comparison
 from harness.report.write import RESULTS_FILE, ResultsLog, latest_per_case, read_results, write_summary
 from harness.settings import Settings
 from harness.store import Store, open_store
@@ -197,6 +198,10 @@ class RunSession:
         self._open()  # a resumed run may have had nothing left to run
         assert self._store is not None
         self._store.finish_run(self.run_id, [row.to_dict() for row in rows])
+        try:
+            comparison.write(self.run_dir, self.records)
+        except Exception as exc:  # the summaries are written; the comparison must not undo that
+            warnings.warn(f"comparison of run {self.run_id} failed: {type(exc).__name__}: {exc}")
         for suite, target in FINISHERS.items():
             records = [r for r in self.records if r.get("suite") == suite]
             if records:

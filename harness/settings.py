@@ -68,6 +68,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("retries", "retries of a model call on retryable errors (default 3)", int, 3),
     Option("monitor_interval", "resource sampling interval in seconds (default 0.1; 0 turns it off)",
            float, 0.1),
+    Option("gsm8k_data", "GSM8K data: a JSON-lines file, a folder with <split>.jsonl, or hf:gsm8k "
+           "(default: the project's sample in fixtures/gsm8k)"),
+    Option("gsm8k_split", "GSM8K split when the data is a folder (default test)", str, "test"),
+    Option("gsm8k_shots", "worked examples in base-model prompts (default 2)", int, 2),
+    Option("gsm8k_max_tokens", "tokens a GSM8K answer may take (default 256)", int, 256),
+    Option("router_max_turns", "model turns the delegation router may take (default 4)", int, 4),
     Option("mmlu_data", "MMLU data: a folder in the authors' CSV layout, or hf:cais/mmlu "
            "(default: the project's sample in fixtures/mmlu)"),
     Option("mmlu_split", "MMLU split to evaluate: test, val or dev (default test)", str, "test"),
@@ -128,6 +134,11 @@ class Settings:
     small_model: str | None
     large_model: str | None
     fail_on_wrong: bool
+    gsm8k_data: str | None
+    gsm8k_split: str
+    gsm8k_shots: int
+    gsm8k_max_tokens: int
+    router_max_turns: int
     mmlu_data: str | None
     mmlu_split: str
     mmlu_subjects: tuple[str, ...] | None

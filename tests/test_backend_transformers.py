@@ -167,3 +167,25 @@ def test_mmlu_end_to_end_records_tokens_and_the_quantization_in_the_metadata(
     metadata = json.loads((bench.run_dirs()[-1] / "metadata.json").read_text())
     loaded = metadata["backends"]["gemma3-270m-hf"]
     assert loaded["quantization_asked"] == "fp32" and loaded["quantization_in_effect"] == "fp32"
+
+
+def test_availability_says_why_without_touching_the_network(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    from harness.backends.transformers import available
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    hub = ModelSpec("q", "transformers", "Qwen/Qwen2.5-0.5B-Instruct", quantization="nf4")
+    assert "not in the local Hugging Face cache" in str(available(hub))
+    # The same id once its snapshot is in the cache (the layout huggingface_hub writes).
+    repo = tmp_path / "hub" / "models--Qwen--Qwen2.5-0.5B-Instruct"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "config.json").write_text("{}")
+    assert available(hub) is None
+    assert "unknown quantization 'gptq'" in str(available(gemma("gptq")))
+    assert "not found" in str(available(ModelSpec("x", "transformers", f"gguf:{tmp_path}/none.gguf")))
+    assert available(ModelSpec("x", "transformers", str(tmp_path))) is None  # a local folder
+    assert available(gemma("nf4")) is None

@@ -70,7 +70,10 @@ def missing(model: str) -> str | None:
 
 def hub_snapshot(repo_id: str) -> str | None:
     """The cached snapshot folder of a hub model, found without any network call."""
-    if repo_id.count("/") != 1 or importlib.util.find_spec("huggingface_hub") is None:
+    # Hub ids are "name" or "owner/name"; anything else is a path that does not exist.
+    if repo_id.count("/") > 1 or repo_id.startswith((".", "/", "~")):
+        return None
+    if importlib.util.find_spec("huggingface_hub") is None:
         return None
     from huggingface_hub import try_to_load_from_cache
 

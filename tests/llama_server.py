@@ -1,4 +1,4 @@
-"""A real llama.cpp OpenAI-compatible server with the gemma model, on a free loopback port."""
+"""The `llama_server` fixture: a real llama.cpp OpenAI-compatible server with the gemma model, on a free loopback port."""
 
 from __future__ import annotations
 

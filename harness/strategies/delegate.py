@@ -1,0 +1,74 @@
+"""The delegation router: a large model that hands sub-tasks to a small one by tool call.
+
+The large model sees the question and one tool, `ask_small_model`, which runs the small model on
+whatever text the large model passes (the whole question or a sub-task) and returns its answer.
+The large model decides itself when to delegate; the loop is bounded by `max_turns`. Each model
+is a ModelCall of its own, so tokens, time and cost are kept per model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.call import ModelCall
+from harness.strategies import single
+from harness.strategies.tool_loop import LoopResult, Tool, ToolError, run_tool_loop
+
+TOOL_NAME = "ask_small_model"
+SYSTEM = (
+    "You solve math word problems. You may call the tool ask_small_model to hand a sub-task or the "
+    "whole question to a small, cheap math model; its answer can be wrong, so check it. "
+    "End with a final line 'The answer is N.'"
+)
+
+
+@dataclass
+class RouterResult:
+    text: str  # the large model's final answer text
+    loop: LoopResult
+    small_answers: list[str] = field(default_factory=list)
+
+    @property
+    def tool_calls(self) -> int:
+        return len(self.loop.calls)
+
+    @property
+    def malformed(self) -> list[str]:
+        """Why each failed tool call failed (malformed arguments, unknown tool)."""
+        return [c.result for c in self.loop.errors]
+
+    def to_extra(self) -> dict[str, Any]:
+        return {"tool_calls": self.tool_calls, "turns": self.loop.turns, "stopped": self.loop.stopped,
+                "calls": [c.to_dict() for c in self.loop.calls], "small_answers": self.small_answers}
+
+
+def route(large: ModelCall, small: ModelCall, question: str, *,
+          small_prompt: Callable[[str], str], max_turns: int = 4, max_tokens: int = 256,
+          small_max_tokens: int = 256, small_stop: tuple[str, ...] = (),
+          reference: str | None = None) -> RouterResult:
+    """Let `large` answer `question`, delegating to `small` as it sees fit.
+
+    `small_prompt` turns the delegated text into the small model's prompt (few-shot for a base
+    model, an instruction for a chat model): the suite knows how its small model is best asked.
+    """
+    answers: list[str] = []
+
+    def ask_small_model(arguments: dict[str, Any]) -> str:
+        task = arguments.get("task")
+        if not isinstance(task, str) or not task.strip():
+            raise ToolError("'task' must be a non-empty string")
+        output = single.complete(small, small_prompt(task), max_tokens=small_max_tokens, stop=small_stop,
+                                 reference=reference)
+        answers.append(output.text)
+        return output.text.strip() or "(the small model gave no answer)"
+
+    tool = Tool(TOOL_NAME, "Ask a small math model to solve a question or a sub-task; returns its answer.",
+                {"type": "object", "properties": {"task": {"type": "string",
+                                                           "description": "the question or sub-task"}},
+                 "required": ["task"]}, ask_small_model)
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
+    loop = run_tool_loop(large, messages, [tool], max_turns=max_turns, max_tokens=max_tokens,
+                         reference=reference)
+    return RouterResult(loop.text, loop, answers)
