@@ -19,9 +19,8 @@ import shutil
 import sys
 import sysconfig
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psutil
 
@@ -60,9 +59,6 @@ class Isolation:
                  f"filesystem {self.filesystem}", f"user {self.user}",
                  "process limit" if self.process_limit else "no process limit"]
         return ", ".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "description": self.describe()}
 
 
 @dataclass(frozen=True)
@@ -175,7 +171,7 @@ def rlimits(limits: Limits, plan: Plan) -> dict[str, int]:
 
 def _limit_args(limits: Limits, plan: Plan) -> list[str]:
     # prlimit sets the limits right before exec, inside the namespaces. Without it (not Linux)
-    # Popen's preexec_fn does, before the wrapper (see _preexec).
+    # Popen's preexec_fn does, before the wrapper (see preexec).
     if shutil.which("prlimit") is None:
         return []
     return ["prlimit", *(f"--{name}={value}" for name, value in rlimits(limits, plan).items()), "--"]
@@ -204,7 +200,7 @@ def command(plan: Plan, python: str, workdir: Path, limits: Limits) -> list[str]
     # stderr: the wrappers' own resource usage does not include the program's (bwrap's does not).
     # The shell also keeps the program from being PID 1 of a new namespace, where default-action
     # signals are ignored. -S: no site module, which halves the interpreter's start (the
-    # installed packages come back through PYTHONPATH, see _environment); not -I, which would
+    # installed packages come back through PYTHONPATH, see environment); not -I, which would
     # ignore PYTHONHASHSEED (the environment is the sandbox's own anyway).
     shell = f'"$@"; s=$?; printf "\\n{TIMES_MARKER}\\n" >&2; times >&2; exit $s'
     program = [*_limit_args(limits, plan), "sh", "-c", shell, "sh", python, "-S", PROGRAM_FILE]

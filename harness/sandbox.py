@@ -44,13 +44,17 @@ from harness.isolation import (
     rlimits,
 )
 
-__all__ = ["LEVELS", "Isolation", "Limits", "Result", "Sandbox"]
+__all__ = ["LEVELS", "Isolation", "Limits", "Result", "Sandbox", "SandboxError"]
 
 Outcome = Literal["pass", "fail", "timeout", "crash", "sandbox_error"]
 # Wrapper programs that name themselves at the start of their own error messages.
 _WRAPPER_ERRORS = ("bwrap: ", "unshare: ", "setpriv: ", "prlimit: ", "sh: ")
 _TIMES = re.compile(r"(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s")
 _TRACEBACK_LINE = re.compile(r'File "[^"]*' + re.escape(PROGRAM_FILE) + r'", line (\d+)')
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself failed (not the program): the case is an error, never a wrong answer."""
 
 
 @dataclass
@@ -108,7 +112,7 @@ def _choose_plan(level: str, python: str) -> Plan:
         if result.passed and result.stdout.strip() == "sandbox ok":
             return plan
         tried.append(f"{plan.isolation.describe()}: {result.outcome} {result.detail}".strip())
-    raise RuntimeError(f"no sandbox level {level!r} works on this machine; tried: " + "; ".join(tried)
+    raise SandboxError(f"no sandbox level {level!r} works on this machine; tried: " + "; ".join(tried)
                        if tried else f"sandbox level {level!r} is not installed here (bwrap, unshare)")
 
 

@@ -7,14 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
-from support import BenchRun
+from support import PROJECT, BenchRun
 
 from harness.backends.scripted import ScriptedBackend
 from harness.call import ModelCall
-from harness.sandbox import Sandbox
+from harness.sandbox import Sandbox, SandboxError
 from harness.strategies import cascade, code
 from harness.suites import mbpp
-from support import PROJECT
 
 ADD = mbpp.load(PROJECT / "fixtures" / "mbpp")[0]  # task 11: add(a, b)
 WRONG = "def add(a, b):\n    return a - b"
@@ -69,6 +68,13 @@ def test_the_large_models_answer_is_final_even_when_wrong(sandbox: Sandbox) -> N
     assert answer.extra["isolation"] == sandbox.isolation.describe()
     with pytest.raises(ValueError, match="at least one variant"):
         cascade.run(scripted("s", [RIGHT]), lambda: scripted("l", [RIGHT]), mbpp.task(ADD), sandbox, [])
+
+
+def test_a_failing_sandbox_makes_the_case_an_error_not_a_wrong_answer() -> None:
+    broken = Sandbox()
+    broken.python = "/no/such/python"
+    with pytest.raises(SandboxError, match="item 11: the sandbox failed"):
+        code.answer(mbpp.task(ADD), scripted("small", [RIGHT]), broken)
 
 
 def models_file(tmp_path: Path) -> Path:

@@ -91,7 +91,8 @@ def test_hostile_answers_are_wrong_answers_and_the_run_goes_on(bench: BenchRun, 
 @pytest.mark.skipif(not REAL_MBPP.is_dir(), reason="needs ../shared/datasets/mbpp")
 @pytest.mark.parametrize(("split", "count"), [("validation", 90), ("train", 374)])
 def test_oracle_on_the_real_mbpp_files(bench: BenchRun, split: str, count: int) -> None:
-    result = bench("--models", "oracle", "--mbpp-data", str(REAL_MBPP), "--mbpp-split", split,
+    # Two workers: the sandboxed programs are the cost, and they run side by side.
+    result = bench("--models", "oracle", "--mbpp-data", str(REAL_MBPP), "--mbpp-split", split, "-n", "2",
                    target="test_mbpp.py")
     assert result.ret == 0, result.stdout.str()
     records = bench.records()

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.sandbox import Limits, Sandbox
+from harness.sandbox import Limits, Sandbox, SandboxError
 
 LIMITS = Limits(timeout_s=3.0, memory_bytes=512 << 20, output_bytes=4096)
 
@@ -237,7 +237,7 @@ def test_weaker_levels_still_bound_time_memory_and_output(level: str) -> None:
 
 
 def test_a_broken_sandbox_is_a_sandbox_error_not_a_wrong_answer() -> None:
-    with pytest.raises(RuntimeError, match="no sandbox level 'auto' works on this machine; tried: "):
+    with pytest.raises(SandboxError, match="no sandbox level 'auto' works on this machine; tried: "):
         Sandbox(LIMITS, python="/no/such/python")  # probed at once, not mid-benchmark
     sandbox = Sandbox(LIMITS)
     sandbox.python = "/no/such/python"  # broken after the probe

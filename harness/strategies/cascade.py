@@ -44,7 +44,8 @@ class CascadeResult:
         return {"final_model": self.final_model, "settled_by_small": self.settled_by_small,
                 "escalated": self.escalated, "attempts": [a.to_dict() for a in self.attempts],
                 "models": self.per_model(),
-                "sandbox_s": sum(a.sandbox_s for a in self.attempts)}
+                "sandbox_s": sum(a.sandbox_s for a in self.attempts),
+                "sandbox_cpu_s": sum(a.sandbox_cpu_s for a in self.attempts)}
 
 
 def run(small: ModelCall, large: Callable[[], ModelCall], task: CodeTask, sandbox: Sandbox,

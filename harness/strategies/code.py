@@ -13,7 +13,7 @@ from typing import Any
 
 from harness.call import ModelCall
 from harness.report import passk
-from harness.sandbox import Result, Sandbox
+from harness.sandbox import Result, Sandbox, SandboxError
 from harness.strategies import single
 from harness.suites.base import Score
 from harness.suites.code import CodeTask
@@ -60,10 +60,13 @@ class Attempt:
 
 
 def attempt(model: ModelCall, task: CodeTask, sandbox: Sandbox, variant: Variant = GREEDY) -> Attempt:
-    """Ask once, run the program, report. Model errors propagate (the case is an error)."""
+    """Ask once, run the program, report. Model and sandbox errors propagate: the case is an
+    error, not a wrong answer."""
     generation = single.complete(model, task.prompt, max_tokens=task.max_tokens, stop=task.stops,
                                  temperature=variant.temperature, reference=task.reference, seed=variant.seed)
     result: Result = sandbox.run(task.program(generation.text))
+    if result.outcome == "sandbox_error":  # the harness's failure, not the model's
+        raise SandboxError(f"item {task.item_id}: the sandbox failed: {result.detail}")
     return Attempt(model=model.name, variant=variant.name, passed=result.passed, outcome=result.outcome,
                    detail=result.detail, code=generation.text,
                    prompt_tokens=generation.usage.prompt_tokens,
@@ -131,4 +134,5 @@ def answer(task: CodeTask, model: ModelCall, sandbox: Sandbox, *, strategy: str 
     return CodeAnswer(first.code, Score(first.passed, passk.scores(passed)), "sample" if samples > 1 else "greedy",
                       {"outcome": first.outcome, "detail": first.detail, "samples": len(tries),
                        "passed": sum(passed), "outcomes": [t.outcome for t in tries],
-                       "sandbox_s": sum(t.sandbox_s for t in tries), "isolation": isolation})
+                       "sandbox_s": sum(t.sandbox_s for t in tries),
+                       "sandbox_cpu_s": sum(t.sandbox_cpu_s for t in tries), "isolation": isolation})

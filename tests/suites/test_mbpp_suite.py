@@ -105,3 +105,25 @@ def test_real_files_load_by_split() -> None:
     shots = mbpp.few_shot(REAL)
     assert [s.input["task_id"] for s in shots] == [2, 3, 4]
     assert shots[0].input["function"] == "similar_elements"
+
+
+def test_hugging_face_configs_full_and_sanitized(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hf: path without the network: a stand-in `datasets` module answers load_dataset."""
+    import sys
+    import types
+
+    asked: list[tuple[str, str, str]] = []
+    sanitized_row = {"source_file": "x", "task_id": 12, "prompt": "Write a function number 12.",
+                     "code": "import math\ndef f12():\n    return 12", "test_imports": ["import math"],
+                     "test_list": ["assert f12() == 12"]}
+
+    def load_dataset(name: str, config: str, split: str) -> list[dict]:
+        asked.append((name, config, split))
+        return [sanitized_row] if config == "sanitized" else [row(11), row(600)]
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    assert [i.id for i in mbpp.load("hf:mbpp")] == ["11"]
+    [item] = mbpp.load("hf:google-research-datasets/mbpp@sanitized", split="test")
+    assert asked == [("mbpp", "full", "test"), ("google-research-datasets/mbpp", "sanitized", "test")]
+    assert item.input["text"] == "Write a function number 12." and item.input["test_setup_code"] == "import math"
+    assert Sandbox().run(mbpp.program(item, item.reference)).passed
