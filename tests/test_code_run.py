@@ -69,7 +69,7 @@ def test_hostile_answers_are_wrong_answers_and_the_run_goes_on(bench: BenchRun, 
     registry = tmp_path / "models.toml"
     registry.write_text(f'[[models]]\nname = "attacker"\nbackend = "scripted"\nmodel = "script"\n'
                         f'options = {{ script = "{hostile_script(tmp_path)}" }}\n')
-    result = bench("--models-file", str(registry), "--models", "attacker", "--code-timeout", "2",
+    result = bench("--models-file", str(registry), "--models", "attacker", "--code-timeout", "6",
                    target="test_mbpp.py")
     assert result.ret == 0, result.stdout.str()
     records = {r["item_id"]: r for r in bench.records()}

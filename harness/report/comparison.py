@@ -5,7 +5,8 @@ reports/<run>/comparison/<suite>/
   samples.csv        the exact items (id, reference) and which variants answered each
   results-<variant>.json   that variant's records
   comparison.json    per variant: accuracy, mean latency, cost per 100 items, tokens, tool calls
-  comparison.png     accuracy against cost and against latency (where matplotlib is installed)
+  comparison.png     accuracy against cost and against latency (two or more variants, where
+                     matplotlib is installed)
 
 A variant is `strategy:model`, e.g. `single:gpt-4o`, `delegate:qwen2.5-1.5b+gpt-4o`. Figures are
 computed on the items common to every variant, so they compare like with like.
@@ -78,7 +79,8 @@ def write(run_dir: Path, records: list[Mapping[str, Any]]) -> list[Path]:
         for name, chosen in variants.items():
             (folder / f"results-{_safe(name)}.json").write_text(json.dumps(chosen, indent=1, sort_keys=True) + "\n")
         _samples_csv(folder / "samples.csv", rows)
-        _plot(folder / "comparison.png", suite, result)
+        if len(result["variants"]) > 1:  # one point is no comparison, and matplotlib costs ~1 s
+            _plot(folder / "comparison.png", suite, result)
         folders.append(folder)
     return folders
 
