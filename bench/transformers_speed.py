@@ -46,7 +46,7 @@ def sample_prompts(count: int) -> list[str]:
     return [mmlu.prompt(item) for item in items]
 
 
-def measure_backend(backend: Any, prompts: list[str], max_tokens: int) -> Measures:
+def measure_backend(backend: Any, prompts: list[str], max_tokens: int, batched: bool = True) -> Measures:
     """One request at a time (ttft, tok/s), then batched where the backend offers it."""
     backend.generate(Request(prompt=prompts[0], max_tokens=2))  # warm-up: first-call costs aside
     firsts, seconds, tokens = [], 0.0, 0
@@ -58,7 +58,7 @@ def measure_backend(backend: Any, prompts: list[str], max_tokens: int) -> Measur
         tokens += out.usage.completion_tokens
     measures: Measures = {"ttft_s": statistics.median(firsts) if firsts else None,
                           "tokens": tokens, "tok_s_single": tokens / seconds}
-    if hasattr(backend, "generate_batch"):
+    if batched and hasattr(backend, "generate_batch"):
         start = time.perf_counter()
         batch = backend.generate_batch([Request(prompt=p, max_tokens=max_tokens) for p in prompts])
         measures["tok_s_batch"] = sum(g.usage.completion_tokens for g in batch) / (time.perf_counter() - start)
@@ -74,34 +74,35 @@ def current_rss_mib() -> float | None:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def registry_model(name: str) -> Callable[[list[str], int], Measures]:
+def registry_model(name: str) -> Callable[[list[str], int, bool], Measures]:
     """A configuration that loads a registry model through the harness's own backend."""
 
-    def run(prompts: list[str], max_tokens: int) -> Measures:
+    def run(prompts: list[str], max_tokens: int, batched: bool) -> Measures:
         spec = load_registry([DEFAULT_REGISTRY])[name]
         start = time.perf_counter()
         backend = create_backend(spec)
         measures = {"load_s": time.perf_counter() - start, "rss_loaded_mib": current_rss_mib()}
         if hasattr(backend, "quantization_in_effect"):
             measures["in_effect"] = backend.quantization_in_effect
-        measures.update(measure_backend(backend, prompts, max_tokens))
+        measures.update(measure_backend(backend, prompts, max_tokens, batched))
         backend.close()
         return measures
 
     return run
 
 
-CONFIGS: dict[str, Callable[[list[str], int], Measures]] = {
+# name -> function(prompts, max_tokens, batched) -> measures; each runs in its own subprocess.
+CONFIGS: dict[str, Callable[[list[str], int, bool], Measures]] = {
     "transformers-fp32": registry_model("gemma3-270m-hf"),
     "transformers-nf4": registry_model("gemma3-270m-hf-nf4"),
     "transformers-int8": registry_model("gemma3-270m-hf-int8"),
 }
 
 
-def run_child(config: str, prompts: int, max_tokens: int) -> Measures:
+def run_child(config: str, prompts: int, max_tokens: int, batched: bool) -> Measures:
     """Run one configuration in a fresh interpreter; its own peak RSS comes from wait4."""
     cmd = [sys.executable, __file__, "--child", config, "--prompts", str(prompts),
-           "--max-tokens", str(max_tokens)]
+           "--max-tokens", str(max_tokens)] + ([] if batched else ["--no-batch"])
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
         # wait4 rather than Popen.wait: it returns this child's own resource usage.
@@ -122,22 +123,25 @@ def main() -> None:
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--prompts", type=int, default=20)
     parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--no-batch", dest="batched", action="store_false",
+                        help="skip the generate_batch measurement")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(CONFIGS[args.child](sample_prompts(args.prompts), args.max_tokens)))
+        print(json.dumps(CONFIGS[args.child](sample_prompts(args.prompts), args.max_tokens, args.batched)))
         return
-    results = {name: run_child(name, args.prompts, args.max_tokens) for name in args.configs.split(",")}
     print(f"gemma 3 270M, {args.prompts} MMLU sample prompts (0-shot), greedy, up to {args.max_tokens} "
           f"new tokens, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(f"{'configuration':<20} {'in effect':<29} {'load s':>6} {'ttft s':>7} {'tok/s 1':>7} "
-          f"{'tok/s b8':>8} {'tokens':>6} {'RSS loaded':>10} {'peak RSS':>8}")
-    for name, m in results.items():
+          f"{'tok/s b8':>8} {'tokens':>6} {'RSS loaded':>10} {'peak RSS':>8}", flush=True)
+    for name in args.configs.split(","):
+        m = run_child(name, args.prompts, args.max_tokens, args.batched)
         batch = f"{m['tok_s_batch']:>8.1f}" if "tok_s_batch" in m else f"{'-':>8}"
         ttft = f"{m['ttft_s']:>7.3f}" if m.get("ttft_s") is not None else f"{'-':>7}"
         loaded = f"{m['rss_loaded_mib']:>10.0f}" if m.get("rss_loaded_mib") else f"{'-':>10}"
         print(f"{name:<20} {m.get('in_effect', '-'):<29} {m['load_s']:>6.1f} {ttft} "
-              f"{m['tok_s_single']:>7.1f} {batch} {m['tokens']:>6} {loaded} {m['peak_rss_mib']:>8.0f}")
+              f"{m['tok_s_single']:>7.1f} {batch} {m['tokens']:>6} {loaded} {m['peak_rss_mib']:>8.0f}",
+              flush=True)
     print("RSS loaded: resident MiB after loading; peak RSS: the subprocess's maximum (wait4), in MiB")
 
 

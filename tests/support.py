@@ -20,6 +20,21 @@ requires_llamacpp = pytest.mark.skipif(
 )
 
 
+CRASH_PLUGIN = """
+import os
+import pytest
+
+seen = []
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logreport(report):
+    if report.when == "teardown":
+        seen.append(report.nodeid)
+        if len(seen) == {cases}:
+            os._exit(3)
+"""
+
+
 class BenchRun:
     """Runs `pytest benchmarks/...` in a subprocess with its reports in a temporary folder."""
 
@@ -31,6 +46,13 @@ class BenchRun:
         return self.pytester.runpytest_subprocess(
             str(BENCHMARKS / target), "--report-dir", str(self.reports), "-p", "no:cacheprovider", *args
         )
+
+    def crash_after(self, cases: int, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+        """Options that make the run die (os._exit(3)) after `cases` finished cases: no
+        sessionfinish, no summaries, as a killed process would leave it."""
+        (self.pytester.path / "crashplugin.py").write_text(CRASH_PLUGIN.format(cases=cases))
+        monkeypatch.setenv("PYTHONPATH", str(self.pytester.path))
+        return ["-p", "crashplugin"]
 
     def run_dirs(self) -> list[Path]:
         return sorted(p for p in self.reports.iterdir() if p.is_dir()) if self.reports.exists() else []

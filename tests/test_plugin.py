@@ -172,25 +172,10 @@ def test_llamacpp_generation_mode_and_fail_on_wrong(bench: BenchRun) -> None:
     assert outcomes.get("passed", 0) == 8 - wrong
 
 
-CRASH_PLUGIN = """
-import os
-import pytest
-
-seen = []
-
-@pytest.hookimpl(trylast=True)
-def pytest_runtest_logreport(report):
-    if report.when == "teardown":
-        seen.append(report.nodeid)
-        if len(seen) == 5:
-            os._exit(3)  # the process dies mid-run: no sessionfinish, no summaries
-"""
 
 
 def test_a_crash_mid_run_loses_no_answered_case(bench: BenchRun, monkeypatch: pytest.MonkeyPatch) -> None:
-    (bench.pytester.path / "crashplugin.py").write_text(CRASH_PLUGIN)
-    monkeypatch.setenv("PYTHONPATH", str(bench.pytester.path))
-    result = bench("--models", "oracle", "-p", "crashplugin", "--run-id", "crashed")
+    result = bench("--models", "oracle", *bench.crash_after(5, monkeypatch), "--run-id", "crashed")
     assert result.ret == 3
     run_dir = bench.reports / "crashed"
     assert not (run_dir / "summary.json").exists()

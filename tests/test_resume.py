@@ -12,25 +12,10 @@ from harness.cli import main as harness_cli
 TARGET = "test_extraction.py"
 ROWS = 8
 
-CRASH_PLUGIN = """
-import os
-import pytest
-
-seen = []
-
-@pytest.hookimpl(trylast=True)
-def pytest_runtest_logreport(report):
-    if report.when == "teardown":
-        seen.append(report.nodeid)
-        if len(seen) == 3:
-            os._exit(3)  # the process dies mid-run: no sessionfinish, no summaries
-"""
 
 
 def test_a_crashed_run_resumes_where_it_stopped(bench: BenchRun, monkeypatch: pytest.MonkeyPatch) -> None:
-    (bench.pytester.path / "crashplugin.py").write_text(CRASH_PLUGIN)
-    monkeypatch.setenv("PYTHONPATH", str(bench.pytester.path))
-    crashed = bench("--models", "oracle", "-p", "crashplugin", "--run-id", "r1", target=TARGET)
+    crashed = bench("--models", "oracle", *bench.crash_after(3, monkeypatch), "--run-id", "r1", target=TARGET)
     assert crashed.ret == 3
     run_dir = bench.reports / "r1"
     first = bench.records(run_dir)

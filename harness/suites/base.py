@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +43,32 @@ class Score:
 
 
 T = TypeVar("T")
+
+
+def json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSON-lines file (.gz too).
+
+    The bytes are decoded line by line, so an undecodable byte is reported with its line, and
+    every problem names the file and the line.
+    """
+    if not path.is_file():
+        raise DataError(path, "no such file")
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    for index, raw in enumerate(data.splitlines()):
+        line = index + 1
+        try:
+            text = raw.decode("utf-8-sig" if index == 0 else "utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(path, f"bytes that are not UTF-8 at column {error.start + 1}", line=line) from None
+        if not text.strip():
+            continue
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise DataError(path, f"not a JSON line: {error.msg}", line=line) from None
+        if not isinstance(row, dict):
+            raise DataError(path, f"expected a JSON object, found {type(row).__name__}", line=line)
+        yield line, row
 
 
 def sample(items: Sequence[T], n: int | None, seed: int) -> list[T]:

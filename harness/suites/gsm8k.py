@@ -13,14 +13,13 @@ examples end in "The answer is N."; chat models get a plain instruction asking f
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from harness.suites.base import DataError, Item, Score, sample
+from harness.suites.base import DataError, Item, Score, json_lines, sample
 
 STYLES = ("base", "chat")
 # Base models, given "Question: ...\nAnswer:", tend to go on with a question of their own.
@@ -225,23 +224,8 @@ def _find_file(path: Path, split: str) -> Path:
 
 
 def _read_jsonl(path: Path, split: str) -> Iterator[Item]:
-    # Bytes, decoded line by line, so an undecodable byte is reported with its line.
-    for index, raw in enumerate(path.read_bytes().splitlines()):
-        line = index + 1
-        try:
-            text = raw.decode("utf-8-sig" if index == 0 else "utf-8")
-        except UnicodeDecodeError as error:
-            problem = f"bytes that are not UTF-8 at column {error.start + 1}"
-            raise DataError(path, problem, line=line) from None
-        if not text.strip():
-            continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise DataError(path, f"not a JSON line: {error.msg}", line=line) from None
-        if not isinstance(row, dict):
-            raise DataError(path, f"expected a JSON object, found {type(row).__name__}", line=line)
-        yield _item(row, f"{split}-{index}", path, line)
+    for line, row in json_lines(path):
+        yield _item(row, f"{split}-{line - 1}", path, line)
 
 
 def _item(row: dict[str, Any], item_id: str, path: Path | str, line: int | None) -> Item:

@@ -9,13 +9,10 @@ whole function). The test is the package's own: `check(candidate)` on the entry 
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-from harness.suites.base import DataError, Item, sample
+from harness.suites.base import DataError, Item, json_lines, sample
 from harness.suites.code import CodeTask, defines_function, extract_code, truncate_at_stops
 
 STYLES = ("base", "chat")
@@ -77,25 +74,13 @@ def task(item: Item, style: str = "base", max_tokens: int = 256) -> CodeTask:
 
 
 def _read(path: Path) -> Iterable[Item]:
-    if not path.is_file():
-        raise DataError(path, "no such file")
-    opener: Any = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, f"not a JSON line: {exc.msg}", line=line_number) from None
-            if not isinstance(row, dict):
-                raise DataError(path, "expected a JSON object", line=line_number)
-            for name in FIELDS:
-                if not isinstance(row.get(name), str) or not row[name]:
-                    raise DataError(path, "missing or not a non-empty string", line=line_number, field=name)
-            yield Item(
-                id=row["task_id"].replace("/", "-"),
-                input={name: row[name] for name in ("task_id", "prompt", "entry_point", "test")},
-                reference=row["canonical_solution"],
-                meta={"file": str(path), "line": line_number},
-            )
+    for line_number, row in json_lines(path):
+        for name in FIELDS:
+            if not isinstance(row.get(name), str) or not row[name]:
+                raise DataError(path, "missing or not a non-empty string", line=line_number, field=name)
+        yield Item(
+            id=row["task_id"].replace("/", "-"),
+            input={name: row[name] for name in ("task_id", "prompt", "entry_point", "test")},
+            reference=row["canonical_solution"],
+            meta={"file": str(path), "line": line_number},
+        )

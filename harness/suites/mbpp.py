@@ -12,12 +12,11 @@ and 4 of the prompt split.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.suites.base import DataError, Item, sample
+from harness.suites.base import DataError, Item, json_lines, sample
 from harness.suites.code import CodeTask, extract_code, function_under_test
 
 SPLITS: dict[str, tuple[int, int]] = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600),
@@ -104,22 +103,13 @@ def _read_source(path: Path, split: str) -> Iterable[Item]:
 
 def _read_jsonl(path: Path) -> Iterable[Item]:
     seen: set[int] = set()
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, f"not a JSON line: {exc.msg}", line=line_number) from None
-            if not isinstance(row, dict):
-                raise DataError(path, "expected a JSON object", line=line_number)
-            item = _item(row, path, line_number)
-            if item.input["task_id"] in seen:
-                raise DataError(path, f"task_id {item.input['task_id']} appears twice", line=line_number,
-                                field="task_id")
-            seen.add(item.input["task_id"])
-            yield item
+    for line_number, row in json_lines(path):
+        item = _item(row, path, line_number)
+        if item.input["task_id"] in seen:
+            raise DataError(path, f"task_id {item.input['task_id']} appears twice", line=line_number,
+                            field="task_id")
+        seen.add(item.input["task_id"])
+        yield item
 
 
 def _field(row: dict[str, Any], name: str, kind: type, path: Path | str, line: int | None,
