@@ -177,7 +177,7 @@ def test_availability_says_why_without_touching_the_network(tmp_path: Path,
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     hub = ModelSpec("q", "transformers", "Qwen/Qwen2.5-0.5B-Instruct", quantization="nf4")
-    assert "not in the local Hugging Face cache" in str(available(hub))
+    assert "nor in the local Hugging Face cache" in str(available(hub))
     # The same id once its snapshot is in the cache (the layout huggingface_hub writes).
     repo = tmp_path / "hub" / "models--Qwen--Qwen2.5-0.5B-Instruct"
     (repo / "refs").mkdir(parents=True)
