@@ -130,8 +130,13 @@ def _bwrap_argv(plan: Plan, python: str, workdir: Path) -> list[str]:
             if folder == path or folder in path.parents:
                 # bwrap would make the folders on the way private (0700): nobody must pass them.
                 argv += [*_open_folders(folder, path), "--ro-bind", str(path), str(path)]
-    argv += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-             *_open_folders(Path("/tmp"), workdir), "--bind", str(workdir), str(workdir), "--chdir", str(workdir),
+    argv += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    # A virtual environment under /tmp (a CI checkout, say) must stay visible under the private /tmp.
+    tmp = Path("/tmp").resolve()
+    for path in _interpreter_paths(python):
+        if tmp in path.parents:
+            argv += [*_open_folders(tmp, path), "--ro-bind", str(path), str(path)]
+    argv += [*_open_folders(Path("/tmp"), workdir), "--bind", str(workdir), str(workdir), "--chdir", str(workdir),
              "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
              "--die-with-parent", "--new-session"]
     if plan.user_namespace:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import resource
 import re
 import select
 import shutil
@@ -223,6 +224,10 @@ def _result(plan: Plan, program: str, root: Path, limits: Limits, status: int, r
         else rusage.ru_utime + rusage.ru_stime
     # bwrap's own usage leaves the sandboxed processes out; the other levels wait for them.
     rss = None if plan.isolation.level == "bwrap" else rusage.ru_maxrss
+    # A forked child starts with its parent's high-water mark (Linux keeps ru_maxrss across
+    # exec): a figure not below the harness's own is the harness's, not the program's.
+    if rss is not None and rss >= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss:
+        rss = None
     result = Result("crash", wall_s=wall, cpu_s=cpu, max_rss_kb=rss, stdout=stdout, stderr=stderr,
                     truncated=cut_out or cut_err)
     code = os.waitstatus_to_exitcode(status)
