@@ -69,3 +69,24 @@ class BenchRun:
     def store_rows(self) -> list[tuple[Any, ...]]:
         with sqlite3.connect(self.reports / "harness.sqlite") as db:
             return db.execute("select run_id, case_id, status from cases order by case_id").fetchall()
+
+
+def case(run_id: str, n: int, **changes: Any) -> dict[str, Any]:
+    """A plausible case record for store tests; keyword arguments override its fields."""
+    from harness.record import CaseRecord
+
+    data = CaseRecord(
+        run_id=run_id,
+        case_id=f"benchmarks/test_mmlu.py::test_mmlu[tiny-{n}]",
+        suite="mmlu",
+        item_id=str(n),
+        model="tiny",
+        backend="fake",
+        prediction="A",
+        reference="A",
+        correct=True,
+        usage={"prompt_tokens": 12, "completion_tokens": 1, "source": "server"},
+        timings={"wall_s": 0.1},
+    ).to_dict()
+    data.update(changes)
+    return data

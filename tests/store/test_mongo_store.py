@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support import case
 from mongo_server import MongoServer, free_port
 from support import SHARED_DATA, BenchRun
 
 from harness.cli import main as harness_cli
-from harness.record import CaseRecord
 from harness.store import Store, open_store
 from harness.suites.base import Item
 
@@ -28,24 +28,6 @@ from harness.store.mongo import TIMEOUT_S, MongoStore, import_tasks, load_suite,
 MMLU_SAMPLE = "fixtures/mmlu"
 SAMPLE_TEST_ITEMS = 32  # fixtures/mmlu: 4 subjects x 8 test questions
 SAMPLE_DEV_ITEMS = 20  # 4 subjects x 5 dev questions
-
-
-def case(run_id: str, n: int, **changes: Any) -> dict[str, Any]:
-    data = CaseRecord(
-        run_id=run_id,
-        case_id=f"benchmarks/test_mmlu.py::test_mmlu[tiny-{n}]",
-        suite="mmlu",
-        item_id=str(n),
-        model="tiny",
-        backend="fake",
-        prediction="A",
-        reference="A",
-        correct=True,
-        usage={"prompt_tokens": 12, "completion_tokens": 1, "source": "server"},
-        timings={"wall_s": 0.1},
-    ).to_dict()
-    data.update(changes)
-    return data
 
 
 @pytest.fixture

@@ -6,31 +6,12 @@ import sqlite3
 from contextlib import closing
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from support import case
 
-from harness.record import CaseRecord
 from harness.store import Store, open_store, sqlite_path
 from harness.store.sqlite import SQLiteStore
-
-
-def case(run_id: str, n: int, **changes: Any) -> dict[str, Any]:
-    data = CaseRecord(
-        run_id=run_id,
-        case_id=f"benchmarks/test_mmlu.py::test_mmlu[tiny-{n}]",
-        suite="mmlu",
-        item_id=str(n),
-        model="tiny",
-        backend="fake",
-        prediction="A",
-        reference="A",
-        correct=True,
-        usage={"prompt_tokens": 12, "completion_tokens": 1, "source": "server"},
-        timings={"wall_s": 0.1},
-    ).to_dict()
-    data.update(changes)
-    return data
 
 
 @pytest.fixture
