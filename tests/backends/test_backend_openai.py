@@ -185,5 +185,5 @@ def test_second_identical_run_with_cache_calls_the_model_zero_times(bench: Any, 
     first, second = bench.records(bench.reports / "first"), bench.records(bench.reports / "second")
     assert [r["attempts"] for r in first] == [1] * 4
     assert [r["attempts"] for r in second] == [0] * 4
-    assert all(r["extra"]["cache_hits"] == 1 for r in second)
+    assert all(r["cache_hits"] == 1 for r in second)
     assert [r["prediction"] for r in first] == [r["prediction"] for r in second]
