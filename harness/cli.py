@@ -60,10 +60,12 @@ def _models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    name_width = max(len(str(row["name"])) for row in rows)
     for row in rows:
         where = "runs here" if row["runs_here"] else f"not here: {row['why_not']}"
         star = "*" if row["default"] else " "
-        print(f"{star} {row['name']:<16} {row['backend']:<12} {','.join(row['tiers']):<22} {where}")
+        tiers = ",".join(str(t) for t in row["tiers"]) if isinstance(row["tiers"], list) else ""
+        print(f"{star} {row['name']:<{name_width}} {row['backend']:<12} {tiers:<22} {where}")
     print("* = in the default selection when it runs here")
     return 0
 

@@ -52,7 +52,7 @@ class Controller:
         self.models = models
         self.pair = pair
         self.report_dir = settings.report_dir or config.rootpath / "reports"
-        self.started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         # --resume: the earlier attempt's records count again, and the cases it answered are
         # skipped; its errors and timeouts run again, their new record replacing the old one.
         earlier = self._earlier_records() if settings.resume else []
@@ -180,7 +180,7 @@ class Controller:
         }
         if finished:
             records = list(self.records.values())
-            data["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+            data["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             data["workers"] = workers
             data["cases"] = len(records)
             # What measuring cost: the sampler's own CPU time over the run, beside its interval.

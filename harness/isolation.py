@@ -219,7 +219,7 @@ def command(plan: Plan, python: str, workdir: Path, limits: Limits) -> list[str]
     return program
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _site_packages() -> str:
     # The interpreter's installed packages (numpy, say), as plain path entries: .pth files are not
     # run, so editable installs (the harness itself) stay out of the program's reach.

@@ -19,7 +19,7 @@ import itertools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 RECORD_KEY = "harness_record"
 _ANONYMOUS = itertools.count(1)
@@ -331,7 +331,7 @@ def build_record(info: CaseInfo, outcome: Outcome | None, *, models: Mapping[str
         status = outcome.status or ("ok" if outcome.correct else "wrong")
         if status not in STATUSES:
             raise ValueError(f"case {info.case_id}: unknown status {status!r}")
-        rec.status = cast(Status, status)
+        rec.status = status
         if rec.status in ERROR_STATUSES:
             rec.error = outcome.error or "(no reason given)"
             rec.correct = None  # an error is not a score

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import functools
 import os
-import resource
 import re
+import resource
 import select
 import shutil
 import signal
@@ -102,7 +102,7 @@ class Sandbox:
 # -- choosing the isolation ---------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _choose_plan(level: str, python: str) -> Plan:
     # Probe each candidate with a real program: a namespace the kernel refuses, a bwrap that
     # cannot mount, an interpreter `nobody` cannot reach all show up here, not mid-benchmark.

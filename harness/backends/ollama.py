@@ -36,7 +36,7 @@ try:
     import httpx
     import ollama
 except ModuleNotFoundError:  # pragma: no cover - available() reports it
-    ollama = None  # type: ignore[assignment]
+    ollama = None
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 NS = 1e-9  # Ollama reports durations in nanoseconds

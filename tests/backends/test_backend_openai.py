@@ -134,7 +134,7 @@ def test_cache_answers_a_repeated_request_without_calling_the_model(tmp_path: Pa
     routes, count = flaky_completions(failures=0)
     with serve(routes) as (url, _):
         backend = OpenAIBackend(fake_spec(url))
-        for run in range(2):  # two runs, each with its own cache handle on the same folder
+        for _run in range(2):  # two runs, each with its own cache handle on the same folder
             cache = ResponseCache(tmp_path)
             call = ModelCall(fake_spec(url), backend, CallPolicy(cache=cache))
             first = call.generate(Request(prompt="same question", reference="ignored by the key"))

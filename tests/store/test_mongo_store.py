@@ -14,9 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import case
 from mongo_server import MongoServer, free_port
-from support import SHARED_DATA, BenchRun
+from support import SHARED_DATA, BenchRun, case
 
 from harness.cli import main as harness_cli
 from harness.store import Store, open_store

@@ -31,7 +31,8 @@ def sandbox() -> Sandbox:
 
 
 def test_small_fails_twice_then_the_large_model_answers(sandbox: Sandbox) -> None:
-    small, large = scripted("small", [WRONG, "[BEGIN]\ndef add(a, b):\n    return 0\n[DONE]"]), scripted("large", [RIGHT])
+    small = scripted("small", [WRONG, "[BEGIN]\ndef add(a, b):\n    return 0\n[DONE]"])
+    large = scripted("large", [RIGHT])
     result = cascade.run(small, lambda: large, mbpp.task(ADD), sandbox, code.variants(2))
     assert (result.final_model, result.settled_by_small, result.escalated) == ("large", False, True)
     assert [(a.model, a.variant, a.outcome) for a in result.attempts] == [

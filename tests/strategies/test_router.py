@@ -11,7 +11,8 @@ from harness.report.comparison import compare
 from harness.strategies.delegate import TOOL_NAME, route
 
 
-def models(large_steps: list[Any], small_steps: list[Any]) -> tuple[ModelCall, ModelCall, ScriptedBackend, ScriptedBackend]:
+def models(large_steps: list[Any], small_steps: list[Any]
+           ) -> tuple[ModelCall, ModelCall, ScriptedBackend, ScriptedBackend]:
     large = ScriptedBackend.from_steps(large_steps, name="large")
     small = ScriptedBackend.from_steps(small_steps, name="small")
     return ModelCall(large.spec, large), ModelCall(small.spec, small), large, small
