@@ -16,7 +16,7 @@ from harness.backends.openai import OpenAIBackend, available
 from harness.cache import ResponseCache
 from harness.call import CallPolicy, ModelCall
 from harness.monitor import Monitor
-from harness.registry import ModelSpec
+from harness.registry import ModelSpec, create_backend
 
 MCQ = ("The following are multiple choice questions (with answers) about astronomy.\n\n"
        "Which planet is closest to the Sun?\nA. Venus\nB. Mercury\nC. Mars\nD. Earth\nAnswer:")
@@ -128,6 +128,25 @@ def test_a_server_that_never_answers_times_out() -> None:
         with pytest.raises(BackendTimeout):
             call.generate(Request(prompt="hi"))
         assert time.perf_counter() - start < 3
+
+
+def test_the_run_timeout_reaches_the_http_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: the client kept its own 600 s, so a call abandoned by the wrapper went on in the
+    # background holding the connection. Now the request itself stops at the run's timeout.
+    served: list[float] = []
+
+    def hang(h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        time.sleep(3)
+        served.append(time.perf_counter())
+
+    monkeypatch.setenv("OPENAI_API_KEY", "local")
+    with serve({"/v1/completions": hang}) as (url, _):
+        backend = create_backend(fake_spec(url), timeout_s=0.5)
+        assert backend.client.timeout == 0.5
+        start = time.perf_counter()
+        with pytest.raises(BackendTimeout):
+            backend.generate(Request(prompt="hi"))  # the client's own timeout, no wrapper around it
+        assert time.perf_counter() - start < 2.5
 
 
 def test_cache_answers_a_repeated_request_without_calling_the_model(tmp_path: Path) -> None:
