@@ -1,0 +1,325 @@
+"""The sandbox's warm worker: runs inside the jail, forks one limited child per program.
+
+Started once per Sandbox (`python -S -c <this file's source>`, see harness/sandbox.py), it imports
+the standard library only and never the harness: inside the jail the checkout is not there. It
+reads requests on fd 0 and answers on fd 1 (length-prefixed JSON); its own stderr is the jail's
+log, which the harness reads, never the program.
+
+Per program: a fresh child (own session, rlimits, stdout and stderr on memfds this worker
+created, stdin /dev/null, the worker's fds closed) executes the program; afterwards every other
+process in reach is killed and reaped and the private folders are emptied.
+
+Unforgeable outcome: when the program's last statement (its tests) has run, the runner asks the
+worker, over a socket only the child holds, for a per-run secret and sends it back. The worker
+hands the secret out once, and only while the child is its only process with a single thread;
+an exit status of 0 without that echo is a failure. A program cannot get the secret before its
+own end (asking early spoils the run, and an early exit never reaches the runner's request).
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import linecache
+import os
+import resource
+import select
+import shutil
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+import types
+
+PROGRAM = "program.py"
+LIMITS = {"cpu": resource.RLIMIT_CPU, "as": resource.RLIMIT_AS, "fsize": resource.RLIMIT_FSIZE,
+          "nproc": resource.RLIMIT_NPROC, "nofile": resource.RLIMIT_NOFILE}
+
+
+def _frame_read(fd: int) -> dict | None:
+    head = _read_exact(fd, 4)
+    if head is None:
+        return None
+    body = _read_exact(fd, struct.unpack("!I", head)[0])
+    return None if body is None else json.loads(body)
+
+
+def _read_exact(fd: int, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def _frame_write(fd: int, message: dict) -> None:
+    body = json.dumps(message).encode()
+    os.write(fd, struct.pack("!I", len(body)) + body)
+
+
+# -- the child ----------------------------------------------------------------------------------
+
+
+def _child(request: dict, out: int, err: int, channel: int) -> None:
+    os.setsid()  # its own process group: a killpg of its own cannot reach the worker
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(err, 2)
+    os.dup2(channel, 3)
+    os.closerange(4, 1 << 16)  # the worker's request and answer pipes among them
+    try:  # the memory limit's OOM killer takes the program, never the worker
+        with open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write("1000")
+    except OSError:
+        pass
+    os.chdir(request["workdir"])
+    for name, value in request["rlimits"].items():
+        try:
+            resource.setrlimit(LIMITS[name], (value, value))
+        except (ValueError, OSError):
+            pass
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _run(request["program"])
+
+
+def _run(program: str) -> None:
+    # The runner keeps its own references: a program that patches `os` changes nothing here.
+    write, read, fstat, exit_now, listdir = os.write, os.read, os.fstat, os._exit, os.listdir
+    before = fstat(3)
+    module = types.ModuleType("__main__")
+    module.__file__ = PROGRAM
+    module.__builtins__ = builtins
+    sys.modules["__main__"] = module
+    sys.argv = [PROGRAM]
+    linecache.cache[PROGRAM] = (len(program), None, program.splitlines(True), PROGRAM)
+    try:
+        exec(compile(program, PROGRAM, "exec"), module.__dict__)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException as error:  # SystemExit too: an early exit is not a finished program
+        try:
+            if isinstance(error, SystemExit):
+                print(f"SystemExit: the program exited ({error.code!r}) before its end", file=sys.stderr)
+            else:
+                traceback.print_exc()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            exit_now(1)
+    if len(listdir("/proc/self/task")) != 1:
+        os.write(2, b"\nRuntimeError: the program left threads running at its end\n")
+        exit_now(1)
+    now = fstat(3)
+    if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino):
+        os.write(2, b"\nRuntimeError: the program replaced the runner's channel\n")
+        exit_now(1)
+    write(3, b"R")
+    secret = read(3, 64)
+    write(3, secret)
+    exit_now(0)
+
+
+# -- the worker ---------------------------------------------------------------------------------
+
+
+def _descendants(root: int) -> list[int]:
+    """Processes below `root` (orphans come back to the worker: it is PID 1 or a subreaper)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as handle:
+                    stat = handle.read()
+                parents[int(entry)] = int(stat[stat.rindex(b")") + 2:].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = [], {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier and pid not in found}
+        found.extend(frontier)
+    return found
+
+
+def _alone(child: int) -> bool:
+    try:
+        return _descendants(os.getpid()) == [child] and len(os.listdir(f"/proc/{child}/task")) == 1
+    except OSError:
+        return False
+
+
+def _kill_everything(own_namespace: bool) -> None:
+    """Kill and reap every process the program left: daemons, setsid escapees, fork bombs."""
+    for _ in range(1000):
+        if own_namespace:  # PID 1 of its namespace: kill(-1) reaches all the others, and only them
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            remaining = True
+        else:
+            victims = _descendants(os.getpid())
+            for pid in victims:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            remaining = bool(victims)
+        reaped = False
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG if not own_namespace else 0)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            reaped = True
+        if own_namespace and not reaped:
+            return
+        if not own_namespace and not remaining:
+            return
+        if not own_namespace:
+            time.sleep(0.001)
+
+
+def _read_output(fd: int, limit: int, tail: bool) -> tuple[str, bool]:
+    size = os.fstat(fd).st_size
+    start = max(0, size - limit) if tail else 0
+    data = os.pread(fd, limit, start)
+    return data.decode("utf-8", errors="replace"), size > limit
+
+
+def _wipe(folders: list[str]) -> None:
+    for folder in folders:
+        try:
+            entries = os.listdir(folder)
+        except OSError:
+            continue
+        for name in entries:
+            path = os.path.join(folder, name)
+            if path in folders:
+                continue
+            try:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
+            except OSError:
+                pass
+
+
+def _serve_one(request: dict, own_namespace: bool) -> dict:
+    out = os.memfd_create("stdout")
+    err = os.memfd_create("stderr")
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    secret = os.urandom(16).hex().encode()
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _child(request, out, err, theirs.fileno())
+        finally:
+            os._exit(70)
+    theirs.close()
+    pidfd = os.pidfd_open(pid)
+    deadline = time.monotonic() + request["timeout"]
+    asked, proof, tampered, timed_out = 0, False, "", False
+
+    def receive() -> bool | None:
+        """Handle one message: None when none is waiting, False once every holder closed it."""
+        nonlocal asked, proof, tampered
+        try:
+            data = mine.recv(128)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return False
+        if data == b"R":
+            asked += 1
+            if asked == 1 and _alone(pid):
+                mine.send(secret)
+            else:
+                tampered = "the runner's secret was asked for twice, or with other processes alive"
+        elif data == secret and asked == 1:
+            proof = True
+        elif data:
+            tampered = "an unexpected message on the runner's channel"
+        return bool(data)
+
+    mine.setblocking(False)
+    channel_open = True
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            timed_out = True
+            break
+        ready = select.select([pidfd, mine] if channel_open else [pidfd], [], [], remaining)[0]
+        if mine in ready and receive() is False:
+            channel_open = False
+        if pidfd in ready:
+            break
+    if timed_out:
+        _kill_everything(own_namespace)
+    try:
+        _, status, usage = os.wait4(pid, 0)
+    except ChildProcessError:  # reaped by the sweep above
+        status, usage = 9, None
+    wall = time.perf_counter() - start
+    while channel_open:  # messages sent right before the exit
+        handled = receive()
+        if handled is None:
+            break
+        channel_open = handled
+    _kill_everything(own_namespace)
+    os.close(pidfd)
+    mine.close()
+    stdout, cut_out = _read_output(out, request["output_bytes"], tail=False)
+    stderr, cut_err = _read_output(err, request["output_bytes"], tail=True)  # the traceback is last
+    os.close(out)
+    os.close(err)
+    if request["wipe"]:
+        _wipe(request["wipe"])
+    return {"status": status, "timed_out": timed_out, "proof": proof and not tampered, "tampered": tampered,
+            "stdout": stdout, "stderr": stderr, "truncated": cut_out or cut_err, "wall_s": wall,
+            "cpu_s": (usage.ru_utime + usage.ru_stime) if usage else 0.0,
+            "max_rss_kb": usage.ru_maxrss if usage else None}
+
+
+def main() -> None:
+    own_namespace = os.getpid() == 1
+    if not own_namespace:  # orphans of the program come back here to be reaped and killed
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    _frame_write(1, {"ready": True, "uid": os.getuid(), "pid": os.getpid(),
+                     "caps": _capabilities(), "no_new_privs": _no_new_privs()})
+    while True:
+        request = _frame_read(0)
+        if request is None:
+            return
+        _frame_write(1, _serve_one(request, own_namespace))
+
+
+def _status_field(name: str) -> str:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(name + ":"):
+                return line.split(":", 1)[1].strip()
+    return ""
+
+
+def _capabilities() -> str:
+    return _status_field("CapEff")
+
+
+def _no_new_privs() -> bool:
+    return _status_field("NoNewPrivs") == "1"
+
+
+if __name__ == "__main__":
+    main()
