@@ -96,6 +96,8 @@ class Cgroup:
             _write(folder / "pids.max", processes)
         else:
             memory, pids = self.folders
+            # memory+swap may never be below memory: raise it first, lower it last.
+            _write(memory / "memory.memsw.limit_in_bytes", memory_bytes, optional=True)
             _write(memory / "memory.limit_in_bytes", memory_bytes)
             _write(memory / "memory.memsw.limit_in_bytes", memory_bytes, optional=True)
             _write(pids / "pids.max", processes)

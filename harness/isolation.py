@@ -131,6 +131,7 @@ def interpreter_paths(python: str) -> list[Path]:
     paths = {Path(p).resolve() for p in (sys.base_prefix, sys.prefix, sys.exec_prefix, sys.base_exec_prefix)}
     paths.add(Path(python).parent.resolve())  # the venv's bin (python is a symlink into the base)
     paths.add(Path(python).resolve().parent)
+    paths = {p for p in paths if p.is_dir()}  # a missing interpreter fails at the jail's start, by name
     return sorted(p for p in paths if not any(q != p and q in p.parents for q in paths))
 
 

@@ -296,6 +296,7 @@ def main() -> None:
 
         ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    os.chdir("/")  # the work folder is the program's; the worker holds nothing open in it
     _frame_write(1, {"ready": True, "uid": os.getuid(), "pid": os.getpid(),
                      "caps": _capabilities(), "no_new_privs": _no_new_privs()})
     while True:
