@@ -128,11 +128,30 @@ def _user_name() -> str:
 
 def interpreter_paths(python: str) -> list[Path]:
     """Folders the interpreter needs: its own, the stdlib's and the virtual environment's."""
-    paths = {Path(p).resolve() for p in (sys.base_prefix, sys.prefix, sys.exec_prefix, sys.base_exec_prefix)}
-    paths.add(Path(python).parent.resolve())  # the venv's bin (python is a symlink into the base)
+    if _is_ours(python):
+        paths = {Path(p).resolve() for p in (sys.base_prefix, sys.prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    else:  # another interpreter: its installation (bin/..) and its virtual environment, if any
+        paths = {Path(python).resolve().parent.parent}
+        venv = Path(python).absolute().parent.parent
+        if (venv / "pyvenv.cfg").is_file():
+            paths.add(venv.resolve())
+    paths.add(Path(python).absolute().parent.resolve())  # the venv's bin (python is a symlink into the base)
     paths.add(Path(python).resolve().parent)
     paths = {p for p in paths if p.is_dir()}  # a missing interpreter fails at the jail's start, by name
     return sorted(p for p in paths if not any(q != p and q in p.parents for q in paths))
+
+
+def _is_ours(python: str) -> bool:
+    return os.path.realpath(python) == os.path.realpath(sys.executable) and \
+        os.path.abspath(python) in (os.path.abspath(sys.executable), os.path.realpath(sys.executable))
+
+
+def site_packages(python: str) -> tuple[str, ...]:
+    """The interpreter's installed packages (numpy, say), as plain path entries."""
+    if _is_ours(python):
+        return _site_package_dirs()
+    venv = Path(python).absolute().parent.parent
+    return tuple(str(p) for p in sorted(venv.glob("lib/python3*/site-packages")) if (venv / "pyvenv.cfg").is_file())
 
 
 def _reachable_by_nobody(path: Path) -> bool:
@@ -152,9 +171,9 @@ def unreadable_by_nobody(python: str) -> str | None:
     return None
 
 
-def hidden_packages() -> list[str]:
+def hidden_packages(python: str) -> list[str]:
     found = []
-    for site in _site_package_dirs():
+    for site in site_packages(python):
         found += [str(Path(site) / name) for name in HIDDEN_PACKAGES if (Path(site) / name).is_dir()]
     return found
 
@@ -179,7 +198,11 @@ def _stage_folder(stage: Path, index: int) -> Path:
 
 def bwrap_argv(plan: Plan, python: str, stage: Path, limits: Limits) -> list[str]:
     argv = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--die-with-parent", "--new-session",
-            "--as-pid-1", "--cap-drop", "ALL", "--ro-bind", "/usr", "/usr"]
+            "--as-pid-1", "--cap-drop", "ALL", "--proc", "/proc", "--dev", "/dev"]
+    # The private folders first: an interpreter under /tmp (a CI checkout's venv) is bound into them.
+    for folder in PRIVATE_FOLDERS:
+        argv += ["--perms", "1777", "--size", str(limits.folder_bytes), "--tmpfs", folder]
+    argv += ["--perms", "0700", "--dir", INNER_WORKDIR, "--ro-bind", "/usr", "/usr"]
     for name, target in _system_entries():
         argv += ["--symlink", target, name] if target else ["--ro-bind", name, name]
     argv += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
@@ -190,12 +213,9 @@ def bwrap_argv(plan: Plan, python: str, stage: Path, limits: Limits) -> list[str
         # staged copy (see outer_script), at its own path.
         source = _stage_folder(stage, index) if plan.as_root and not _reachable_by_nobody(path) else path
         argv += [*_parents(path), "--ro-bind", str(source), str(path)]
-    for package in hidden_packages():
+    for package in hidden_packages(python):
         argv += ["--tmpfs", package, "--remount-ro", package]
-    argv += ["--proc", "/proc", "--dev", "/dev"]
-    for folder in PRIVATE_FOLDERS:
-        argv += ["--perms", "1777", "--size", str(limits.folder_bytes), "--tmpfs", folder]
-    argv += ["--perms", "0700", "--dir", INNER_WORKDIR, "--chdir", INNER_WORKDIR, "--remount-ro", "/"]
+    argv += ["--chdir", INNER_WORKDIR, "--remount-ro", "/"]
     return argv
 
 
@@ -222,6 +242,16 @@ def unshare_script(plan: Plan, python: str, stage: Path, limits: Limits, worker:
         lines.extend([make, f'mount --bind {q(source)} "$R"{q(dest)}',
                       f'mount -o remount,bind,ro,nosuid,nodev "$R"{q(dest)}'])
 
+    lines += ['mkdir -p "$R/proc" "$R/dev"', 'mount -t proc -o nosuid,nodev,noexec proc "$R/proc"',
+              'mount -t tmpfs -o mode=0755,size=64k,nosuid tmpfs "$R/dev"']
+    for device in ("null", "zero", "full", "random", "urandom"):
+        lines += [f'touch "$R/dev/{device}"', f'mount --bind /dev/{device} "$R/dev/{device}"']
+    lines += ['ln -s /proc/self/fd "$R/dev/fd"', 'ln -s /proc/self/fd/0 "$R/dev/stdin"',
+              'ln -s /proc/self/fd/1 "$R/dev/stdout"', 'ln -s /proc/self/fd/2 "$R/dev/stderr"']
+    for folder in PRIVATE_FOLDERS:  # first: an interpreter under /tmp is bound into the private /tmp
+        lines += [f'mkdir -p "$R"{folder}', f'mount -t tmpfs -o mode=1777,size={size},nosuid,nodev tmpfs "$R"{folder}']
+    owner = f"{NOBODY}:{NOBODY}" if plan.as_root else "0:0"
+    lines += [f'mkdir -m 0700 "$R"{INNER_WORKDIR}', f'chown {owner} "$R"{INNER_WORKDIR}']
     bind("/usr", "/usr")
     for name, target in _system_entries():
         if target:
@@ -233,19 +263,9 @@ def unshare_script(plan: Plan, python: str, stage: Path, limits: Limits, worker:
     for path in interpreter_paths(python):
         if not str(path).startswith("/usr/"):
             bind(str(path), str(path))
-    for package in hidden_packages():
+    for package in hidden_packages(python):
         lines.append(f'mount -t tmpfs -o size=4k,mode=0555,ro tmpfs "$R"{q(package)}')
-    lines += ['mkdir -p "$R/proc" "$R/dev"', 'mount -t proc -o nosuid,nodev,noexec proc "$R/proc"',
-              'mount -t tmpfs -o mode=0755,size=64k,nosuid tmpfs "$R/dev"']
-    for device in ("null", "zero", "full", "random", "urandom"):
-        lines += [f'touch "$R/dev/{device}"', f'mount --bind /dev/{device} "$R/dev/{device}"']
-    lines += ['ln -s /proc/self/fd "$R/dev/fd"', 'ln -s /proc/self/fd/0 "$R/dev/stdin"',
-              'ln -s /proc/self/fd/1 "$R/dev/stdout"', 'ln -s /proc/self/fd/2 "$R/dev/stderr"']
-    for folder in PRIVATE_FOLDERS:
-        lines += [f'mkdir -p "$R"{folder}', f'mount -t tmpfs -o mode=1777,size={size},nosuid,nodev tmpfs "$R"{folder}']
-    owner = f"{NOBODY}:{NOBODY}" if plan.as_root else "0:0"
-    lines += [f'mkdir -m 0700 "$R"{INNER_WORKDIR}', f'chown {owner} "$R"{INNER_WORKDIR}',
-              'mkdir "$R/.old"', 'cd "$R"', f"{q(_tool('pivot_root'))} . .old", "umount -l /.old", "rmdir /.old",
+    lines += ['mkdir "$R/.old"', 'cd "$R"', f"{q(_tool('pivot_root'))} . .old", "umount -l /.old", "rmdir /.old",
               "mount -o remount,bind,ro /", f"cd {INNER_WORKDIR}"]
     drop = ([f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"] if plan.as_root else [])
     setpriv = [_tool("setpriv"), *drop, "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
@@ -298,13 +318,13 @@ def _site_package_dirs() -> tuple[str, ...]:
     return tuple(dict.fromkeys(p for p in (paths["purelib"], paths["platlib"]) if os.path.isdir(p)))
 
 
-def environment(workdir: str) -> dict[str, str]:
+def environment(workdir: str, python: str) -> dict[str, str]:
     # Built from nothing, not filtered: whatever secrets the harness holds stay out. The installed
     # packages come as plain path entries: .pth files are not run (-S), so editable installs
     # (the harness itself) stay out of reach.
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
             "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONPATH": os.pathsep.join(_site_package_dirs()), "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join(site_packages(python)), "OMP_NUM_THREADS": "1",
             "OPENBLAS_NUM_THREADS": "1"}
 
 

@@ -48,6 +48,7 @@ from harness.isolation import (
     candidates,
     command,
     environment,
+    interpreter_paths,
     rlimits,
     unreadable_by_nobody,
 )
@@ -198,7 +199,7 @@ class _Worker:
         # The jail's own messages (bwrap: ...) go to a file only the harness holds open.
         log = tempfile.TemporaryFile()
         argv = command(plan, python, root, limits, _WORKER.read_text(), cgroup.procs_files if cgroup else [])
-        env = environment(str(root / "work") if plan.level == "rlimits" else INNER_WORKDIR)
+        env = environment(str(root / "work") if plan.level == "rlimits" else INNER_WORKDIR, python)
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
                                     cwd=root / "work" if plan.level == "rlimits" else root,
@@ -239,7 +240,8 @@ class _Worker:
                 self.cgroup_limits = wanted
         nproc = None if self.nproc is None else self.nproc + limits.processes
         request = {"program": program, "timeout": limits.timeout_s, "rlimits": rlimits(limits, nproc),
-                   "output_bytes": limits.output_bytes, "workdir": self.workdir, "wipe": self.wipe}
+                   "output_bytes": limits.output_bytes, "workdir": self.workdir, "wipe": self.wipe,
+                   "keep": [str(p) for p in interpreter_paths(self.python)]}
         start = time.perf_counter()
         try:
             body = json.dumps(request).encode()
@@ -265,11 +267,11 @@ class _Worker:
                 self.proc.stdin.close()
             except OSError:
                 pass
-        if self.cgroup is not None:
-            self.cgroup.kill()
-        try:
+        try:  # the worker ends at end of input, and the jail's processes reap it
             self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
+            if self.cgroup is not None:
+                self.cgroup.kill()
             _kill_tree(self.proc.pid)
             self.proc.wait()
         if self.proc.stdout:

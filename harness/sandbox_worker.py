@@ -193,7 +193,8 @@ def _read_output(fd: int, limit: int, tail: bool) -> tuple[str, bool]:
     return data.decode("utf-8", errors="replace"), size > limit
 
 
-def _wipe(folders: list[str]) -> None:
+def _wipe(folders: list[str], keep: list[str]) -> None:
+    """Empty the private folders, but not the way to the interpreter bound inside them."""
     for folder in folders:
         try:
             entries = os.listdir(folder)
@@ -201,7 +202,7 @@ def _wipe(folders: list[str]) -> None:
             continue
         for name in entries:
             path = os.path.join(folder, name)
-            if path in folders:
+            if path in folders or any(k == path or k.startswith(path + "/") for k in keep):
                 continue
             try:
                 if os.path.isdir(path) and not os.path.islink(path):
@@ -282,7 +283,7 @@ def _serve_one(request: dict, own_namespace: bool) -> dict:
     os.close(out)
     os.close(err)
     if request["wipe"]:
-        _wipe(request["wipe"])
+        _wipe(request["wipe"], request["keep"])
     return {"status": status, "timed_out": timed_out, "proof": proof and not tampered, "tampered": tampered,
             "stdout": stdout, "stderr": stderr, "truncated": cut_out or cut_err, "wall_s": wall,
             "cpu_s": (usage.ru_utime + usage.ru_stime) if usage else 0.0,
