@@ -411,8 +411,9 @@ def test_rlimits_is_explicit_and_says_unisolated(watch: Watch) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root drops to nobody")
 def test_an_interpreter_nobody_cannot_read_stops_with_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "outer").mkdir()
     python = _hidden_venv(tmp_path / "outer")
     venv = Path(python).parents[1]
     venv.chmod(0o700)  # the venv itself closed: no bind mount can make it readable to nobody
-    with pytest.raises(SandboxError, match=r"cannot read the interpreter's folder .* chmod -R o\+rX"):
+    with pytest.raises(SandboxError, match=r"cannot read the interpreter's folder .*chmod -R o\+rX"):
         Sandbox(LIMITS, level="auto", python=python)
