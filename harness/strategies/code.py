@@ -116,6 +116,8 @@ def answer(task: CodeTask, model: ModelCall, sandbox: Sandbox, *, strategy: str 
     so the scoreboard's accuracy estimates pass@1; scores hold pass@k and pass^k over all n.
     """
     isolation = sandbox.isolation.describe()
+    # False only under an explicit --sandbox rlimits: the report's header must say code ran unisolated.
+    isolated = sandbox.isolation.isolated
     if strategy == "cascade":
         from harness.strategies import cascade  # a pair strategy: imported where used
 
@@ -125,7 +127,7 @@ def answer(task: CodeTask, model: ModelCall, sandbox: Sandbox, *, strategy: str 
         final = result.final
         return CodeAnswer(final.code, Score(final.passed, {"pass@1": float(final.passed)}), "cascade",
                           {**result.to_extra(), "outcome": final.outcome, "detail": final.detail,
-                           "isolation": isolation})
+                           "isolation": isolation, "sandbox_isolated": isolated})
     if strategy != "single":
         raise ValueError(f"unknown code strategy {strategy!r}")
     tries = sample(model, task, sandbox, samples)
@@ -135,4 +137,5 @@ def answer(task: CodeTask, model: ModelCall, sandbox: Sandbox, *, strategy: str 
                       {"outcome": first.outcome, "detail": first.detail, "samples": len(tries),
                        "passed": sum(passed), "outcomes": [t.outcome for t in tries],
                        "sandbox_s": sum(t.sandbox_s for t in tries),
-                       "sandbox_cpu_s": sum(t.sandbox_cpu_s for t in tries), "isolation": isolation})
+                       "sandbox_cpu_s": sum(t.sandbox_cpu_s for t in tries), "isolation": isolation,
+                       "sandbox_isolated": isolated})
