@@ -59,12 +59,15 @@ class Cgroup:
     def _create_v2(cls, name: str, own: str) -> Cgroup | None:
         # Next to this process's group where it may have children with controllers (the "no
         # internal processes" rule forbids them below a group holding processes), else the root.
-        for parent in (MOUNT / own.lstrip("/")).parent, MOUNT:
-            controllers = (parent / "cgroup.controllers").read_text().split()
-            if not {"memory", "pids"} <= set(controllers):
-                continue
+        own_folder = MOUNT / own.lstrip("/")
+        for parent in dict.fromkeys([own_folder.parent if own_folder != MOUNT else MOUNT, MOUNT]):
             try:
-                (parent / "cgroup.subtree_control").write_text("+memory +pids")
+                controllers = (parent / "cgroup.controllers").read_text().split()
+                if not {"memory", "pids"} <= set(controllers):
+                    continue
+                enabled = (parent / "cgroup.subtree_control").read_text().split()
+                if not {"memory", "pids"} <= set(enabled):
+                    (parent / "cgroup.subtree_control").write_text("+memory +pids")
                 folder = parent / name
                 folder.mkdir()
                 return cls(2, [folder])

@@ -54,9 +54,11 @@ PROTECTS = {
                 "capabilities, no_new_privs",
                 "as bwrap; the jail's setup runs as root inside the new namespaces"),
     "rlimits": ("CPU time, address space, file size, open files, the wall clock; memory (shared memory "
-                "included) and processes where a cgroup is available; outcomes the exit status cannot forge",
+                "included) and processes where a cgroup is available; a pass needs the runner's proof (exit "
+                "status, exit handlers and printed text cannot forge it)",
                 "UNISOLATED: the program has the harness's user (root in CI), network, filesystem and "
-                "processes; it can read the harness's environment through /proc and change its files"),
+                "processes; it can read the harness's environment through /proc, change its files and, "
+                "through /proc, the worker's answers"),
 }
 
 

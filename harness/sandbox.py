@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 import re
+import secrets
 import select
 import shutil
 import signal
@@ -239,7 +240,8 @@ class _Worker:
                 self.cgroup.limit(*wanted)
                 self.cgroup_limits = wanted
         nproc = None if self.nproc is None else self.nproc + limits.processes
-        request = {"program": program, "timeout": limits.timeout_s, "rlimits": rlimits(limits, nproc),
+        nonce = secrets.token_hex(8)  # an answer that does not carry it was not the worker's
+        request = {"nonce": nonce, "program": program, "timeout": limits.timeout_s, "rlimits": rlimits(limits, nproc),
                    "output_bytes": limits.output_bytes, "workdir": self.workdir, "wipe": self.wipe,
                    "keep": [str(p) for p in interpreter_paths(self.python)]}
         start = time.perf_counter()
@@ -258,6 +260,10 @@ class _Worker:
             memory = self.cgroup is not None and self.cgroup.memory_limit_hit()
             return Result("crash", _memory_detail(limits) if memory else
                           "the sandbox's worker was killed while the program ran", signal="SIGKILL",
+                          wall_s=time.perf_counter() - start)
+        if answer.get("nonce") != nonce:  # only a program running as the harness's user gets here
+            self.close()
+            return Result("crash", "the program wrote into the sandbox worker's answer channel",
                           wall_s=time.perf_counter() - start)
         return _result(answer, program, limits, self.cgroup)
 

@@ -284,18 +284,22 @@ def _serve_one(request: dict, own_namespace: bool) -> dict:
     os.close(err)
     if request["wipe"]:
         _wipe(request["wipe"], request["keep"])
-    return {"status": status, "timed_out": timed_out, "proof": proof and not tampered, "tampered": tampered,
+    return {"nonce": request["nonce"], "status": status, "timed_out": timed_out, "proof": proof and not tampered, "tampered": tampered,
             "stdout": stdout, "stderr": stderr, "truncated": cut_out or cut_err, "wall_s": wall,
             "cpu_s": (usage.ru_utime + usage.ru_stime) if usage else 0.0,
             "max_rss_kb": usage.ru_maxrss if usage else None}
 
 
 def main() -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    # Not dumpable: a program of the same user can neither ptrace the worker nor open its pipes
+    # to the harness through /proc/<pid>/fd (and so never write an answer of its own).
+    libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
     own_namespace = os.getpid() == 1
     if not own_namespace:  # orphans of the program come back here to be reaped and killed
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     os.chdir("/")  # the work folder is the program's; the worker holds nothing open in it
     _frame_write(1, {"ready": True, "uid": os.getuid(), "pid": os.getpid(),
