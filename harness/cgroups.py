@@ -69,6 +69,7 @@ class Cgroup:
                 if not {"memory", "pids"} <= set(enabled):
                     (parent / "cgroup.subtree_control").write_text("+memory +pids")
                 folder = parent / name
+                _remove_stale(parent)
                 folder.mkdir()
                 return cls(2, [folder])
             except OSError:
@@ -83,6 +84,7 @@ class Cgroup:
             if not (hierarchy / "cgroup.procs").exists():
                 return None
             folder = hierarchy / own.get(controller, "/").lstrip("/") / name
+            _remove_stale(folder.parent)
             folder.mkdir()
             folders.append(folder)
         return cls(1, folders)
@@ -159,6 +161,20 @@ class Cgroup:
                     break
                 except OSError:
                     time.sleep(0.01)
+
+
+def _remove_stale(parent: Path) -> None:
+    """Empty groups of harness processes that died without closing their sandbox (SIGKILL)."""
+    for folder in parent.glob("harness-sandbox-*-*"):
+        try:
+            pid = int(folder.name.split("-")[2])
+        except (IndexError, ValueError):
+            continue
+        if not os.path.exists(f"/proc/{pid}"):
+            try:
+                folder.rmdir()  # fails, harmlessly, while a process is still inside
+            except OSError:
+                pass
 
 
 def _write(path: Path, value: int, optional: bool = False) -> None:
