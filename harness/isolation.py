@@ -43,22 +43,24 @@ _SYSTEM = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
 
 # What each level protects, and what it does not (`harness doctor` prints these).
+_BWRAP_PROTECTS = ("no network; own PID, IPC, UTS, mount, user and cgroup namespaces; only the interpreter "
+                   "(read-only) and private size-limited /tmp, /var/tmp, /run, /dev/shm in view; runs as "
+                   "nobody (root) or your user, no capabilities, no_new_privs")
+_BWRAP_LEAVES = ("no seccomp filter (the whole kernel interface is reachable); the interpreter's installed "
+                 "packages are readable; a program written against the runner's protocol can claim a pass")
+_UNSHARE_PROTECTS = ("the same view as bwrap, built with unshare, mount and pivot_root: no network, own PID, "
+                     "IPC, UTS and mount namespaces, nobody (root) or an unprivileged mapped user, no "
+                     "capabilities, no_new_privs")
+_RLIMITS_PROTECTS = ("CPU time, address space, file size, open files, the wall clock; memory (shared memory "
+                     "included) and processes where a cgroup is available; a pass needs the runner's proof "
+                     "(exit status, exit handlers and printed text cannot forge it)")
+_RLIMITS_LEAVES = ("UNISOLATED: the program has the harness's user (root in CI), network, filesystem and "
+                   "processes; it can read the harness's environment through /proc, change its files and, "
+                   "through /proc, the worker's answers")
 PROTECTS = {
-    "bwrap": ("no network; own PID, IPC, UTS, mount, user and cgroup namespaces; only the interpreter "
-              "(read-only) and private size-limited /tmp, /var/tmp, /run, /dev/shm in view; runs as nobody "
-              "(root) or your user, no capabilities, no_new_privs",
-              "no seccomp filter (the whole kernel interface is reachable); the interpreter's installed "
-              "packages are readable; a program written against the runner's protocol can claim a pass"),
-    "unshare": ("the same view as bwrap, built with unshare, mount and pivot_root: no network, own PID, "
-                "IPC, UTS and mount namespaces, nobody (root) or an unprivileged mapped user, no "
-                "capabilities, no_new_privs",
-                "as bwrap; the jail's setup runs as root inside the new namespaces"),
-    "rlimits": ("CPU time, address space, file size, open files, the wall clock; memory (shared memory "
-                "included) and processes where a cgroup is available; a pass needs the runner's proof (exit "
-                "status, exit handlers and printed text cannot forge it)",
-                "UNISOLATED: the program has the harness's user (root in CI), network, filesystem and "
-                "processes; it can read the harness's environment through /proc, change its files and, "
-                "through /proc, the worker's answers"),
+    "bwrap": (_BWRAP_PROTECTS, _BWRAP_LEAVES),
+    "unshare": (_UNSHARE_PROTECTS, "as bwrap; the jail's setup runs as root inside the new namespaces"),
+    "rlimits": (_RLIMITS_PROTECTS, _RLIMITS_LEAVES),
 }
 
 
@@ -332,7 +334,7 @@ def command(plan: Plan, python: str, stage: Path, limits: Limits, worker_source:
     return ["/bin/sh", "-c", "\n".join(lines)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _site_package_dirs() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     return tuple(dict.fromkeys(p for p in (paths["purelib"], paths["platlib"]) if os.path.isdir(p)))

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 from harness.cgroups import Cgroup
 from harness.isolation import (
@@ -198,7 +198,7 @@ class _Worker:
         if plan.level == "rlimits":
             (root / "work").mkdir()
         # The jail's own messages (bwrap: ...) go to a file only the harness holds open.
-        log = tempfile.TemporaryFile()
+        log = tempfile.TemporaryFile()  # noqa: SIM115 (held open for the jail's lifetime, closed in close())
         argv = command(plan, python, root, limits, _WORKER.read_text(), cgroup.procs_files if cgroup else [])
         env = environment(str(root / "work") if plan.level == "rlimits" else INNER_WORKDIR, python)
         try:
@@ -211,18 +211,19 @@ class _Worker:
             raise _StartError(str(exc)) from None
         worker = cls(plan, python, proc, root, log, cgroup)
         try:
+            assert proc.stdout is not None
             hello = _read_frame(proc.stdout.fileno(), time.monotonic() + _START_S)
         except TimeoutError:
             hello = None
         if hello is None or not hello.get("ready"):
             worker.close()
             raise _StartError(worker.log_text() or f"the jail exited with status {proc.returncode}")
-        if plan.level != "rlimits":
-            # What the jail promises, checked from inside it: never root, never a capability.
-            if (plan.as_root and hello["uid"] != NOBODY) or hello["caps"].strip("0") or not hello["no_new_privs"]:
-                worker.close()
-                raise _StartError(f"the jail's worker runs as uid {hello['uid']} with capabilities "
-                                  f"{hello['caps']} (no_new_privs {hello['no_new_privs']}): refused")
+        # What the jail promises, checked from inside it: never root, never a capability.
+        broken = (plan.as_root and hello["uid"] != NOBODY) or hello["caps"].strip("0") or not hello["no_new_privs"]
+        if plan.level != "rlimits" and broken:
+            worker.close()
+            raise _StartError(f"the jail's worker runs as uid {hello['uid']} with capabilities "
+                              f"{hello['caps']} (no_new_privs {hello['no_new_privs']}): refused")
         return worker
 
     def alive(self) -> bool:
@@ -245,6 +246,7 @@ class _Worker:
                    "output_bytes": limits.output_bytes, "workdir": self.workdir, "wipe": self.wipe,
                    "keep": [str(p) for p in interpreter_paths(self.python)]}
         start = time.perf_counter()
+        assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
             body = json.dumps(request).encode()
             os.write(self.proc.stdin.fileno(), struct.pack("!I", len(body)) + body)

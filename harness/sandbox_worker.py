@@ -93,15 +93,15 @@ def _run(program: str) -> None:
     before = fstat(3)
     module = types.ModuleType("__main__")
     module.__file__ = PROGRAM
-    module.__builtins__ = builtins
+    module.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = module
     sys.argv = [PROGRAM]
     linecache.cache[PROGRAM] = (len(program), None, program.splitlines(True), PROGRAM)
     try:
-        exec(compile(program, PROGRAM, "exec"), module.__dict__)
+        exec(compile(program, PROGRAM, "exec"), module.__dict__)  # noqa: S102 (running it is the point)
         sys.stdout.flush()
         sys.stderr.flush()
-    except BaseException as error:  # SystemExit too: an early exit is not a finished program
+    except BaseException as error:  # noqa: BLE001 (SystemExit too: an early exit is not a finished program)
         try:
             if isinstance(error, SystemExit):
                 print(f"SystemExit: the program exited ({error.code!r}) before its end", file=sys.stderr)
@@ -138,7 +138,8 @@ def _descendants(root: int) -> list[int]:
                 parents[int(entry)] = int(stat[stat.rindex(b")") + 2:].split()[1])
             except (OSError, ValueError, IndexError):
                 continue
-    found, frontier = [], {root}
+    found: list[int] = []
+    frontier = {root}
     while frontier:
         frontier = {pid for pid, parent in parents.items() if parent in frontier and pid not in found}
         found.extend(frontier)
@@ -258,8 +259,9 @@ def _serve_one(request: dict, own_namespace: bool) -> dict:
         if remaining <= 0:
             timed_out = True
             break
-        ready = select.select([pidfd, mine] if channel_open else [pidfd], [], [], remaining)[0]
-        if mine in ready and receive() is False:
+        watched: list[int] = [pidfd, mine.fileno()] if channel_open else [pidfd]
+        ready = select.select(watched, [], [], remaining)[0]
+        if mine.fileno() in ready and receive() is False:
             channel_open = False
         if pidfd in ready:
             break

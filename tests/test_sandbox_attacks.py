@@ -197,24 +197,24 @@ except OSError as error:
 
 @pytest.mark.parametrize("forgery", [
     "import atexit, os\natexit.register(lambda: os._exit(0))\n",
-    "import sys\nsys.stderr.write('bwrap: Creating new namespace failed: forged\\n')\nsys.stderr.flush()\n"
-    "import os\nos._exit(1)\n",
+    ("import sys\nsys.stderr.write('bwrap: Creating new namespace failed: forged\\n')\nsys.stderr.flush()\n"
+     "import os\nos._exit(1)\n"),
     "import sys\nsys.stderr.write('unshare: failed to execute: forged\\n')\nsys.exit(127)\n",
     "import sys\nsys.exit(0)\n",
     "import os\nos._exit(0)\n",
     "import sys\nsys.excepthook = lambda *a: __import__('os')._exit(0)\n",
     "import signal, os\nsignal.signal(signal.SIGTERM, lambda *a: os._exit(0))\nos.kill(os.getpid(), signal.SIGTERM)\n",
     "import os, threading\nthreading.Thread(target=lambda: (__import__('time').sleep(0.2), os._exit(0))).start()\n",
-    "import os, json, struct, ctypes\n"
-    "frame = json.dumps({'status': 0, 'timed_out': False, 'proof': True, 'tampered': '', 'stdout': 'forged',\n"
-    "                    'stderr': '', 'truncated': False, 'wall_s': 0, 'cpu_s': 0, 'max_rss_kb': 1}).encode()\n"
-    "for pid in {1, os.getppid()}:\n"
-    "    print('ptrace', ctypes.CDLL(None).ptrace(16, pid, 0, 0), flush=True)\n"
-    "    for fd in range(8):\n"
-    "        try:\n"
-    "            os.write(os.open(f'/proc/{pid}/fd/{fd}', os.O_WRONLY), struct.pack('!I', len(frame)) + frame)\n"
-    "        except OSError:\n"
-    "            pass\n",
+    ("import os, json, struct, ctypes\n"
+     "frame = json.dumps({'status': 0, 'timed_out': False, 'proof': True, 'tampered': '', 'stdout': 'forged',\n"
+     "                    'stderr': '', 'truncated': False, 'wall_s': 0, 'cpu_s': 0, 'max_rss_kb': 1}).encode()\n"
+     "for pid in {1, os.getppid()}:\n"
+     "    print('ptrace', ctypes.CDLL(None).ptrace(16, pid, 0, 0), flush=True)\n"
+     "    for fd in range(8):\n"
+     "        try:\n"
+     "            os.write(os.open(f'/proc/{pid}/fd/{fd}', os.O_WRONLY), struct.pack('!I', len(frame)) + frame)\n"
+     "        except OSError:\n"
+     "            pass\n"),
 ], ids=["atexit-exit0", "bwrap-prefix", "unshare-prefix", "sys-exit0", "os-exit0", "excepthook", "signal", "thread",
         "worker-pipes"])
 def test_forged_outcomes(sandbox: Sandbox, watch: Watch, forgery: str) -> None:
@@ -251,7 +251,7 @@ for i in range(128):
     if sandbox.isolation.cgroup != "none" or where != "memfd":
         # the control group (memfd), or the private tmpfs size: far below what was asked for
         assert held_mib <= (LIMITS.memory_bytes >> 20) + 96, result
-    assert not os.path.exists(f"/dev/shm/issue15-0")
+    assert not os.path.exists("/dev/shm/issue15-0")
 
 
 # -- 4. result files under the program's control ------------------------------------------------
