@@ -5,8 +5,8 @@ timeout or crash (never pass, never sandbox_error); no process of it survives; n
 its work folder was created or changed; no connection reached the host; no secret of the
 harness's environment shows in its output; and an honest program still passes.
 
-Levels: bwrap and the unshare fallback with this interpreter, and the unshare fallback with an
-interpreter (a venv) inside a folder `nobody` cannot enter, as CI's venv under /root would be.
+Levels: bwrap and the unshare fallback, each with this interpreter and with an interpreter (a venv)
+inside a folder `nobody` cannot enter, as CI's venv under /root would be.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _hidden_venv(folder: Path) -> str:
     return str(folder / "venv" / "bin" / "python")
 
 
-@pytest.fixture(scope="module", params=["bwrap", "unshare", "unshare-hidden-venv"])
+@pytest.fixture(scope="module", params=["bwrap", "bwrap-hidden-venv", "unshare", "unshare-hidden-venv"])
 def sandbox(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     level, _, hidden = request.param.partition("-")
     python = _hidden_venv(tmp_path_factory.mktemp("private")) if hidden else None
