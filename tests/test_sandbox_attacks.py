@@ -314,6 +314,23 @@ for _ in range(10000):
     contained(sandbox, watch, program, mark=mark)
 
 
+def test_thread_bomb_is_contained(sandbox: Sandbox, watch: Watch) -> None:
+    program = """
+import threading, time
+started = 0
+try:
+    for _ in range(100000):
+        threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+        started += 1
+except RuntimeError:
+    pass
+print(started, flush=True)
+"""
+    result = contained(sandbox, watch, program)
+    if result.stdout.strip() and sandbox.isolation.cgroup != "none":
+        assert int(result.stdout.split()[0]) <= LIMITS.processes + 2  # the pids limit counts threads
+
+
 # -- 6. what the program can see ----------------------------------------------------------------
 
 
