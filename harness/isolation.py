@@ -45,12 +45,14 @@ _SYSTEM = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # What each level protects, and what it does not (`harness doctor` prints these).
 _BWRAP_PROTECTS = ("no network; own PID, IPC, UTS, mount, user and cgroup namespaces; only the interpreter "
                    "(read-only) and private size-limited /tmp, /var/tmp, /run, /dev/shm in view; runs as "
-                   "nobody (root) or your user, no capabilities, no_new_privs")
+                   "nobody (root) or your user, no capabilities, no_new_privs, no user namespaces of its own")
 _BWRAP_LEAVES = ("no seccomp filter (the whole kernel interface is reachable); the interpreter's installed "
                  "packages are readable; a program written against the runner's protocol can claim a pass")
 _UNSHARE_PROTECTS = ("the same view as bwrap, built with unshare, mount and pivot_root: no network, own PID, "
                      "IPC, UTS and mount namespaces, nobody (root) or an unprivileged mapped user, no "
                      "capabilities, no_new_privs")
+_UNSHARE_LEAVES = ("as bwrap; and the program may create user namespaces of its own (more kernel surface; "
+                   "bwrap forbids them)")
 _RLIMITS_PROTECTS = ("CPU time, address space, file size, open files, the wall clock; memory (shared memory "
                      "included) and processes where a cgroup is available; a pass needs the runner's proof "
                      "(exit status, exit handlers and printed text cannot forge it)")
@@ -59,7 +61,7 @@ _RLIMITS_LEAVES = ("UNISOLATED: the program has the harness's user (root in CI),
                    "through /proc, the worker's answers")
 PROTECTS = {
     "bwrap": (_BWRAP_PROTECTS, _BWRAP_LEAVES),
-    "unshare": (_UNSHARE_PROTECTS, "as bwrap; the jail's setup runs as root inside the new namespaces"),
+    "unshare": (_UNSHARE_PROTECTS, _UNSHARE_LEAVES),
     "rlimits": (_RLIMITS_PROTECTS, _RLIMITS_LEAVES),
 }
 
@@ -220,7 +222,7 @@ def _stage_folder(stage: Path, index: int) -> Path:
 
 def bwrap_argv(plan: Plan, python: str, stage: Path, limits: Limits) -> list[str]:
     argv = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--die-with-parent", "--new-session",
-            "--as-pid-1", "--cap-drop", "ALL", "--proc", "/proc", "--dev", "/dev"]
+            "--as-pid-1", "--cap-drop", "ALL", "--unshare-user", "--disable-userns", "--proc", "/proc", "--dev", "/dev"]
     # The private folders first: an interpreter under /tmp (a CI checkout's venv) is bound into them.
     for folder in PRIVATE_FOLDERS:
         argv += ["--perms", "1777", "--size", str(limits.folder_bytes), "--tmpfs", folder]

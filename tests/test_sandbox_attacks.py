@@ -157,6 +157,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 status = dict(line.split(':', 1) for line in open('/proc/self/status') if ':' in line)
 print('uid', os.getuid(), 'caps', status['CapEff'].strip(), 'nnp', status['NoNewPrivs'].strip(), flush=True)
 print('umount /proc', libc.umount2(b'/proc', 2), flush=True)
+print('new user namespace', libc.unshare(0x10000000), flush=True)
 for pid in os.listdir('/proc'):
     if pid.isdigit():
         try:
@@ -188,6 +189,8 @@ except OSError as error:
     if os.geteuid() == 0:
         assert first[1] == "65534", result.stdout  # nobody, not root
     assert "umount /proc -1" in result.stdout
+    if sandbox.isolation.level == "bwrap":  # not even a user namespace of its own to be root in
+        assert "new user namespace -1" in result.stdout
     assert "setns" not in result.stdout or all(line.endswith("-1") for line in result.stdout.splitlines()
                                                if line.startswith("setns"))
 
