@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,11 +50,23 @@ class Cgroup:
         own = _own_paths()
         v2 = (MOUNT / "cgroup.controllers").exists()
         try:
-            if v2:
-                return cls._create_v2(name, own.get("", "/"))
-            return cls._create_v1(name, own)
+            group = cls._create_v2(name, own.get("", "/")) if v2 else cls._create_v1(name, own)
         except OSError:
             return None
+        if group is not None and not group._joinable():
+            group.remove()
+            return None
+        return group
+
+    def _joinable(self) -> bool:
+        """Whether a process can really join (delegation, the "no internal processes" rule): a
+        jail that cannot would fail to start, so the sandbox goes without the group instead."""
+        script = "".join(f"echo $$ > '{procs}' || exit 1; " for procs in self.procs_files)
+        try:
+            return subprocess.run(["/bin/sh", "-c", script], capture_output=True, timeout=10,
+                                  check=False).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            return False
 
     @classmethod
     def _create_v2(cls, name: str, own: str) -> Cgroup | None:
