@@ -216,8 +216,9 @@ class _Worker:
         except TimeoutError:
             hello = None
         if hello is None or not hello.get("ready"):
+            why = worker.log_text()
             worker.close()
-            raise _StartError(worker.log_text() or f"the jail exited with status {proc.returncode}")
+            raise _StartError(why or f"the jail exited with status {proc.returncode}")
         # What the jail promises, checked from inside it: never root, never a capability.
         broken = (plan.as_root and hello["uid"] != NOBODY) or hello["caps"].strip("0") or not hello["no_new_privs"]
         if plan.level != "rlimits" and broken:
@@ -284,6 +285,7 @@ class _Worker:
             self.proc.wait()
         if self.proc.stdout:
             self.proc.stdout.close()
+        self.log.close()
         _cleanup(self.root, self.cgroup)
 
 
