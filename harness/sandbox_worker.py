@@ -9,14 +9,14 @@ Per program: a fresh child (own session, rlimits, stdout and stderr on memfds th
 created, stdin /dev/null, the worker's fds closed) executes the program; afterwards every other
 process in reach is killed and reaped and the private folders are emptied.
 
-Unforgeable outcome: when the program's last statement (its tests) has run, the runner asks the
-worker, over a socket only the child holds, for a per-run secret and sends it back. The worker
-hands the secret out once, and only while the child is its only process;
-an exit status of 0 without that echo is a failure. Exit handlers, sys.exit, os._exit, signals and
-text on stderr therefore never make a pass. The known limit: the runner shares the program's
-process, so a program written against this protocol (fd 3, "R", the echo) can ask for the secret
-itself and exit 0 before its tests; no in-process runner can prevent that (tests call the
-program's functions, which can read the runner's frames just as well).
+Unforgeable outcome: before the program starts, the worker sends a per-run secret over a socket
+only the child holds, and the runner takes it off the socket; when the program's last statement
+(its tests) has run, the runner sends it back. Nothing else may arrive on that socket, and an exit
+status of 0 without the secret is a failure: exit handlers, sys.exit, os._exit, signals, text on
+stderr, or messages a program writes to the socket itself never make a pass. The known limit:
+the runner shares the program's process, so a program that walks the runner's frames (or the
+heap) finds the secret; that is the same reach that lets a program read the expected values off
+its tests' frames, which no in-process runner prevents.
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ def _child(request: dict, out: int, err: int, channel: int) -> None:
 def _run(program: str) -> None:
     # The runner keeps its own references: a program that patches `os` changes nothing here.
     write, read, fstat, exit_now = os.write, os.read, os.fstat, os._exit
+    secret = read(3, 64)  # before the program runs: from here on the channel holds nothing to take
     before = fstat(3)
     module = types.ModuleType("__main__")
     module.__file__ = PROGRAM
@@ -122,8 +123,6 @@ def _run(program: str) -> None:
     if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino):
         os.write(2, b"\nRuntimeError: the program replaced the runner's channel\n")
         exit_now(1)
-    write(3, b"R")
-    secret = read(3, 64)
     write(3, secret)
     exit_now(0)
 
@@ -148,14 +147,6 @@ def _descendants(root: int) -> list[int]:
         frontier = {pid for pid, parent in parents.items() if parent in frontier and pid not in found}
         found.extend(frontier)
     return found
-
-
-def _alone(child: int) -> bool:
-    """No other process of the program is alive to catch the secret on its way to the runner."""
-    try:
-        return _descendants(os.getpid()) == [child]
-    except OSError:
-        return False
 
 
 def _kill_everything(own_namespace: bool) -> None:
@@ -223,7 +214,6 @@ def _serve_one(request: dict, own_namespace: bool) -> dict:
     out = os.memfd_create("stdout")
     err = os.memfd_create("stderr")
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    secret = os.urandom(16).hex().encode()
     start = time.perf_counter()
     pid = os.fork()
     if pid == 0:
@@ -232,26 +222,22 @@ def _serve_one(request: dict, own_namespace: bool) -> dict:
         finally:
             os._exit(70)
     theirs.close()
+    secret = os.urandom(16).hex().encode()  # made after the fork: the child's memory never held it
+    mine.send(secret)
     pidfd = os.pidfd_open(pid)
     deadline = time.monotonic() + request["timeout"]
-    asked, proof, tampered, timed_out = 0, False, "", False
+    proof, tampered, timed_out = False, "", False
 
     def receive() -> bool | None:
         """Handle one message: None when none is waiting, False once every holder closed it."""
-        nonlocal asked, proof, tampered
+        nonlocal proof, tampered
         try:
             data = mine.recv(128)
         except BlockingIOError:
             return None
         except OSError:
             return False
-        if data == b"R":
-            asked += 1
-            if asked == 1 and _alone(pid):
-                mine.send(secret)
-            else:
-                tampered = "the runner's secret was asked for twice, or with other processes alive"
-        elif data == secret and asked == 1:
+        if data == secret and not proof:
             proof = True
         elif data:
             tampered = "an unexpected message on the runner's channel"

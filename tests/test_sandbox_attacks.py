@@ -225,10 +225,24 @@ def test_forged_outcomes(sandbox: Sandbox, watch: Watch, forgery: str) -> None:
     assert result.outcome != "sandbox_error"
 
 
-@pytest.mark.xfail(strict=True, reason="known limit: a program written against the runner's protocol shares "
-                   "its process, claims the per-run secret before its tests and exits 0 (see sandbox_worker)")
-def test_a_program_that_impersonates_the_runner(sandbox: Sandbox, watch: Watch) -> None:
-    program = ("import os\nos.write(3, b'R')\nos.write(3, os.read(3, 64))\nos._exit(0)\n")
+@pytest.mark.parametrize("impersonation", [
+    # Speak the runner's part on its channel: ask, echo what comes back, exit 0.
+    "import os\nos.write(3, b'R')\nos.write(3, os.read(3, 64))\nos._exit(0)\n",
+    # Take whatever the channel holds, give it back, exit 0.
+    "import os\nos.set_blocking(3, False)\ntry:\n    os.write(3, os.read(3, 64))\nexcept OSError:\n    pass\n"
+    "os._exit(0)\n",
+    # A process of its own, left to echo the secret once the runner has it.
+    "import os, time\nif os.fork() == 0:\n    time.sleep(0.2)\n    os.write(3, os.read(3, 64))\n    os._exit(0)\n",
+], ids=["ask-and-echo", "take-and-echo", "forked-echo"])
+def test_a_program_that_speaks_the_runners_protocol(sandbox: Sandbox, watch: Watch, impersonation: str) -> None:
+    contained(sandbox, watch, impersonation, limits=Limits(timeout_s=1.5, memory_bytes=256 << 20, output_bytes=8192))
+
+
+@pytest.mark.xfail(strict=True, reason="known limit: the runner shares the program's process; a program that "
+                   "walks the runner's frames finds the per-run secret (as it could read its tests' expected values)")
+def test_a_program_that_reads_the_runners_frames(sandbox: Sandbox, watch: Watch) -> None:
+    program = ("import os, sys\nframe = sys._getframe(1)\nwhile frame and 'secret' not in frame.f_locals:\n"
+               "    frame = frame.f_back\nos.write(3, frame.f_locals['secret'])\nos._exit(0)\n")
     contained(sandbox, watch, program)
 
 
