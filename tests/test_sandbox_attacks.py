@@ -229,8 +229,8 @@ def test_forged_outcomes(sandbox: Sandbox, watch: Watch, forgery: str) -> None:
     # Speak the runner's part on its channel: ask, echo what comes back, exit 0.
     "import os\nos.write(3, b'R')\nos.write(3, os.read(3, 64))\nos._exit(0)\n",
     # Take whatever the channel holds, give it back, exit 0.
-    "import os\nos.set_blocking(3, False)\ntry:\n    os.write(3, os.read(3, 64))\nexcept OSError:\n    pass\n"
-    "os._exit(0)\n",
+    ("import os\nos.set_blocking(3, False)\ntry:\n    os.write(3, os.read(3, 64))\nexcept OSError:\n    pass\n"
+     "os._exit(0)\n"),
     # A process of its own, left to echo the secret once the runner has it.
     "import os, time\nif os.fork() == 0:\n    time.sleep(0.2)\n    os.write(3, os.read(3, 64))\n    os._exit(0)\n",
 ], ids=["ask-and-echo", "take-and-echo", "forked-echo"])
