@@ -47,7 +47,8 @@ _BWRAP_PROTECTS = ("no network; own PID, IPC, UTS, mount, user and cgroup namesp
                    "(read-only) and private size-limited /tmp, /var/tmp, /run, /dev/shm in view; runs as "
                    "nobody (root) or your user, no capabilities, no_new_privs, no user namespaces of its own")
 _BWRAP_LEAVES = ("no seccomp filter (the whole kernel interface is reachable); the interpreter's installed "
-                 "packages are readable; a program written against the runner's protocol can claim a pass")
+                 "packages are readable; a program that walks the runner's frames can claim a pass (as it can "
+                 "read its tests' expected values)")
 _UNSHARE_PROTECTS = ("the same view as bwrap, built with unshare, mount and pivot_root: no network, own PID, "
                      "IPC, UTS and mount namespaces, nobody (root) or an unprivileged mapped user, no "
                      "capabilities, no_new_privs")
