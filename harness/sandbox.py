@@ -268,6 +268,12 @@ class _Worker:
             self.close()
             return Result("crash", "the program wrote into the sandbox worker's answer channel",
                           wall_s=time.perf_counter() - start)
+        if "error" in answer:  # the worker's own failure, in its own words
+            self.close()
+            return Result("sandbox_error", f"the sandbox's worker failed: {answer['error'].strip().splitlines()[-1]}")
+        if not answer["started"] and not answer["timed_out"]:  # the child died in the runner's setup
+            detail = _last_line(answer["stderr"]) or f"exit status {os.waitstatus_to_exitcode(answer['status'])}"
+            return Result("sandbox_error", f"the sandbox could not start the program: {detail}")
         return _result(answer, program, limits, self.cgroup)
 
     def close(self) -> None:

@@ -95,6 +95,7 @@ def _run(program: str) -> None:
     write, read, fstat, exit_now = os.write, os.read, os.fstat, os._exit
     secret = read(3, 64)  # before the program runs: from here on the channel holds nothing to take
     before = fstat(3)
+    write(3, b"go")  # the setup is done: what happens from here on is the program's doing
     module = types.ModuleType("__main__")
     module.__file__ = PROGRAM
     module.__dict__["__builtins__"] = builtins
@@ -226,18 +227,20 @@ def _serve_one(request: dict, own_namespace: bool) -> dict:
     mine.send(secret)
     pidfd = os.pidfd_open(pid)
     deadline = time.monotonic() + request["timeout"]
-    proof, tampered, timed_out = False, "", False
+    started, proof, tampered, timed_out = False, False, "", False
 
     def receive() -> bool | None:
         """Handle one message: None when none is waiting, False once every holder closed it."""
-        nonlocal proof, tampered
+        nonlocal started, proof, tampered
         try:
             data = mine.recv(128)
         except BlockingIOError:
             return None
         except OSError:
             return False
-        if data == secret and not proof:
+        if data == b"go" and not started:
+            started = True
+        elif data == secret and started and not proof:
             proof = True
         elif data:
             tampered = "an unexpected message on the runner's channel"
@@ -277,7 +280,7 @@ def _serve_one(request: dict, own_namespace: bool) -> dict:
     os.close(err)
     if request["wipe"]:
         _wipe(request["wipe"], request["keep"])
-    return {"nonce": request["nonce"], "status": status, "timed_out": timed_out, "proof": proof and not tampered, "tampered": tampered,
+    return {"nonce": request["nonce"], "started": started, "status": status, "timed_out": timed_out, "proof": proof and not tampered, "tampered": tampered,
             "stdout": stdout, "stderr": stderr, "truncated": cut_out or cut_err, "wall_s": wall,
             "cpu_s": (usage.ru_utime + usage.ru_stime) if usage else 0.0,
             "max_rss_kb": usage.ru_maxrss if usage else None}
@@ -301,7 +304,11 @@ def main() -> None:
         request = _frame_read(0)
         if request is None:
             return
-        _frame_write(1, _serve_one(request, own_namespace))
+        try:
+            answer = _serve_one(request, own_namespace)
+        except Exception:  # noqa: BLE001 (the worker's own failure: the harness reports a sandbox error)
+            answer = {"nonce": request["nonce"], "error": traceback.format_exc()[-2000:]}
+        _frame_write(1, answer)
 
 
 def _status_field(name: str) -> str:
