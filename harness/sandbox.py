@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import secrets
 import select
 import shutil
@@ -30,9 +29,8 @@ import tempfile
 import threading
 import time
 import weakref
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
@@ -42,7 +40,6 @@ from harness.isolation import (
     LEVELS,
     NOBODY,
     PRIVATE_FOLDERS,
-    PROGRAM_FILE,
     Isolation,
     Limits,
     Plan,
@@ -53,11 +50,10 @@ from harness.isolation import (
     rlimits,
     unreadable_by_nobody,
 )
+from harness.sandbox_outcome import Result, last_line, memory_detail, outcome
 
 __all__ = ["LEVELS", "Isolation", "Limits", "Result", "Sandbox", "SandboxError"]
 
-Outcome = Literal["pass", "fail", "timeout", "crash", "sandbox_error"]
-_TRACEBACK_LINE = re.compile(r'File "' + re.escape(PROGRAM_FILE) + r'", line (\d+)')
 _WORKER = Path(__file__).with_name("sandbox_worker.py")
 _START_S = 30.0  # a jail that has not said hello by then is broken
 _GRACE_S = 5.0  # the worker enforces the timeout; the harness steps in only this much later
@@ -67,27 +63,6 @@ _names = itertools.count()
 
 class SandboxError(RuntimeError):
     """The sandbox itself failed (not the program): the case is an error, never a wrong answer."""
-
-
-@dataclass
-class Result:
-    outcome: Outcome
-    detail: str = ""  # the failed assertion, the exception, the signal or the limit hit
-    exit_code: int | None = None
-    signal: str | None = None
-    wall_s: float = 0.0
-    cpu_s: float = 0.0
-    max_rss_kb: int | None = None
-    stdout: str = ""
-    stderr: str = ""
-    truncated: bool = False  # stdout or stderr was longer than Limits.output_bytes
-
-    @property
-    def passed(self) -> bool:
-        return self.outcome == "pass"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Sandbox:
@@ -261,7 +236,7 @@ class _Worker:
         if answer is None:  # the worker died while the program ran: the program's doing
             self.close()
             memory = self.cgroup is not None and self.cgroup.memory_limit_hit()
-            return Result("crash", _memory_detail(limits) if memory else
+            return Result("crash", memory_detail(limits) if memory else
                           "the sandbox's worker was killed while the program ran", signal="SIGKILL",
                           wall_s=time.perf_counter() - start)
         if answer.get("nonce") != nonce:  # only a program running as the harness's user gets here
@@ -272,9 +247,9 @@ class _Worker:
             self.close()
             return Result("sandbox_error", f"the sandbox's worker failed: {answer['error'].strip().splitlines()[-1]}")
         if not answer["started"] and not answer["timed_out"]:  # the child died in the runner's setup
-            detail = _last_line(answer["stderr"]) or f"exit status {os.waitstatus_to_exitcode(answer['status'])}"
+            detail = last_line(answer["stderr"]) or f"exit status {os.waitstatus_to_exitcode(answer['status'])}"
             return Result("sandbox_error", f"the sandbox could not start the program: {detail}")
-        return _result(answer, program, limits, self.cgroup)
+        return outcome(answer, program, limits, self.cgroup is not None and self.cgroup.memory_limit_hit())
 
     def close(self) -> None:
         if self.proc.stdin and not self.proc.stdin.closed:
@@ -348,63 +323,3 @@ def _read_frame(fd: int, deadline: float) -> dict[str, Any] | None:
             data, need = data[4:], length
             continue
         return json.loads(data[:length])
-
-
-# -- reading the outcome ------------------------------------------------------------------------
-
-
-def _memory_detail(limits: Limits) -> str:
-    return f"memory limit of {limits.memory_bytes} bytes reached (control group, shared memory included)"
-
-
-def _result(answer: dict[str, Any], program: str, limits: Limits, cgroup: Cgroup | None) -> Result:
-    stderr = answer["stderr"]
-    code = os.waitstatus_to_exitcode(answer["status"])
-    result = Result("crash", exit_code=code, wall_s=answer["wall_s"], cpu_s=answer["cpu_s"],
-                    max_rss_kb=answer["max_rss_kb"], stdout=answer["stdout"], stderr=stderr,
-                    truncated=answer["truncated"])
-    if code < 0:
-        try:
-            result.signal = signal.Signals(-code).name
-        except ValueError:
-            result.signal = str(-code)
-    memory = cgroup is not None and cgroup.memory_limit_hit()
-    last = _last_line(stderr)
-    if answer["timed_out"]:
-        result.outcome, result.detail = "timeout", f"no exit within {limits.timeout_s:g} s (wall clock)"
-    elif code == 0 and answer["proof"]:
-        result.outcome = "pass"
-    elif result.signal == "SIGXCPU":
-        result.outcome, result.detail = "timeout", "CPU time limit exceeded (SIGXCPU)"
-    elif memory and result.signal == "SIGKILL":
-        result.detail = _memory_detail(limits)
-    elif result.signal == "SIGXFSZ":
-        result.detail = f"file size limit of {limits.file_bytes} bytes exceeded (SIGXFSZ): output or a file too large"
-    elif last.startswith("AssertionError"):
-        result.outcome, result.detail = "fail", _failed_assertion(program, stderr) or last
-    elif code == 0:  # exit status 0 without the runner's proof: the program did not run to its end
-        result.outcome = "fail"
-        result.detail = answer["tampered"] or "the program exited with status 0 before its last statement ran"
-    elif answer["tampered"]:
-        result.detail = answer["tampered"]
-    elif result.signal is not None:
-        result.detail = f"killed by {result.signal}" + (f" ({last})" if last else "")
-    else:
-        result.detail = last or f"exit status {code}"
-    return result
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
-
-
-def _failed_assertion(program: str, stderr: str) -> str | None:
-    """`line N: assert ...`: the program's line the traceback ends on."""
-    found = _TRACEBACK_LINE.findall(stderr)
-    if not found:
-        return None
-    number = int(found[-1])
-    lines = program.splitlines()
-    source = lines[number - 1].strip() if 0 < number <= len(lines) else ""
-    return f"line {number}: {source}" if source else f"line {number}"
