@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 import weakref
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,10 @@ def _choose_plan(level: str, python: str) -> tuple[Plan, str]:
             worker.close()
         if result.passed and result.stdout.strip() == "sandbox ok":
             _plans[(level, python)] = (plan, cgroup)
+            if level == "auto" and plan.level != "bwrap":  # said once per process and interpreter
+                warnings.warn(f"the sandbox runs generated code at level {plan.level}, not bwrap"
+                              + (f" ({'; '.join(tried)})" if tried else " (bubblewrap is not installed)")
+                              + ": apt-get install bubblewrap for the strongest isolation", stacklevel=3)
             return plan, cgroup
         tried.append(f"{plan.level}: {result.outcome} {result.detail}".strip())
     fix = ("install bubblewrap (apt-get install bubblewrap), or pass --sandbox rlimits to run generated "
