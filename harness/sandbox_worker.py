@@ -194,6 +194,8 @@ def _read_output(fd: int, limit: int, tail: bool) -> tuple[str, bool]:
 def _wipe(folders: list[str], keep: list[str]) -> None:
     """Empty the private folders, but not the way to the interpreter bound inside them."""
     for folder in folders:
+        if os.path.islink(folder):  # a program that swapped its folder for a link: never follow it
+            continue
         try:
             entries = os.listdir(folder)
         except OSError:
