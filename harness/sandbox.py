@@ -33,7 +33,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]
+import psutil
 
 from harness.cgroups import Cgroup
 from harness.isolation import (

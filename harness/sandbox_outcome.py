@@ -11,11 +11,21 @@ import os
 import re
 import signal
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from harness.isolation import PROGRAM_FILE, Limits
-
+PROGRAM_FILE = "program.py"  # the name tracebacks give the program (sandbox_worker.py's PROGRAM)
 Outcome = Literal["pass", "fail", "timeout", "crash", "sandbox_error"]
+
+
+class Limits(Protocol):
+    """The limits a detail names (harness.isolation.Limits; a lower layer cannot import it)."""
+
+    @property
+    def timeout_s(self) -> float: ...
+    @property
+    def memory_bytes(self) -> int: ...
+    @property
+    def file_bytes(self) -> int: ...
 _TRACEBACK_LINE = re.compile(r'File "' + re.escape(PROGRAM_FILE) + r'", line (\d+)')
 
 

@@ -107,7 +107,7 @@ def _run(program: str) -> None:
         # As the interpreter does at exit: wait for the threads that are not daemons.
         threads = sys.modules.get("threading")
         if threads is not None:
-            threads._shutdown()  # type: ignore[attr-defined]
+            threads._shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
     except BaseException as error:  # noqa: BLE001 (SystemExit too: an early exit is not a finished program)
@@ -282,7 +282,8 @@ def _serve_one(request: dict, own_namespace: bool) -> dict:
     os.close(err)
     if request["wipe"]:
         _wipe(request["wipe"], request["keep"])
-    return {"nonce": request["nonce"], "started": started, "status": status, "timed_out": timed_out, "proof": proof and not tampered, "tampered": tampered,
+    return {"nonce": request["nonce"], "started": started, "status": status, "timed_out": timed_out,
+            "proof": proof and not tampered, "tampered": tampered,
             "stdout": stdout, "stderr": stderr, "truncated": cut_out or cut_err, "wall_s": wall,
             "cpu_s": (usage.ru_utime + usage.ru_stime) if usage else 0.0,
             "max_rss_kb": usage.ru_maxrss if usage else None}

@@ -140,7 +140,7 @@ def listener() -> Iterator[tuple[str, int, list[str]]]:
 def test_network_is_out_of_reach(sandbox: Sandbox, listener: tuple[str, int, list[str]]) -> None:
     needs(sandbox, "network")
     host, port, accepted = listener
-    program = ("import socket\nfor address in [('93.184.216.34', 80), ('1.1.1.1', 53), (%r, %d)]:\n"
+    program = ("import socket\nfor address in [('93.184.216.34', 80), ('1.1.1.1', 53), (%r, %d)]:\n"  # noqa: UP031
                "    try:\n        socket.create_connection(address, timeout=2).close()\n"
                "        print('connected', address)\n"
                "    except OSError as error:\n        print('refused', address, error.errno)\n"
