@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from harness.record import CaseRecord
 from harness.report.aggregate import summarize
 from harness.report.write import ResultsLog

@@ -92,4 +92,6 @@ def test_vue(case: Case, llm, record, harness: RunSession, vue_project: VueProje
     answer = _agent if case.strategy == "agent" else _single
     runs = [answer(case, llm, harness, vue_project, repeat) for repeat in range(harness.settings.vue_repeats)]
     score, extra = vue.combine([(s, d) for s, d, _ in runs], case.item.meta["spec"].pass_score)
+    if len(runs) > 1 and case.strategy == "agent":  # the record's tool calls: every repeat's
+        extra["tool_calls"] = [call for _, details, _ in runs for call in details["tool_calls"]]
     record(runs[-1][2], score, mode=case.strategy, **extra)

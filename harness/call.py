@@ -3,9 +3,9 @@
 A case gets a `ModelCall` for each model it uses. Backends stay small because everything that
 is the same for all of them lives here:
 
-- timeout: each call runs on its backend's own worker thread and is abandoned after
-  `timeout_s` (BackendTimeout -> status=timeout). One thread per backend, so a hung call
-  queues the next ones behind it instead of running an in-process model twice at once.
+- timeout: each call runs on its backend's own worker thread (Executors, owned by the run) and is
+  abandoned after `timeout_s` (BackendTimeout -> status=timeout); HTTP backends are given the
+  same timeout, so their request stops too.
 - retries with exponential backoff, on RetryableError only (a wrong request is not retried).
 - the response cache (harness/cache.py), keyed by the exact request.
 - timings: wall time, time to first token, decode tokens/s excluding the first token.
@@ -37,20 +37,36 @@ from harness.backends.base import (
     Usage,
 )
 from harness.cache import ResponseCache, request_key
+from harness.record import ModelUsage
 from harness.registry import ModelSpec
 
 T = TypeVar("T")
 
-_EXECUTORS: dict[int, ThreadPoolExecutor] = {}
-_EXECUTORS_LOCK = threading.Lock()
+class Executors:
+    """One worker thread per backend, owned by the run and shut down at its end.
 
+    One thread per backend, so a hung call queues the next ones behind it instead of running an
+    in-process model twice at once.
+    """
 
-def _executor(backend: Backend) -> ThreadPoolExecutor:
-    with _EXECUTORS_LOCK:
-        key = id(backend)
-        if key not in _EXECUTORS:
-            _EXECUTORS[key] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{backend.name}")
-        return _EXECUTORS[key]
+    def __init__(self) -> None:
+        self._pools: dict[int, ThreadPoolExecutor] = {}
+        self._lock = threading.Lock()
+
+    def for_backend(self, backend: Backend) -> ThreadPoolExecutor:
+        with self._lock:
+            key = id(backend)
+            if key not in self._pools:
+                self._pools[key] = ThreadPoolExecutor(max_workers=1,
+                                                       thread_name_prefix=f"model-{backend.name}")
+            return self._pools[key]
+
+    def shutdown(self) -> None:
+        """Stop every worker thread; a call still running past its timeout is not waited for."""
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True)
@@ -89,10 +105,13 @@ class CallLog:
 class ModelCall:
     """A backend as one case sees it: every call goes through `_call`."""
 
-    def __init__(self, spec: ModelSpec, backend: Backend, policy: CallPolicy | None = None) -> None:
+    def __init__(self, spec: ModelSpec, backend: Backend, policy: CallPolicy | None = None,
+                 executors: Executors | None = None) -> None:
         self.spec = spec
         self.backend = backend
         self.policy = policy or CallPolicy()
+        # A ModelCall made outside a run (a script, a test) gets executors of its own.
+        self.executors = executors or Executors()
         self.log = CallLog()
 
     @property
@@ -103,12 +122,16 @@ class ModelCall:
     def cost(self) -> float:
         return self.spec.cost(self.log.usage.prompt_tokens, self.log.usage.completion_tokens)
 
+    def usage(self) -> ModelUsage:
+        """This model's share of the case, as the case record keeps it."""
+        return ModelUsage(**self.log.to_dict(), cost=self.cost)
+
     @property
     def supports_loglikelihood(self) -> bool:
         return bool(getattr(self.backend, "supports_loglikelihood", False))
 
     def _once(self, fn: Callable[[], T]) -> T:
-        future = _executor(self.backend).submit(fn)
+        future = self.executors.for_backend(self.backend).submit(fn)
         try:
             return future.result(timeout=self.policy.timeout_s)
         except FutureTimeout:

@@ -8,22 +8,28 @@ import sys
 from pathlib import Path
 
 from harness.registry import DEFAULT_REGISTRY, RegistryError, availability, load_registry
-from harness.report.tables import scoreboard
-from harness.report.write import read_results, render_run
 from harness.report.aggregate import summarize
+from harness.report.hooks import RunData, report_manager, run_reports
+from harness.report.tables import scoreboard
+from harness.report.write import read_run, write_summary
 
 
 def _report(args: argparse.Namespace) -> int:
-    rows = render_run(Path(args.run_dir))
+    """Every file of a run again from its records: the summaries, then every report."""
+    records, metadata = read_run(Path(args.run_dir))
+    rows = write_summary(args.run_dir, records, metadata)
+    failures = run_reports(report_manager(), RunData.of(Path(args.run_dir), records, metadata))
     print(scoreboard(rows))
-    print(f"rewrote summary.json, summary.csv and summary.md in {args.run_dir}")
-    return 0
+    print(f"rewrote summary.json, summary.csv, summary.md and the reports in {args.run_dir}")
+    for failure in failures:
+        print(f"harness report: {failure}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def _compare(args: argparse.Namespace) -> int:
     """Accuracy of each (model, suite, strategy) in run A and run B, on the items both ran."""
-    a = {r["case_id"]: r for r in read_results(Path(args.a) / "results.jsonl")}
-    b = {r["case_id"]: r for r in read_results(Path(args.b) / "results.jsonl")}
+    a = {r.case_id: r for r in read_run(Path(args.a))[0]}
+    b = {r.case_id: r for r in read_run(Path(args.b))[0]}
     shared = sorted(set(a) & set(b))
     print(f"{len(shared)} cases in both runs ({len(a)} in A, {len(b)} in B)")
     rows_a = {(r.model, r.suite, r.strategy): r for r in summarize(a[c] for c in shared)}
@@ -37,7 +43,7 @@ def _compare(args: argparse.Namespace) -> int:
         fa = f"{acc_a:.3f}" if acc_a is not None else "-"
         fb = f"{acc_b:.3f}" if acc_b is not None else "-"
         print(f"{key[0]:<24} {key[1]:<10} {key[2]:<10} {fa:>7} {fb:>7} {delta:>7}")
-    changed = [c for c in shared if a[c].get("correct") != b[c].get("correct")]
+    changed = [c for c in shared if a[c].counts_correct != b[c].counts_correct]
     print(f"{len(changed)} cases changed correctness")
     return 0
 
@@ -54,10 +60,12 @@ def _models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    name_width = max(len(str(row["name"])) for row in rows)
     for row in rows:
         where = "runs here" if row["runs_here"] else f"not here: {row['why_not']}"
         star = "*" if row["default"] else " "
-        print(f"{star} {row['name']:<16} {row['backend']:<12} {','.join(row['tiers']):<22} {where}")
+        tiers = ",".join(str(t) for t in row["tiers"]) if isinstance(row["tiers"], list) else ""
+        print(f"{star} {row['name']:<{name_width}} {row['backend']:<12} {tiers:<22} {where}")
     print("* = in the default selection when it runs here")
     return 0
 
@@ -70,7 +78,8 @@ def _import_tasks(args: argparse.Namespace) -> int:
         raise ValueError(f"--store {args.store!r}: tasks are kept only in a mongodb:// store")
     store = open_store(args.store)  # without the mongodb extra, a ValueError that names it
     try:
-        from harness.store.mongo import import_tasks, load_suite
+        from harness.store.mongo import import_tasks
+        from harness.tasks import load_suite
 
         split, items = load_suite(args.suite, args.data, args.split)
         written, new = import_tasks(store, args.suite, split, items)  # type: ignore[arg-type]

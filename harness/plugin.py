@@ -1,30 +1,43 @@
 """The pytest plugin: options, model parametrization, fixtures, and the record of each case.
 
-Thin by design (like pytest-xdist and pytest's junitxml): state lives in a RunSession on
-config.stash; workers attach each case's record to its report's user_properties, and the
-controller collects them, writes the store and reports once, and prints the scoreboard.
+Thin by design (like pytest-xdist and pytest's junitxml): each process that runs cases keeps a
+RunSession on config.stash (models, backends, monitors); each case's record is built once
+(harness/record.py build_record) and attached to its report's user_properties; the Controller
+(harness/controller.py), registered on the controller only, collects them, writes the store and
+the reports once, and prints the scoreboard.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from harness.backends.base import BackendError, BackendTimeout, Usage
+from harness.backends.base import BackendError, BackendTimeout
 from harness.call import ModelCall
-from harness.record import RECORD_KEY, CaseRecord, junit_properties
+from harness.controller import WORKER_ANSWERED, WORKER_BACKENDS, WORKER_RUN_ID, Controller
+from harness.record import (
+    RECORD_KEY,
+    TYPED_OUTCOME_FIELDS,
+    CaseInfo,
+    CaseRecord,
+    ModelUsage,
+    Outcome,
+    build_record,
+    junit_properties,
+)
 from harness.registry import ModelSpec, RegistryError
-from harness.report.tables import scoreboard
-from harness.session import RunSession
+from harness.report import hooks
+from harness.session import RunSession, new_run_id
 from harness.settings import add_options, resolve
 from harness.suites.base import Item, Score
 
 SESSION = pytest.StashKey[RunSession]()
-OUTCOME = pytest.StashKey["Outcome"]()
+CONTROLLER = pytest.StashKey[Controller]()
+OUTCOME = pytest.StashKey[Outcome]()
 CALLS = pytest.StashKey[list[ModelCall]]()
 RESOURCES = pytest.StashKey[dict[str, Any]]()
 SUITES = ("mmlu", "extraction", "vue", "mbpp", "humaneval", "gsm8k")  # each suite's name is also a marker
@@ -50,28 +63,32 @@ class Case:
         return self.model.name if self.large is None else f"{self.model.name}+{self.large.name}"
 
 
-@dataclass
-class Outcome:
-    prediction: str | None
-    score: Score
-    mode: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-    status: str | None = None  # None: ok or wrong, from score.correct
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hooks)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     settings = resolve(config)
+    workerinput = getattr(config, "workerinput", None)
     try:
-        session = RunSession(settings, config.rootpath, writer=not hasattr(config, "workerinput"))
+        if workerinput is None:  # a plain run, or the controller of an xdist run
+            run_id = settings.resume or settings.run_id or new_run_id()
+            session = RunSession(settings, config.rootpath, run_id)
+            controller = Controller(config, settings, run_id, session.models, session.pair)
+            session.answered = controller.answered
+            config.stash[CONTROLLER] = controller
+            config.pluginmanager.register(controller, "harness-controller")
+            hooks.register_builtin(config.pluginmanager.register)
+        else:  # an xdist worker: the run id and the answered cases come from the controller
+            session = RunSession(settings, config.rootpath, str(workerinput[WORKER_RUN_ID]),
+                                 frozenset(workerinput.get(WORKER_ANSWERED, ())))
     except (RegistryError, OSError, ValueError) as exc:  # a bad registry, or --resume of no run
         raise pytest.UsageError(str(exc)) from None  # pytest exits with 4, the message names it
     config.stash[SESSION] = session
-    if session.writer:
-        config.pluginmanager.register(Controller(config, session), "harness-controller")
     config.addinivalue_line("markers", "suite(name): the benchmark suite a test module runs")
     markers = {m for spec in session.registry.values() for m in spec.markers} | set(SUITES)
     for marker in sorted(markers):
@@ -84,6 +101,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.nodeid in run.answered:
             item.add_marker(pytest.mark.skip(reason=f"already answered in run {run.run_id}"))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # What this process loaded travels to the controller: directly in a plain run, through
+    # pytest-xdist's workeroutput from a worker (the controller's sessionfinish runs after this).
+    config = session.config
+    if SESSION not in config.stash:
+        return
+    loaded = config.stash[SESSION].loaded()
+    if CONTROLLER in config.stash:
+        config.stash[CONTROLLER].add_backends(loaded)
+    elif hasattr(config, "workeroutput"):
+        config.workeroutput[WORKER_BACKENDS] = json.dumps(loaded, default=str)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -146,18 +176,23 @@ def large_llm(request: pytest.FixtureRequest, case: Case, harness: RunSession) -
 
 @pytest.fixture
 def record(request: pytest.FixtureRequest, harness: RunSession) -> Callable[..., None]:
-    """record(prediction, score, mode=..., status=None, **extra): the case's measured outcome.
+    """record(prediction, score, mode=..., status=None, **details): the case's measured outcome.
 
-    `status="invalid_output"` marks an answer the suite could not read (scored as wrong).
+    `status="invalid_output"` marks an answer the suite could not read (scored as wrong);
+    `status="error"` needs `error=<the reason>`. The details named in record.TYPED_OUTCOME_FIELDS
+    (output, tool_calls, turns, stopped, tries, settled_by_small, isolation) become typed fields
+    of the record; any other keyword goes to its `extra`.
     """
 
     def _record(prediction: str | None, score: Score, mode: str = "", status: str | None = None,
-                **extra: Any) -> None:
+                error: str | None = None, **details: Any) -> None:
         if status not in (None, "ok", "wrong", "invalid_output", "error"):
             raise ValueError(f"record(status={status!r}): a test may set ok, wrong, invalid_output or error")
-        if status == "error" and not extra.get("error"):
+        if status == "error" and not error:
             raise ValueError("record(status='error') needs error=<the reason>")
-        request.node.stash[OUTCOME] = Outcome(prediction, score, mode, extra, status)
+        typed = {k: details.pop(k) for k in TYPED_OUTCOME_FIELDS if k in details}
+        request.node.stash[OUTCOME] = Outcome(prediction, score.scores, score.correct, mode, status, error,
+                                              typed, details)
         if harness.settings.fail_on_wrong and not score.correct:
             pytest.fail(f"wrong answer: predicted {prediction!r}, expected "
                         f"{request.node.callspec.params['case'].item.reference!r}", pytrace=False)
@@ -165,48 +200,34 @@ def record(request: pytest.FixtureRequest, harness: RunSession) -> Callable[...,
     return _record
 
 
+def _usage_by_model(calls: list[ModelCall]) -> dict[str, ModelUsage]:
+    """Each model's share of the case, in the order first used (two wrappers of one model add up)."""
+    models: dict[str, ModelUsage] = {}
+    for call in calls:
+        usage = call.usage()
+        if call.name in models:
+            known = models[call.name]
+            for name in ("calls", "cache_hits", "retries", "prompt_tokens", "completion_tokens", "model_s", "cost"):
+                setattr(known, name, getattr(known, name) + getattr(usage, name))
+        else:
+            models[call.name] = usage
+    return models
+
+
 def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
     case: Case = item.callspec.params["case"]  # type: ignore[attr-defined]
-    outcome = item.stash.get(OUTCOME, None)
-    calls = item.stash.get(CALLS, [])
+    run = item.config.stash[SESSION]
     backend = case.model.backend if case.large is None else f"{case.model.backend}+{case.large.backend}"
-    rec = CaseRecord(run_id="", case_id=item.nodeid, suite=case.suite, item_id=case.item.id,
-                     model=case.label, backend=backend, strategy=case.strategy,
-                     reference=case.item.reference)
-    if outcome is not None:
-        rec.prediction, rec.mode, rec.extra = outcome.prediction, outcome.mode, outcome.extra
-        rec.scores, rec.correct = outcome.score.scores, outcome.score.correct
-        verdict = "ok" if outcome.score.correct else "wrong"
-        rec.status = outcome.status or verdict  # type: ignore[assignment]
-        if rec.status == "error":
-            rec.error = str(rec.extra.pop("error"))
-            rec.correct = None  # an error is not a score
-    elif call.excinfo is not None:
-        exc = call.excinfo.value
-        rec.status = "timeout" if isinstance(exc, BackendTimeout) else "error"
-        rec.error = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
-    else:
-        rec.status, rec.error = "error", "the test recorded no outcome (call the record fixture)"
-    if calls:
-        usage = sum((c.log.usage for c in calls), start=Usage())
-        rec.usage = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                     "source": usage.source}
-    firsts = [c.log.first_token_s for c in calls if c.log.first_token_s is not None]
-    decode = [c.log.decode_tokens_per_s for c in calls if c.log.decode_tokens_per_s is not None]
-    rec.timings = {"wall_s": call.duration, "model_s": sum(c.log.model_s for c in calls),
-                   "first_token_s": firsts[0] if firsts else None,
-                   "decode_tokens_per_s": decode[0] if len(decode) == 1 else None}
-    server = {k: v for c in calls for k, v in c.log.server.items()}
-    if server:
-        rec.timings["server"] = server
-    rec.cost = sum(c.cost for c in calls)
-    rec.attempts = sum(c.log.calls for c in calls)
-    rec.resources = item.stash.get(RESOURCES, {})
-    if any(c.log.cache_hits for c in calls):
-        rec.extra["cache_hits"] = sum(c.log.cache_hits for c in calls)
-    if len(calls) > 1:
-        rec.extra["per_model"] = {c.name: c.log.to_dict() for c in calls}
-    return rec
+    info = CaseInfo(run.run_id, item.nodeid, case.suite, case.item.id, case.label, backend, case.strategy,
+                    case.item.reference)
+    failure = None
+    outcome = item.stash.get(OUTCOME, None)
+    exc = call.excinfo.value if call.excinfo is not None else None
+    if outcome is None and exc is not None:
+        failure = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
+    return build_record(info, outcome, models=_usage_by_model(item.stash.get(CALLS, [])), wall_s=call.duration,
+                        failure=failure, timeout=isinstance(exc, BackendTimeout),
+                        resources=item.stash.get(RESOURCES, {}))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -236,31 +257,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         item.user_properties.extend(junit_properties(rec))
         item.user_properties.append((RECORD_KEY, rec.to_json()))
     yield
-
-
-class Controller:
-    """Registered on the controller (or a plain run) only: collects records, writes, reports."""
-
-    def __init__(self, config: pytest.Config, run: RunSession) -> None:
-        self.config = config
-        self.run = run
-        self.rows: list[Any] = []
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        # A record rides on the call report, or on the setup report when setup failed.
-        if report.when == "teardown" or (report.when == "setup" and not report.failed):
-            return
-        payload = next((v for k, v in report.user_properties if k == RECORD_KEY), None)
-        if payload is not None:
-            self.run.add(json.loads(str(payload)))
-
-    def pytest_sessionfinish(self) -> None:
-        workers = getattr(self.config.option, "numprocesses", None)
-        self.rows = self.run.finish(workers=workers if isinstance(workers, int) else 0)
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.rows:
-            return
-        terminalreporter.write_sep("=", f"harness scoreboard: run {self.run.run_id}")
-        terminalreporter.write_line(scoreboard(self.rows))
-        terminalreporter.write_line(f"reports: {self.run.run_dir}")

@@ -7,6 +7,7 @@ entry for a backend whose package is missing is "not available here", not an imp
 from __future__ import annotations
 
 import importlib
+import inspect
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -135,10 +136,14 @@ def select(models: dict[str, ModelSpec], wanted: Iterable[str] | None) -> list[M
     return list(chosen.values())
 
 
-def create_backend(spec: ModelSpec) -> Backend:
+def create_backend(spec: ModelSpec, *, timeout_s: float | None = None) -> Backend:
+    """Load the model a registry entry names. `timeout_s` (the run's --call-timeout) reaches the
+    backends that talk to a server, so a call that times out stops its request too."""
     reason = availability(spec)
     if reason is not None:
         raise RegistryError(f"model {spec.name!r} cannot run here: {reason}")
-    module_name, _, factory = str(BACKENDS[spec.backend]).partition(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, factory)(spec)
+    module_name, _, factory_name = str(BACKENDS[spec.backend]).partition(":")
+    factory = getattr(importlib.import_module(module_name), factory_name)
+    if timeout_s is not None and "timeout_s" in inspect.signature(factory).parameters:
+        return factory(spec, timeout_s=timeout_s)
+    return factory(spec)

@@ -1,4 +1,5 @@
-"""The `llama_server` fixture: a real llama.cpp OpenAI-compatible server with the gemma model, on a free loopback port."""
+"""The `llama_server` fixture: a real llama.cpp OpenAI-compatible server with the gemma model, on a free
+loopback port."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 log.seek(0)
-                raise RuntimeError(f"llama_cpp.server did not start: {log.read().decode()[-2000:]}")
+                raise RuntimeError(f"llama_cpp.server did not start: {log.read().decode()[-2000:]}") from None
             time.sleep(0.3)
     try:
         yield {"base_url": base + "/v1", "tokenize_url": base + "/extras/tokenize", "pid": proc.pid,

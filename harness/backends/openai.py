@@ -34,6 +34,7 @@ from harness.backends.base import (
     Unsupported,
     Usage,
 )
+from harness.backends.servers import pid_listening_on
 from harness.registry import ModelSpec
 
 try:
@@ -247,18 +248,14 @@ class OpenAIBackend:
             self.server_pid = pid_listening_on(urlparse(self.base_url).port or 80)
         return self.server_pid
 
+    def describe(self) -> dict[str, Any]:
+        """How this model is reached: the server, the client's timeout, and that sampling is the
+        server's own apart from the temperature, stop and seed each request sends."""
+        return {"backend": "openai", "model": self.spec.model, "base_url": self.base_url or "api.openai.com",
+                "timeout_s": self.client.timeout, "quantization_asked": self.spec.quantization or "(none)",
+                "loglikelihood": self.supports_loglikelihood,
+                "sampling": "the server's defaults; each request sets temperature, max_tokens, stop, seed",
+                "openai": getattr(openai, "__version__", None)}
+
     def close(self) -> None:
         self.client.close()
-
-
-def pid_listening_on(port: int) -> int | None:
-    """The PID of the local process listening on a TCP port, if this user may see it."""
-    import psutil
-
-    try:
-        for conn in psutil.net_connections(kind="tcp"):
-            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
-                return int(conn.pid)
-    except (psutil.AccessDenied, OSError):
-        return None
-    return None

@@ -1,23 +1,25 @@
-"""Aggregate case records into one summary row per (model, suite, strategy).
+"""The one aggregation under every report: latest record per case, groups, and their summary rows.
 
-Records are the plain dicts of CaseRecord.to_dict(), read back from results.jsonl or a store, so
-every field is read defensively: an older record, or one from a case that failed before the model
-was called, may lack usage or timings, and must still count as an item (and an error).
+Every report (the scoreboard and summaries, the comparison folder, pass@k, the extraction metrics)
+takes typed records and goes through here: one rule for which record of a case counts (the last
+written: a resumed run's re-run replaces its failed try), one grouping (suite, model, strategy),
+and one definition of accuracy (record.py: scored statuses in the denominator, errors beside it).
+Suite reports add their own columns on top of a Group's records and row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.record import ERROR_STATUSES, SCORED_STATUSES, CaseRecord, as_records
 from harness.report.stats import mean, wilson_interval
 
-# Statuses that produced an answer worth scoring. Errors and timeouts are kept out of accuracy on
-# purpose: a backend that fell over says nothing about what the model knows (see DESIGN.md).
-# invalid_output (an answer the suite could not read) is a model's failure: scored, and wrong.
-SCORED_STATUSES = frozenset({"ok", "wrong", "invalid_output"})
-ERROR_STATUSES = frozenset({"error", "timeout"})
+__all__ = ["ERROR_STATUSES", "SCORED_STATUSES", "Group", "SummaryRow", "aggregate", "latest", "summarize",
+           "summary_row"]
+
+Key = tuple[str, str, str]  # (suite, model, strategy)
 
 
 @dataclass
@@ -26,7 +28,7 @@ class SummaryRow:
     suite: str
     strategy: str
     items: int = 0  # every record in the group, whatever its status
-    scored: int = 0  # status ok or wrong
+    scored: int = 0  # status ok, wrong or invalid_output
     correct: int = 0
     accuracy: float | None = None  # correct / scored; None when nothing was scored
     ci_low: float | None = None  # Wilson 95 % interval on correct / scored; None when unscored
@@ -46,82 +48,104 @@ class SummaryRow:
         return asdict(self)
 
 
-def _number(value: Any) -> float | None:
-    """A float from a JSON value, None for anything missing or not numeric (bools included)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
+def latest(records: Iterable[CaseRecord | Mapping[str, Any]]) -> list[CaseRecord]:
+    """One record per case (run_id, case_id), the last written, in first-seen order."""
+    chosen: dict[tuple[str, str], CaseRecord] = {}
+    for record in as_records(records):
+        chosen[(record.run_id, record.case_id)] = record
+    return list(chosen.values())
 
 
-def _tokens(usage: Mapping[str, Any], key: str) -> int:
-    value = _number(usage.get(key))
-    return int(value) if value is not None else 0
-
-
-def _is_correct(record: Mapping[str, Any]) -> bool:
-    # `correct` is the suite's verdict; when a record carries none (a suite that only reports
-    # scores), the status ok/wrong is the verdict that the case itself reported.
-    correct = record.get("correct")
-    if correct is None:
-        return record.get("status", "ok") == "ok"
-    return bool(correct)
-
-
-def _summarize_group(key: tuple[str, str, str], records: list[Mapping[str, Any]]) -> SummaryRow:
-    model, suite, strategy = key
+def summary_row(key: Key, records: Sequence[CaseRecord]) -> SummaryRow:
+    """The summary of one group's records (already the latest per case)."""
+    suite, model, strategy = key
     row = SummaryRow(model=model, suite=suite, strategy=strategy, items=len(records))
-    latencies: list[float | None] = []
     rate_tokens = 0
     rate_seconds = 0.0
     settled: list[bool] = []
     for record in records:
-        status = record.get("status", "ok")
-        extra = record.get("extra") or {}
-        if status in SCORED_STATUSES and "settled_by_small" in extra:
-            settled.append(bool(extra["settled_by_small"]))
-        usage = record.get("usage") or {}
-        timings = record.get("timings") or {}
-        if status in SCORED_STATUSES:
+        if record.scored:
             row.scored += 1
-            row.correct += _is_correct(record) and status != "invalid_output"
-            row.invalid += status == "invalid_output"
-        elif status in ERROR_STATUSES:
+            row.correct += record.counts_correct
+            row.invalid += record.status == "invalid_output"
+            if record.settled_by_small is not None:
+                settled.append(record.settled_by_small)
+        elif record.is_error:
             row.errors += 1
-        latencies.append(_number(timings.get("wall_s")))
-        prompt = _tokens(usage, "prompt_tokens")
-        completion = _tokens(usage, "completion_tokens")
-        row.prompt_tokens += prompt
-        row.completion_tokens += completion
-        row.cost += _number(record.get("cost")) or 0.0
+        row.prompt_tokens += record.usage.prompt_tokens
+        row.completion_tokens += record.usage.completion_tokens
+        row.cost += record.cost
         # Throughput only over records that timed their model calls: counting the tokens of a
         # case without model seconds would inflate tokens/s.
-        model_s = _number(timings.get("model_s"))
+        model_s = record.timings.model_s
         if model_s is not None and model_s > 0:
-            rate_tokens += prompt + completion
+            rate_tokens += record.usage.total
             rate_seconds += model_s
     if row.scored:
         row.accuracy = row.correct / row.scored
         row.ci_low, row.ci_high = wilson_interval(row.correct, row.scored)
-    row.mean_latency_s = mean(latencies)
+    row.mean_latency_s = mean(r.timings.wall_s for r in records)
     row.tokens_per_s = rate_tokens / rate_seconds if rate_seconds > 0 else None
     row.settled_by_small = sum(settled) / len(settled) if settled else None
     return row
 
 
-def summarize(records: Iterable[Mapping[str, Any]]) -> list[SummaryRow]:
-    """One row per (model, suite, strategy), sorted by suite, then model, then strategy.
+@dataclass
+class Group:
+    """The latest records of one (suite, model, strategy), and their summary row."""
+
+    suite: str
+    model: str
+    strategy: str
+    records: list[CaseRecord] = field(default_factory=list)
+
+    @property
+    def key(self) -> Key:
+        return (self.suite, self.model, self.strategy)
+
+    @property
+    def variant(self) -> str:
+        """`strategy:model`, the name a comparison gives this group within its suite."""
+        return f"{self.strategy}:{self.model}"
+
+    @property
+    def row(self) -> SummaryRow:
+        return summary_row(self.key, self.records)
+
+    def on(self, item_ids: Iterable[str]) -> Group:
+        """The same group restricted to some items (the latest record of each)."""
+        wanted = set(item_ids)
+        by_item = {r.item_id: r for r in self.records if r.item_id in wanted}
+        return Group(self.suite, self.model, self.strategy, [by_item[i] for i in sorted(by_item)])
+
+    @property
+    def item_ids(self) -> set[str]:
+        return {r.item_id for r in self.records}
+
+
+def aggregate(records: Iterable[CaseRecord | Mapping[str, Any]],
+              where: Callable[[CaseRecord], bool] | None = None) -> list[Group]:
+    """Groups of the latest record per case, sorted by suite, then model, then strategy.
 
     Sorting by suite first puts the models side by side for each task, which is the comparison a
-    scoreboard is read for.
+    scoreboard is read for. `where` keeps only the records a report is about (a suite, say).
     """
-    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
-    for record in records:
-        key = (
-            str(record.get("model", "")),
-            str(record.get("suite", "")),
-            str(record.get("strategy") or "single"),
-        )
-        groups.setdefault(key, []).append(record)
-    rows = [_summarize_group(key, group) for key, group in groups.items()]
-    rows.sort(key=lambda row: (row.suite, row.model, row.strategy))
-    return rows
+    groups: dict[Key, Group] = {}
+    for record in latest(records):
+        if where is not None and not where(record):
+            continue
+        key = (record.suite, record.model, record.strategy or "single")
+        groups.setdefault(key, Group(*key)).records.append(record)
+    return [groups[key] for key in sorted(groups)]
+
+
+def summarize(records: Iterable[CaseRecord | Mapping[str, Any]]) -> list[SummaryRow]:
+    """One row per (model, suite, strategy), sorted by suite, then model, then strategy."""
+    return [group.row for group in aggregate(records)]
+
+
+def by_suite(groups: Iterable[Group]) -> dict[str, list[Group]]:
+    out: dict[str, list[Group]] = {}
+    for group in groups:
+        out.setdefault(group.suite, []).append(group)
+    return out

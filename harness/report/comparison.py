@@ -17,79 +17,86 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from harness.record import CaseRecord
+from harness.report.aggregate import Group, aggregate
+from harness.report.hooks import RunData, hookimpl
+
 FOLDER = "comparison"
 
 
-def variant(record: Mapping[str, Any]) -> str:
-    return f"{record.get('strategy', 'single')}:{record['model']}"
+def variant(record: CaseRecord) -> str:
+    return f"{record.strategy}:{record.model}"
 
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name)
 
 
-def compare(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """comparison.json's content for one suite's records."""
-    by_variant: dict[str, dict[str, Mapping[str, Any]]] = defaultdict(dict)
-    for r in records:
-        by_variant[variant(r)][r["item_id"]] = r  # the latest record per item counts
-    common = set.intersection(*(set(items) for items in by_variant.values())) if by_variant else set()
+def compare(records: Iterable[CaseRecord | Mapping[str, Any]]) -> dict[str, Any]:
+    """comparison.json's content for one suite's records, on the items every variant answered.
+
+    Accuracy, errors, latency, tokens and cost are the aggregation's (harness/report/aggregate.py),
+    so they agree with the scoreboard on the same records.
+    """
+    groups = aggregate(records)
+    common = set.intersection(*(g.item_ids for g in groups)) if groups else set()
     rows = {}
-    for name, items in sorted(by_variant.items()):
-        chosen = [items[i] for i in sorted(common)]
-        n = len(chosen)
-        scored = [r for r in chosen if r.get("status") in ("ok", "wrong", "invalid_output")]
-        latency = [float(r.get("timings", {}).get("wall_s") or 0.0) for r in chosen]
-        tokens = sum(int(r.get("usage", {}).get("prompt_tokens", 0)) + int(r.get("usage", {}).get("completion_tokens", 0))
-                     for r in chosen)
-        tool_calls = [int(r.get("extra", {}).get("tool_calls", 0) or 0) for r in chosen]
-        cost = sum(float(r.get("cost") or 0.0) for r in chosen)
-        rows[name] = {
+    for group in sorted(groups, key=lambda g: g.variant):
+        chosen = group.on(common)
+        row = chosen.row
+        n = row.items
+        tool_calls = [len(r.tool_calls) for r in chosen.records]
+        rows[group.variant] = {
             "items": n,
-            "accuracy": sum(bool(r.get("correct")) for r in scored) / n if n else None,
-            "errors": sum(r.get("status") in ("error", "timeout") for r in chosen),
-            "mean_latency_s": sum(latency) / n if n else None,
-            "cost_per_100_items": 100 * cost / n if n else None,
-            "total_cost": cost,
-            "total_tokens": tokens,
+            "scored": row.scored,
+            "accuracy": row.accuracy,
+            "ci_low": row.ci_low,
+            "ci_high": row.ci_high,
+            "errors": row.errors,
+            "mean_latency_s": row.mean_latency_s,
+            "cost_per_100_items": 100 * row.cost / n if n else None,
+            "total_cost": row.cost,
+            "total_tokens": row.prompt_tokens + row.completion_tokens,
             "tool_calls_per_item": sum(tool_calls) / n if n else None,
         }
     return {"common_items": len(common), "variants": rows}
 
 
-def write(run_dir: Path, records: list[Mapping[str, Any]]) -> list[Path]:
+@hookimpl
+def pytest_harness_report(run: RunData) -> None:
+    write(run.run_dir, run.records)
+
+
+def write(run_dir: Path, records: Iterable[CaseRecord | Mapping[str, Any]]) -> list[Path]:
     """Write one comparison folder per suite; returns the folders written."""
-    by_suite: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-    for r in records:
-        by_suite[r["suite"]].append(r)
+    suites: dict[str, list[Group]] = {}
+    for group in aggregate(records):
+        suites.setdefault(group.suite, []).append(group)
     folders = []
-    for suite, rows in sorted(by_suite.items()):
-        folder = run_dir / FOLDER / suite
+    for suite, groups in sorted(suites.items()):
+        folder = Path(run_dir) / FOLDER / suite
         folder.mkdir(parents=True, exist_ok=True)
-        result = compare(rows)
+        result = compare([r for g in groups for r in g.records])
         (folder / "comparison.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-        variants: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-        for r in rows:
-            variants[variant(r)].append(r)
-        for name, chosen in variants.items():
-            (folder / f"results-{_safe(name)}.json").write_text(json.dumps(chosen, indent=1, sort_keys=True) + "\n")
-        _samples_csv(folder / "samples.csv", rows)
+        for group in groups:
+            chosen = [r.to_dict() for r in group.records]
+            (folder / f"results-{_safe(group.variant)}.json").write_text(
+                json.dumps(chosen, indent=1, sort_keys=True) + "\n")
+        _samples_csv(folder / "samples.csv", [r for g in groups for r in g.records])
         if len(result["variants"]) > 1:  # one point is no comparison, and matplotlib costs ~1 s
             _plot(folder / "comparison.png", suite, result)
         folders.append(folder)
     return folders
 
 
-def _samples_csv(path: Path, rows: list[Mapping[str, Any]]) -> None:
+def _samples_csv(path: Path, rows: list[CaseRecord]) -> None:
     items: dict[str, dict[str, Any]] = {}
     for r in rows:
-        entry = items.setdefault(r["item_id"], {"item_id": r["item_id"], "reference": r.get("reference"),
-                                                "variants": set()})
+        entry = items.setdefault(r.item_id, {"item_id": r.item_id, "reference": r.reference, "variants": set()})
         entry["variants"].add(variant(r))
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")

@@ -27,44 +27,21 @@ import json
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from harness.report.aggregate import SCORED_STATUSES
-from harness.report.write import RESULTS_FILE, latest_per_case, read_results
-from harness.suites.extraction import SOURCE, same_answer
+from harness.extraction_format import SOURCE, same_answer
+from harness.record import CaseRecord
+from harness.report.aggregate import aggregate
+from harness.report.extraction_table import QUALITY, MetricRow, write_metrics_csv
+from harness.report.hooks import RunData, hookimpl
+from harness.report.write import RESULTS_FILE, load_records
 
 SUITE = "extraction"
 FOLDER = "extraction"
 METRICS_CSV = "metrics.csv"
 METADATA_JSON = "metadata.json"
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
-# The quality metrics and their scale's top, for plots that put them on one 0-1 axis.
-QUALITY = {"rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0, "bleu": 100.0, "chrf": 100.0,
-           "bertscore_f1": 1.0, "exact_match": 1.0}
-
-
-@dataclass
-class MetricRow:
-    model: str
-    field: str
-    n_total: int
-    n_valid: int
-    rouge1: float | None = None
-    rouge2: float | None = None
-    rougeL: float | None = None
-    bleu: float | None = None
-    chrf: float | None = None
-    bertscore_f1: float | None = None
-    exact_match: float | None = None
-    runtime_s: float = 0.0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    tokens_per_sec: float | None = None
-
-
-COLUMNS = tuple(f.name for f in fields(MetricRow))
 
 
 class UnicodeWords:
@@ -123,28 +100,28 @@ def bertscore_f1(predictions: Sequence[str], references: Sequence[str], scorer: 
     return float(f1.sum()) / len(predictions)
 
 
-def extraction_records(records: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+def extraction_records(records: Iterable[CaseRecord | Mapping[str, Any]]) -> dict[str, list[CaseRecord]]:
     """model -> its extraction records (the latest per case), in the CSV's row order."""
-    by_model: dict[str, list[Mapping[str, Any]]] = {}
-    for record in latest_per_case([dict(r) for r in records if r.get("suite") == SUITE]):
-        by_model.setdefault(str(record.get("model")), []).append(record)
-    for group in by_model.values():
-        group.sort(key=lambda r: (r.get("extra", {}).get("index", 0), str(r.get("case_id"))))
+    by_model: dict[str, list[CaseRecord]] = {}
+    for group in aggregate(records, where=lambda r: r.suite == SUITE):
+        by_model.setdefault(group.model, []).extend(group.records)
+    for rows in by_model.values():
+        rows.sort(key=lambda r: (r.extra.get("index", 0), r.case_id))
     return dict(sorted(by_model.items()))
 
 
-def reference_of(record: Mapping[str, Any]) -> dict[str, str]:
-    return json.loads(record.get("reference") or "{}")
+def reference_of(record: CaseRecord) -> dict[str, str]:
+    return json.loads(record.reference or "{}")
 
 
-def prediction_of(record: Mapping[str, Any]) -> dict[str, str]:
+def prediction_of(record: CaseRecord) -> dict[str, str]:
     """The predicted fields; an invalid answer (no prediction) is empty strings."""
-    if record.get("status") == "invalid_output" or not record.get("prediction"):
+    if record.status == "invalid_output" or not record.prediction:
         return {}
-    return json.loads(record["prediction"])
+    return json.loads(record.prediction)
 
 
-def compute(records: Iterable[Mapping[str, Any]], bertscore_model: Path | None = None
+def compute(records: Iterable[CaseRecord | Mapping[str, Any]], bertscore_model: Path | None = None
             ) -> tuple[list[MetricRow], dict[str, Any]]:
     """One MetricRow per (model, field), and notes for extraction/metadata.json."""
     model_name = None if bertscore_model is None else str(bertscore_model)
@@ -161,12 +138,12 @@ def compute(records: Iterable[Mapping[str, Any]], bertscore_model: Path | None =
                                             "(it needs `pip install bert-score` and a local model folder)")
     rows: list[MetricRow] = []
     for model, group in extraction_records(records).items():
-        answered = [r for r in group if r.get("status") in SCORED_STATUSES]
+        answered = [r for r in group if r.scored]
         notes["errors"][model] = len(group) - len(answered)
-        runtime = sum(float((r.get("timings") or {}).get("model_s") or 0.0) for r in group)
-        tokens_in = sum(int((r.get("usage") or {}).get("prompt_tokens") or 0) for r in group)
-        tokens_out = sum(int((r.get("usage") or {}).get("completion_tokens") or 0) for r in group)
-        n_valid = sum(r.get("status") != "invalid_output" for r in answered)
+        runtime = sum(r.timings.model_s or 0.0 for r in group)
+        tokens_in = sum(r.usage.prompt_tokens for r in group)
+        tokens_out = sum(r.usage.completion_tokens for r in group)
+        n_valid = sum(r.status != "invalid_output" for r in answered)
         field_names = list(reference_of(group[0])) if group else []
         for name in field_names:
             row = MetricRow(model, name, len(answered), n_valid, runtime_s=runtime,
@@ -183,36 +160,7 @@ def compute(records: Iterable[Mapping[str, Any]], bertscore_model: Path | None =
     return rows, notes
 
 
-def write_metrics_csv(rows: Sequence[MetricRow], path: Path) -> None:
-    """The metrics CSV; figures unrounded (repr), missing ones empty, so re-scoring diffs clean."""
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(COLUMNS)
-        for row in rows:
-            data = asdict(row)
-            writer.writerow(["" if data[c] is None else repr(data[c]) if isinstance(data[c], float)
-                             else data[c] for c in COLUMNS])
-
-
-def read_metrics_csv(path: Path) -> list[MetricRow]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        table = list(csv.DictReader(handle))
-    converted = []
-    for cells in table:
-        values: dict[str, Any] = {}
-        for column in COLUMNS:
-            text = cells[column]
-            if column in ("model", "field"):
-                values[column] = text
-            elif column in ("n_total", "n_valid", "tokens_in", "tokens_out"):
-                values[column] = int(text)
-            else:
-                values[column] = float(text) if text else None
-        converted.append(MetricRow(**values))
-    return converted
-
-
-def write_predictions(records: Iterable[Mapping[str, Any]], folder: Path) -> list[Path]:
+def write_predictions(records: Iterable[CaseRecord | Mapping[str, Any]], folder: Path) -> list[Path]:
     """predictions-<model>.csv: the input rows with pred_<field> and raw_<model> appended."""
     written = []
     for model, group in extraction_records(records).items():
@@ -225,12 +173,11 @@ def write_predictions(records: Iterable[Mapping[str, Any]], folder: Path) -> lis
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(header)
             for record in group:
-                extra = record.get("extra") or {}
-                inputs = extra.get("row") or {**reference_of(record), SOURCE: ""}
+                inputs = record.extra.get("row") or {**reference_of(record), SOURCE: ""}
                 predicted = prediction_of(record)
                 writer.writerow([inputs.get(SOURCE, ""), *(inputs.get(n, "") for n in field_names),
                                  *(predicted.get(n, "") for n in field_names),
-                                 extra.get("output", record.get("error") or "")])
+                                 record.output or record.error or ""])
         written.append(path)
     return written
 
@@ -239,7 +186,7 @@ def _file_safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def write_outputs(run_dir: Path, records: Sequence[Mapping[str, Any]], *, metrics: bool = True,
+def write_outputs(run_dir: Path, records: Sequence[CaseRecord | Mapping[str, Any]], *, metrics: bool = True,
                   bertscore_model: Path | None = None) -> list[MetricRow]:
     """<run_dir>/extraction/: predictions CSVs, and with `metrics` the metrics CSV, plots, notes."""
     folder = Path(run_dir) / FOLDER
@@ -257,19 +204,22 @@ def write_outputs(run_dir: Path, records: Sequence[Mapping[str, Any]], *, metric
     return rows
 
 
-def finish(run_dir: Path, records: Sequence[Mapping[str, Any]], metadata: Mapping[str, Any]) -> None:
-    """The end-of-run step (harness.session.FINISHERS): settings come from the run's metadata."""
-    settings = metadata.get("settings") or {}
-    bertscore = settings.get("extraction_bertscore_model")
-    metrics = settings.get("extraction_metrics", True) is not False
+@hookimpl
+def pytest_harness_report(run: RunData) -> None:
+    """<run>/extraction/ for a run with extraction records; the settings come from its metadata."""
+    records = run.suite(SUITE)
+    if not records:
+        return
+    bertscore = run.settings.get("extraction_bertscore_model")
+    metrics = run.settings.get("extraction_metrics", True) is not False
     missing = [name for name in ("rouge_score", "sacrebleu", "matplotlib")
                if importlib.util.find_spec(name) is None]
     if metrics and missing:
         # The answers are in results.jsonl whatever happens; say how to score them later.
         warnings.warn(f"extraction metrics need {', '.join(missing)}: pip install -e '.[extraction]', "
-                      f"then `harness rescore {run_dir}`")
+                      f"then `harness rescore {run.run_dir}`")
         metrics = False
-    write_outputs(run_dir, records, metrics=metrics, bertscore_model=Path(bertscore) if bertscore else None)
+    write_outputs(run.run_dir, records, metrics=metrics, bertscore_model=Path(bertscore) if bertscore else None)
 
 
 def rescore(run_dir: str | Path, bertscore_model: Path | None = None) -> list[MetricRow]:
@@ -278,7 +228,7 @@ def rescore(run_dir: str | Path, bertscore_model: Path | None = None) -> list[Me
     results = run_dir / RESULTS_FILE
     if not results.exists():
         raise FileNotFoundError(f"{results}: no results to score (is {run_dir} a run folder?)")
-    records = [r for r in read_results(results) if r.get("suite") == SUITE]
+    records = [r for r in load_records(results) if r.suite == SUITE]
     if not records:
         raise ValueError(f"{results}: no extraction records in this run")
     if bertscore_model is None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from harness.report.extraction_metrics import QUALITY, MetricRow
+from harness.report.extraction_table import QUALITY, MetricRow
 
 PLOTS = ("quality_bars", "heatmap", "validation_rate", "radar", "runtime", "tokens", "throughput")
 LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "bleu": "BLEU",

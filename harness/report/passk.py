@@ -5,8 +5,8 @@ bias from n >= k samples of which c pass: 1 - C(n-c, k) / C(n, k).
 pass^k (Yao et al., 2024, tau-bench): the chance that all k samples pass, a reliability figure:
 C(c, k) / C(n, k).
 
-`finish` runs at the end of a run holding mbpp or humaneval records (harness/session.py
-FINISHERS) and writes code.json and code.md: per model and strategy, pass@k and pass^k averaged
+The report hook runs at the end of a run holding mbpp or humaneval records and writes code.json
+and code.md: per model and strategy, pass@k and pass^k averaged
 over problems, cost, tokens and time side by side, the share a cascade's small model settled,
 and the sandbox isolation the programs ran under.
 """
@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from math import comb
-from pathlib import Path
 from typing import Any
 
-from harness.report.write import RESULTS_FILE, latest_per_case, read_results
+from harness.record import CaseRecord
+from harness.report.aggregate import aggregate
+from harness.report.hooks import RunData, hookimpl
 
 CODE_SUITES = ("mbpp", "humaneval")
 REPORT_JSON = "code.json"
@@ -65,35 +66,39 @@ def scores(passed: Sequence[bool]) -> dict[str, float]:
 # -- the end-of-run report ----------------------------------------------------------------------
 
 
-def summarize(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (suite, model, strategy): means of the per-problem pass@k / pass^k scores."""
-    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
-    for record in records:
-        key = (str(record.get("suite")), str(record.get("model")), str(record.get("strategy") or "single"))
-        groups.setdefault(key, []).append(record)
+def _pass_order(name: str) -> tuple[str, int]:
+    return (name[4], int(name[5:])) if name[5:].isdigit() else (name, 0)
+
+
+def summarize(records: Iterable[CaseRecord | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (suite, model, strategy): the aggregation's row, then the means of the
+    per-problem pass@k / pass^k scores over the scored problems, tokens, time and the sandbox."""
     rows = []
-    for (suite, model, strategy), group in sorted(groups.items()):
-        scored = [r for r in group if r.get("status") in ("ok", "wrong", "invalid_output")]
-        names = sorted({name for r in scored for name in (r.get("scores") or {})},
-                       key=lambda s: (s[4], int(s[5:])) if s[5:].isdigit() else (s, 0))
-        means = {name: sum((r.get("scores") or {}).get(name, 0.0) for r in scored) / len(scored)
-                 for name in names if all(name in (r.get("scores") or {}) for r in scored)} if scored else {}
-        settled = [bool((r.get("extra") or {}).get("settled_by_small")) for r in scored
-                   if "settled_by_small" in (r.get("extra") or {})]
-        usage = [r.get("usage") or {} for r in group]
+    for group in aggregate(records, where=lambda r: r.suite in CODE_SUITES):
+        base = group.row
+        scored = [r for r in group.records if r.scored]
+        names = sorted({name for r in scored for name in r.scores}, key=_pass_order)
+        means = {name: sum(r.scores[name] for r in scored) / len(scored)
+                 for name in names if all(name in r.scores for r in scored)} if scored else {}
         rows.append({
-            "suite": suite, "model": model, "strategy": strategy, "items": len(group), "scored": len(scored),
-            "errors": len(group) - len(scored), **means,
-            "settled_by_small": sum(settled) / len(settled) if settled else None,
-            "prompt_tokens": sum(int(u.get("prompt_tokens") or 0) for u in usage),
-            "completion_tokens": sum(int(u.get("completion_tokens") or 0) for u in usage),
-            "model_s": sum(float((r.get("timings") or {}).get("model_s") or 0.0) for r in group),
-            "sandbox_s": sum(float((r.get("extra") or {}).get("sandbox_s") or 0.0) for r in group),
-            "cost": sum(float(r.get("cost") or 0.0) for r in group),
-            "isolation": sorted({str((r.get("extra") or {}).get("isolation")) for r in group
-                                 if (r.get("extra") or {}).get("isolation")}),
+            "suite": group.suite, "model": group.model, "strategy": group.strategy, "items": base.items,
+            "scored": base.scored, "errors": base.errors, **means,
+            "settled_by_small": base.settled_by_small,
+            "prompt_tokens": base.prompt_tokens, "completion_tokens": base.completion_tokens,
+            "model_s": sum(r.timings.model_s or 0.0 for r in group.records),
+            "sandbox_s": sum(_sandbox_s(r, "sandbox_s") for r in group.records),
+            "cost": base.cost,
+            "isolation": sorted({r.isolation for r in group.records if r.isolation}),
         })
+    rows.sort(key=lambda row: (row["suite"], row["model"], row["strategy"]))
     return rows
+
+
+def _sandbox_s(record: CaseRecord, key: str) -> float:
+    if record.tries:
+        return sum(getattr(t, key) for t in record.tries)
+    value = record.extra.get(key)
+    return float(value) if isinstance(value, (int, float)) else 0.0
 
 
 def _cell(value: Any) -> str:
@@ -123,13 +128,13 @@ def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def finish(run_dir: str | Path, records: list[dict[str, Any]], metadata: Mapping[str, Any]) -> None:
-    """Write code.json and code.md for the run's code-suite records (called once per suite)."""
-    run_dir = Path(run_dir)
-    # Both code suites register this finisher; each call rewrites the report over both suites.
-    results = run_dir / RESULTS_FILE
-    every = latest_per_case(read_results(results)) if results.exists() else records
-    rows = summarize(r for r in every if r.get("suite") in CODE_SUITES)
-    (run_dir / REPORT_JSON).write_text(json.dumps({"run_id": metadata.get("run_id"), "rows": rows},
-                                                  indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    (run_dir / REPORT_MD).write_text(markdown(rows), encoding="utf-8")
+@hookimpl
+def pytest_harness_report(run: RunData) -> None:
+    """code.json and code.md over the run's code-suite records (nothing without them)."""
+    records = run.suite(*CODE_SUITES)
+    if not records:
+        return
+    rows = summarize(records)
+    (run.run_dir / REPORT_JSON).write_text(json.dumps({"run_id": run.metadata.get("run_id"), "rows": rows},
+                                                      indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (run.run_dir / REPORT_MD).write_text(markdown(rows), encoding="utf-8")

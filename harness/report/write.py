@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from harness.report.aggregate import SummaryRow, summarize
+from harness.record import CaseRecord
+from harness.report.aggregate import SummaryRow, latest, summarize
 from harness.report.tables import markdown, write_csv
 
 RESULTS_FILE = "results.jsonl"
@@ -50,12 +51,13 @@ class ResultsLog:
         _drop_partial_line(self.path)
         self._file: TextIO | None = open(self.path, "a", encoding="utf-8")
 
-    def append(self, record: Mapping[str, Any]) -> None:
+    def append(self, record: CaseRecord | Mapping[str, Any]) -> None:
         if self._file is None:
             raise ValueError(f"{self.path}: the results log is closed")
         # One write call per line, then flush: the line reaches the OS before the next case runs,
         # so a crash of this process loses at most the line being written.
-        line = json.dumps(record, sort_keys=True, default=str) + "\n"
+        data = record.to_dict() if isinstance(record, CaseRecord) else record
+        line = json.dumps(data, sort_keys=True, default=str) + "\n"
         self._file.write(line)
         self._file.flush()
 
@@ -100,15 +102,16 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def latest_per_case(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One record per case_id, the last written, in first-seen order.
-
-    A resumed run (--resume) appends a new record for a case that had failed; the new one counts.
-    """
-    latest: dict[Any, dict[str, Any]] = {}
-    for record in records:
-        latest[record.get("case_id", id(record))] = record
-    return list(latest.values())
+def load_records(path: str | Path) -> list[CaseRecord]:
+    """The typed records of a results.jsonl file (every one written, in order); a record that
+    does not read names its line."""
+    records = []
+    for index, data in enumerate(read_results(path), start=1):
+        try:
+            records.append(CaseRecord.from_dict(data))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: record {index} ({data.get('case_id', '?')}): {exc}") from None
+    return records
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -123,7 +126,7 @@ def _json_text(data: Any) -> str:
 
 
 def write_summary(
-    run_dir: str | Path, records: list[dict[str, Any]], metadata: Mapping[str, Any]
+    run_dir: str | Path, records: Iterable[CaseRecord | Mapping[str, Any]], metadata: Mapping[str, Any]
 ) -> list[SummaryRow]:
     """Write summary.json, summary.csv, summary.md and metadata.json into run_dir.
 
@@ -145,8 +148,8 @@ def write_summary(
     return rows
 
 
-def render_run(run_dir: str | Path) -> list[SummaryRow]:
-    """Rebuild a finished (or crashed) run's summaries from results.jsonl and metadata.json."""
+def read_run(run_dir: str | Path) -> tuple[list[CaseRecord], dict[str, Any]]:
+    """A finished (or crashed) run's latest record per case and its metadata, from its folder."""
     run_dir = Path(run_dir)
     results = run_dir / RESULTS_FILE
     if not results.exists():
@@ -155,4 +158,10 @@ def render_run(run_dir: str | Path) -> list[SummaryRow]:
     metadata: dict[str, Any] = {}
     if metadata_path.exists():
         metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
-    return write_summary(run_dir, latest_per_case(read_results(results)), metadata)
+    return latest(load_records(results)), metadata
+
+
+def render_run(run_dir: str | Path) -> list[SummaryRow]:
+    """Rebuild a finished (or crashed) run's summaries from results.jsonl and metadata.json."""
+    records, metadata = read_run(run_dir)
+    return write_summary(run_dir, records, metadata)

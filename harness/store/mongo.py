@@ -12,13 +12,11 @@ server on SQLite, over a real TCP connection; nothing here is specific to that s
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 import re
 from collections.abc import Iterable
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 try:
     import pymongo
@@ -29,9 +27,18 @@ except ImportError as exc:  # the extra is optional; open_store turns this into 
         "the MongoDB store needs pymongo, which comes with the mongodb extra: pip install -e '.[mongodb]'"
     ) from exc
 
-from harness.suites.base import Item
 
-__all__ = ["DEFAULT_DATABASE", "TIMEOUT_S", "MongoStore", "import_tasks", "load_suite", "redact"]
+__all__ = ["DEFAULT_DATABASE", "TIMEOUT_S", "MongoStore", "TaskItem", "import_tasks", "redact"]
+
+
+class TaskItem(Protocol):
+    """A suite's item as the `tasks` collection keeps it (harness.suites.base.Item has this shape;
+    the store does not import the suites)."""
+
+    id: str
+    input: Any
+    reference: Any
+    meta: Any
 
 DEFAULT_DATABASE = "harness"
 # How long opening the store waits for a server. Long enough for a busy server, short enough that a
@@ -41,7 +48,6 @@ TIMEOUT_S = 5.0
 # Fields not part of a stored record: MongoDB's own id.
 _INTERNAL = ("_id",)
 _PASSWORD = re.compile(r"(?<=://)([^:/@]+):[^@/]*@")
-_SUITE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 def redact(uri: str) -> str:
@@ -50,7 +56,7 @@ def redact(uri: str) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _plain(data: Any) -> Any:
@@ -169,7 +175,7 @@ class MongoStore:
         return f"MongoStore({redact(self.uri)!r})"
 
 
-def task_document(suite: str, split: str, item: Item) -> dict[str, Any]:
+def task_document(suite: str, split: str, item: TaskItem) -> dict[str, Any]:
     """How one item is kept in `tasks`: its key fields, then the item as the suite loaded it."""
     return {
         "suite": suite,
@@ -181,7 +187,7 @@ def task_document(suite: str, split: str, item: Item) -> dict[str, Any]:
     }
 
 
-def import_tasks(store: MongoStore, suite: str, split: str, items: Iterable[Item]) -> tuple[int, int]:
+def import_tasks(store: MongoStore, suite: str, split: str, items: Iterable[TaskItem]) -> tuple[int, int]:
     """Upsert a suite's items into `tasks`, keyed by (suite, split, item id).
 
     Importing again replaces the documents in place (no duplicates). The split is part of the key
@@ -200,33 +206,3 @@ def import_tasks(store: MongoStore, suite: str, split: str, items: Iterable[Item
     except PyMongoError as exc:
         raise ValueError(f"importing {suite}/{split} into {store!r}: {type(exc).__name__}: {exc}") from None
     return len(writes), result.upserted_count
-
-
-def load_suite(suite: str, source: str, split: str | None = None) -> tuple[str, list[Item]]:
-    """(split, items) of a suite, through its own loader `harness.suites.<suite>.load`.
-
-    The module is imported only now, so any suite with a loader can be imported into `tasks`
-    (mmlu, mbpp, ...). Without `split`, the loader's default split is used and named; a loader
-    without splits gives the split "all".
-    """
-    if not _SUITE_NAME.fullmatch(suite) or suite == "base":
-        raise ValueError(f"{suite!r} is not a suite name")
-    module_name = f"harness.suites.{suite}"
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        raise ValueError(f"unknown suite {suite!r}: there is no {module_name} module") from None
-    load = getattr(module, "load", None)
-    if not callable(load):
-        raise ValueError(f"suite {suite!r} has no load() to read its items with")
-    parameters = inspect.signature(load).parameters
-    if "split" not in parameters:
-        if split is not None:
-            raise ValueError(f"suite {suite!r} has no splits; leave out --split")
-        return "all", list(load(source))
-    chosen = split if split is not None else parameters["split"].default
-    if chosen is inspect.Parameter.empty:
-        raise ValueError(f"suite {suite!r} needs --split")
-    return str(chosen), list(load(source, split=chosen))

@@ -17,7 +17,7 @@ from typing import Any
 
 from harness.call import ModelCall
 from harness.sandbox import Sandbox
-from harness.strategies.code import GREEDY, Attempt, Variant, attempt, totals
+from harness.strategies.attempts import GREEDY, Attempt, Variant, attempt, totals
 from harness.suites.code import CodeTask
 
 

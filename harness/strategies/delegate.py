@@ -40,8 +40,10 @@ class RouterResult:
         return [c.result for c in self.loop.errors]
 
     def to_extra(self) -> dict[str, Any]:
-        return {"tool_calls": self.tool_calls, "turns": self.loop.turns, "stopped": self.loop.stopped,
-                "calls": [c.to_dict() for c in self.loop.calls], "small_answers": self.small_answers}
+        """What a case records: every tool call, the turns and stop reason (typed fields of the
+        record), and the small model's answers."""
+        return {"tool_calls": [c.to_dict() for c in self.loop.calls], "turns": self.loop.turns,
+                "stopped": self.loop.stopped, "small_answers": self.small_answers}
 
 
 def route(large: ModelCall, small: ModelCall, question: str, *,

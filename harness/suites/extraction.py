@@ -23,12 +23,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from harness.extraction_format import OUTPUT_PREFIXES, SOURCE, same_answer
 from harness.suites.base import DataError, Item, Score, sample
 
 PLACEHOLDER = "{source}"
-SOURCE = "source"
-# Columns a predictions CSV appends; reading one back as input ignores them.
-OUTPUT_PREFIXES = ("pred_", "raw_")
 
 
 def _decode(path: Path) -> tuple[str, bool]:
@@ -203,11 +201,6 @@ def parse(text: str, model: type[BaseModel]) -> Parsed:
                              for e in error.errors())
         return Parsed(None, f"the JSON does not match the fields: {problems}")
     return Parsed(answer.model_dump(by_alias=True))
-
-
-def same_answer(prediction: str, reference: str) -> bool:
-    """Exact match as the metrics count it: case-insensitive, surrounding whitespace stripped."""
-    return prediction.strip().casefold() == reference.strip().casefold()
 
 
 def score(item: Item, values: Mapping[str, str] | None) -> Score:

@@ -2,7 +2,8 @@
 
 Data comes from the authors' JSON lines (task_id, text, code, test_list, test_setup_code,
 challenge_test_list): a folder holding them (one file, or one per split), a single file, or
-Hugging Face (`hf:mbpp` for the full config, `hf:mbpp@sanitized`; any dataset id before the @). The standard splits go by
+Hugging Face (`hf:mbpp` for the full config, `hf:mbpp@sanitized`; any dataset id before the @). The standard
+splits go by
 task_id: 1-10 few-shot prompts, 11-510 test, 511-600 validation, 601-974 train.
 
 The prompt is the paper's (and lm-evaluation-harness's): the task text with its tests, so the

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest

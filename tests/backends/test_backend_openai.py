@@ -134,7 +134,7 @@ def test_cache_answers_a_repeated_request_without_calling_the_model(tmp_path: Pa
     routes, count = flaky_completions(failures=0)
     with serve(routes) as (url, _):
         backend = OpenAIBackend(fake_spec(url))
-        for run in range(2):  # two runs, each with its own cache handle on the same folder
+        for _run in range(2):  # two runs, each with its own cache handle on the same folder
             cache = ResponseCache(tmp_path)
             call = ModelCall(fake_spec(url), backend, CallPolicy(cache=cache))
             first = call.generate(Request(prompt="same question", reference="ignored by the key"))
@@ -185,5 +185,5 @@ def test_second_identical_run_with_cache_calls_the_model_zero_times(bench: Any, 
     first, second = bench.records(bench.reports / "first"), bench.records(bench.reports / "second")
     assert [r["attempts"] for r in first] == [1] * 4
     assert [r["attempts"] for r in second] == [0] * 4
-    assert all(r["extra"]["cache_hits"] == 1 for r in second)
+    assert all(r["cache_hits"] == 1 for r in second)
     assert [r["prediction"] for r in first] == [r["prediction"] for r in second]

@@ -11,7 +11,8 @@ from harness.report.comparison import compare
 from harness.strategies.delegate import TOOL_NAME, route
 
 
-def models(large_steps: list[Any], small_steps: list[Any]) -> tuple[ModelCall, ModelCall, ScriptedBackend, ScriptedBackend]:
+def models(large_steps: list[Any], small_steps: list[Any]
+           ) -> tuple[ModelCall, ModelCall, ScriptedBackend, ScriptedBackend]:
     large = ScriptedBackend.from_steps(large_steps, name="large")
     small = ScriptedBackend.from_steps(small_steps, name="small")
     return ModelCall(large.spec, large), ModelCall(small.spec, small), large, small
@@ -46,7 +47,7 @@ def test_several_calls_in_several_turns() -> None:
     result = route(large, small, "q", small_prompt=str, max_turns=5)
     assert result.tool_calls == 3 and result.loop.turns == 3 and result.small_answers == ["12", "13", "26"]
     assert result.malformed == []
-    assert [c["turn"] for c in result.to_extra()["calls"]] == [1, 2, 2]
+    assert [c["turn"] for c in result.to_extra()["tool_calls"]] == [1, 2, 2]
 
 
 def test_malformed_arguments_are_reported_not_raised() -> None:
@@ -74,7 +75,8 @@ def test_comparison_uses_only_the_items_every_variant_answered() -> None:
         return {"suite": "gsm8k", "model": model, "strategy": strategy, "item_id": item,
                 "status": "ok" if correct else "wrong", "correct": correct, "cost": cost,
                 "timings": {"wall_s": 2.0}, "usage": {"prompt_tokens": 10, "completion_tokens": 5},
-                "extra": {"tool_calls": calls}}
+                "tool_calls": [{"turn": 1, "name": "ask_small_model", "arguments": "{}", "ok": True,
+                                "result": ""}] * calls}
 
     records = [rec("big", "single", "a", True, 0.02), rec("big", "single", "b", True, 0.02),
                rec("small", "single", "a", False, 0.0), rec("small", "single", "b", True, 0.0),

@@ -31,7 +31,8 @@ def sandbox() -> Sandbox:
 
 
 def test_small_fails_twice_then_the_large_model_answers(sandbox: Sandbox) -> None:
-    small, large = scripted("small", [WRONG, "[BEGIN]\ndef add(a, b):\n    return 0\n[DONE]"]), scripted("large", [RIGHT])
+    small = scripted("small", [WRONG, "[BEGIN]\ndef add(a, b):\n    return 0\n[DONE]"])
+    large = scripted("large", [RIGHT])
     result = cascade.run(small, lambda: large, mbpp.task(ADD), sandbox, code.variants(2))
     assert (result.final_model, result.settled_by_small, result.escalated) == ("large", False, True)
     assert [(a.model, a.variant, a.outcome) for a in result.attempts] == [
@@ -101,10 +102,10 @@ def test_cascade_beside_small_only_and_large_only_end_to_end(bench: BenchRun, tm
     assert all(r["status"] == "wrong" for r in by_strategy[("tiny-scripted", "single")])
     for rec in by_strategy[("tiny-scripted+oracle", "cascade")]:
         assert rec["status"] == "ok" and rec["extra"]["final_model"] == "oracle"
-        assert rec["extra"]["settled_by_small"] is False
-        assert [a["model"] for a in rec["extra"]["attempts"]] == ["tiny-scripted", "tiny-scripted", "oracle"]
+        assert rec["settled_by_small"] is False
+        assert [a["model"] for a in rec["tries"]] == ["tiny-scripted", "tiny-scripted", "oracle"]
         assert rec["attempts"] == 3  # model calls, counted by the plugin
-        assert rec["extra"]["per_model"]["tiny-scripted"]["calls"] == 2
+        assert rec["per_model"]["tiny-scripted"]["calls"] == 2
     rows = {(r["model"], r["strategy"]): r for r in bench.summary(bench.reports / "escalates")["summary"]}
     assert rows[("tiny-scripted", "single")]["accuracy"] == 0.0 and rows[("oracle", "single")]["accuracy"] == 1.0
     assert rows[("tiny-scripted+oracle", "cascade")]["accuracy"] == 1.0
@@ -119,7 +120,7 @@ def test_cascade_beside_small_only_and_large_only_end_to_end(bench: BenchRun, tm
     assert result.ret == 0, result.stdout.str()
     cascades = [r for r in bench.records(bench.reports / "settles") if r["strategy"] == "cascade"]
     assert len(cascades) == 2
-    assert all(r["extra"]["settled_by_small"] and r["attempts"] == 1 and "per_model" not in r["extra"]
+    assert all(r["settled_by_small"] and r["attempts"] == 1 and list(r["per_model"]) == ["oracle"]
                for r in cascades)
     rows = {(r["model"], r["strategy"]): r for r in bench.summary(bench.reports / "settles")["summary"]}
     assert rows[("oracle+tiny-scripted", "cascade")]["settled_by_small"] == 1.0

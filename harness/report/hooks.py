@@ -1,0 +1,102 @@
+"""How reports plug in: one hook, called once at the end of a run (and by `harness report`).
+
+A report is a module or plugin with a `pytest_harness_report(run)` function marked `@hookimpl`;
+it takes the run's typed records through `RunData` (the latest per case, already grouped by the
+one aggregation) and writes its files into `run.run_dir`. The built-in reports are listed in
+BUILTIN_REPORTS; a user's conftest.py or plugin may add its own. Each report runs on its own: one
+that fails is reported by name and fails the run, and the others still write.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from harness.record import CaseRecord
+from harness.report.aggregate import Group, aggregate, latest
+
+hookspec = pluggy.HookspecMarker("pytest")
+hookimpl = pluggy.HookimplMarker("pytest")
+
+# The reports every run writes beside its summaries, in this order.
+BUILTIN_REPORTS = (
+    "harness.report.comparison",
+    "harness.report.passk",
+    "harness.report.extraction_metrics",
+)
+
+
+@dataclass
+class RunData:
+    """A finished run as the reports see it."""
+
+    run_dir: Path
+    records: list[CaseRecord]  # the latest record per case
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, run_dir: Path, records: Iterable[CaseRecord | Mapping[str, Any]],
+           metadata: Mapping[str, Any] | None = None) -> RunData:
+        return cls(Path(run_dir), latest(records), dict(metadata or {}))
+
+    @cached_property
+    def groups(self) -> list[Group]:
+        return aggregate(self.records)
+
+    def suite(self, *names: str) -> list[CaseRecord]:
+        return [r for r in self.records if r.suite in names]
+
+    def suite_groups(self, *names: str) -> list[Group]:
+        return [g for g in self.groups if g.suite in names]
+
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        settings = self.metadata.get("settings")
+        return settings if isinstance(settings, Mapping) else {}
+
+
+@hookspec
+def pytest_harness_report(run: RunData) -> None:
+    """Write this report's files for a finished run into run.run_dir (nothing to do: return)."""
+
+
+@dataclass
+class ReportFailure:
+    report: str
+    error: BaseException
+
+    def __str__(self) -> str:
+        return f"report {self.report} failed: {type(self.error).__name__}: {self.error}"
+
+
+def report_manager(extra: Iterable[object] = ()) -> pluggy.PluginManager:
+    """A plugin manager holding the hook and the built-in reports (for use outside pytest)."""
+    manager = pluggy.PluginManager("pytest")
+    manager.add_hookspecs(__import__(__name__, fromlist=["_"]))
+    register_builtin(manager.register)
+    for plugin in extra:
+        manager.register(plugin)
+    return manager
+
+
+def register_builtin(register: Callable[..., Any]) -> None:
+    for name in BUILTIN_REPORTS:
+        register(importlib.import_module(name), name)
+
+
+def run_reports(manager: pluggy.PluginManager, run: RunData) -> list[ReportFailure]:
+    """Call every report; returns the failures (each report is called even when another fails)."""
+    failures = []
+    # get_hookimpls() is in call order reversed (last registered first); reports run in order.
+    for impl in reversed(manager.hook.pytest_harness_report.get_hookimpls()):
+        try:
+            impl.function(run=run)
+        except Exception as exc:  # noqa: BLE001 - reported by name, and the run fails
+            failures.append(ReportFailure(impl.plugin_name, exc))
+    return failures

@@ -1,0 +1,60 @@
+"""Options declared once: flag, environment variable, ini key, default, help and checks from one field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support import BenchRun
+
+from harness.settings import Settings, defaults, options, resolve_values
+
+
+def values(**given: str):
+    by_cli = {f"--{k.replace('_', '-')}": v for k, v in given.items()}
+    return resolve_values(lambda opt: (by_cli[opt.cli], opt.cli) if opt.cli in by_cli else None)
+
+
+def test_every_field_is_an_option_with_its_default_in_the_help() -> None:
+    declared = {opt.name: opt for opt in options()}
+    assert set(declared) == set(Settings.__dataclass_fields__)
+    assert declared["seed"].help.endswith("(default: 0)")
+    assert declared["mmlu_mode"].help.endswith("(default: auto; one of auto, loglikelihood, generate)")
+    assert declared["cache"].help.endswith("(default: off)") and declared["cache"].spec.flag
+    assert (declared["retries"].env, declared["retries"].ini) == ("HARNESS_RETRIES", "harness_retries")
+    assert defaults() == Settings()
+
+
+def test_values_convert_by_type() -> None:
+    s = values(samples="3", call_timeout="2.5", models="a, b,", extraction_data="x.csv", vue_mode="single,agent")
+    assert (s.samples, s.call_timeout, s.models) == (3, 2.5, ("a", "b"))
+    assert s.extraction_data == Path("x.csv") and s.vue_mode == ("single", "agent")
+
+
+@pytest.mark.parametrize(("name", "raw", "message"), [
+    ("samples", "-3", "--samples: must be at least 1"),
+    ("samples", "three", "invalid literal for int"),
+    ("mmlu_split", "training", "--mmlu-split: expected test or val or dev"),
+    ("vue_mode", "single,solo", "--vue-mode: expected single or agent"),
+    ("call_timeout", "0", "--call-timeout: must be at least 0.001"),
+    ("fail_on_wrong", "maybe", "expected true/false"),
+])
+def test_bad_values_name_the_option(name: str, raw: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        values(**{name: raw})
+
+
+def test_resume_and_another_run_id_conflict() -> None:
+    with pytest.raises(ValueError, match="name different runs"):
+        values(resume="a", run_id="b")
+
+
+def test_a_bad_value_stops_pytest_with_exit_4(bench: BenchRun, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: --samples -3 ended in a ValueError from random.sample, deep in collection.
+    result = bench("--models", "oracle", "--samples", "-3")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--samples*bad value '-3'*must be at least 1*"])
+    monkeypatch.setenv("HARNESS_MMLU_MODE", "guess")
+    result = bench("--models", "oracle")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*HARNESS_MMLU_MODE: bad value 'guess'*"])
