@@ -193,7 +193,7 @@ class _Worker:
         try:
             assert proc.stdout is not None
             hello = _read_frame(proc.stdout.fileno(), time.monotonic() + _START_S)
-        except TimeoutError:
+        except (TimeoutError, ValueError):
             hello = None
         if hello is None or not hello.get("ready"):
             why = worker.log_text()
@@ -238,6 +238,8 @@ class _Worker:
                           wall_s=time.perf_counter() - start)
         except OSError:
             answer = None
+        except ValueError:  # not the worker's writing: only a program running as the harness's user gets here
+            answer = {}
         if answer is None:  # the worker died while the program ran: the program's doing
             self.close()
             memory = self.cgroup is not None and self.cgroup.memory_limit_hit()
@@ -310,21 +312,32 @@ def _nproc(plan: Plan, limits_processes: int) -> int | None:
     return running + limits_processes
 
 
-def _read_frame(fd: int, deadline: float) -> dict[str, Any] | None:
+def _read_frame(fd: int, deadline: float, limit: int = 16 << 20) -> dict[str, Any] | None:
+    """One length-prefixed JSON answer of the worker: None at end of file, ValueError for what no
+    worker writes (too long, not JSON), TimeoutError past the deadline. Reads exactly one frame."""
+    head = _read_exact(fd, 4, deadline)
+    if head is None:
+        return None
+    length = struct.unpack("!I", head)[0]
+    if length > limit:
+        raise ValueError(f"an answer of {length} bytes")
+    body = _read_exact(fd, length, deadline)
+    if body is None:
+        return None
+    answer = json.loads(body)  # json.JSONDecodeError is a ValueError
+    if not isinstance(answer, dict):
+        raise ValueError("an answer that is not an object")
+    return answer
+
+
+def _read_exact(fd: int, size: int, deadline: float) -> bytes | None:
     data = b""
-    need = 4
-    length: int | None = None
-    while True:
-        while len(data) < need:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-                raise TimeoutError
-            chunk = os.read(fd, max(need - len(data), 65536) if length is not None else need - len(data))
-            if not chunk:
-                return None
-            data += chunk
-        if length is None:
-            length = struct.unpack("!I", data[:4])[0]
-            data, need = data[4:], length
-            continue
-        return json.loads(data[:length])
+    while len(data) < size:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            raise TimeoutError
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
