@@ -451,6 +451,18 @@ def test_rlimits_is_explicit_and_says_unisolated(watch: Watch) -> None:
     mark = "16.18033"
     contained(plain, watch, f"import os\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
                             f"        os.execv('/bin/sleep', ['sleep', '{mark}'])\n    os._exit(0)\n", mark=mark)
+    # Its user can reach the worker's answer pipe: a forged answer is caught (the request's nonce),
+    # and the next program's answer is its own, not the forged one's.
+    forged = contained(plain, watch, "import os, json, struct\n"
+                       "frame = json.dumps({'nonce': 'x', 'started': True, 'status': 0, 'timed_out': False,\n"
+                       "    'proof': True, 'tampered': '', 'stdout': 'forged', 'stderr': '', 'truncated': False,\n"
+                       "    'wall_s': 0, 'cpu_s': 0, 'max_rss_kb': 1}).encode()\n"
+                       "answers = os.open(f'/proc/{os.getppid()}/fd/1', os.O_WRONLY)\n"
+                       "os.write(answers, struct.pack('!I', len(frame)) + frame)\n")
+    if os.geteuid() == 0:  # root passes the worker's non-dumpable flag; another user is refused
+        assert forged.detail == "the program wrote into the sandbox worker's answer channel"
+    else:
+        assert forged.detail.startswith("PermissionError")
     if plain.isolation.cgroup != "none":  # memory in memfd files counts against the control group
         held = contained(plain, watch, "import os\nfor i in range(128):\n    fd = os.memfd_create('issue15')\n"
                                        "    os.write(fd, b'x' * (8 << 20))\n    print((i + 1) * 8, flush=True)\n")
