@@ -169,6 +169,7 @@ class _Worker:
         self.wipe = [self.workdir] if plan.level == "rlimits" else [INNER_WORKDIR, *PRIVATE_FOLDERS]
         self.nproc = _nproc(plan, limits_processes=0) if cgroup is None else None
         self.cgroup_limits: tuple[int, int] | None = None
+        self.keep = [str(p) for p in interpreter_paths(python)]  # the way to the interpreter: never wiped
 
     @classmethod
     def start(cls, plan: Plan, python: str, limits: Limits) -> _Worker:
@@ -225,7 +226,7 @@ class _Worker:
         nonce = secrets.token_hex(8)  # an answer that does not carry it was not the worker's
         request = {"nonce": nonce, "program": program, "timeout": limits.timeout_s, "rlimits": rlimits(limits, nproc),
                    "output_bytes": limits.output_bytes, "workdir": self.workdir, "wipe": self.wipe,
-                   "keep": [str(p) for p in interpreter_paths(self.python)]}
+                   "keep": self.keep}
         start = time.perf_counter()
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
