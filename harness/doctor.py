@@ -109,15 +109,39 @@ def check_gpus() -> list[Finding]:
 
 
 def check_sandbox() -> list[Finding]:
+    """The level `auto` picks, then per level: whether it works here, what it protects and not."""
     try:
-        from harness.sandbox import Sandbox
+        from harness.isolation import LEVELS, PROTECTS
+        from harness.sandbox import Sandbox, SandboxError
     except ImportError as exc:
         return [Finding("sandbox", "isolation", False, f"unavailable: {exc}", "reinstall the project")]
-    isolation = Sandbox().isolation
-    strong = isolation.network
-    fix = "" if strong else ("run as root or allow unprivileged user namespaces, or install bubblewrap "
-                             "(apt-get install bubblewrap), to give generated code no network")
-    return [Finding("sandbox", "isolation", strong, isolation.describe(), fix)]
+    bwrap_fix = "apt-get install bubblewrap (the strongest level: no network, no filesystem but the interpreter)"
+    found = []
+    try:
+        sandbox = Sandbox()
+        isolation = sandbox.isolation
+        sandbox.close()
+        found.append(Finding("sandbox", "isolation", isolation.isolated, isolation.describe(),
+                             "" if isolation.level == "bwrap" else bwrap_fix))
+        if isolation.cgroup == "none":
+            found.append(Finding("sandbox", "cgroup", False, "no control group: memory is limited by RLIMIT_AS "
+                                 "only (memfd and /dev/shm escape it), processes by RLIMIT_NPROC",
+                                 "run as root, or in a delegated cgroup (systemd-run --user -p Delegate=yes)"))
+    except SandboxError as error:
+        found.append(Finding("sandbox", "isolation", False, f"no isolation works here: {error}",
+                             f"{bwrap_fix}; or allow user namespaces (sysctl kernel.unprivileged_userns_clone=1); "
+                             "--sandbox rlimits runs generated code unisolated"))
+    for level in LEVELS:
+        protects, not_protected = PROTECTS[level]
+        try:
+            Sandbox(level=level).close()
+            works, why = True, ""
+        except SandboxError as error:
+            works, why = False, f" -- not here: {error}"
+        found.append(Finding("sandbox", f"level {level}", works,
+                             f"protects: {protects}. Does not: {not_protected}{why}",
+                             "" if works else (bwrap_fix if level == "bwrap" else "see the line above")))
+    return found
 
 
 def check_node() -> list[Finding]:

@@ -1,200 +1,297 @@
-"""Running untrusted generated code: each program in its own contained process.
+"""Running untrusted generated code: each program in a fresh, limited child of a warm jailed worker.
 
-A program gets a fresh temporary directory as its working directory and HOME, a scrubbed
-environment (no API keys), rlimits on CPU time, address space, file size, processes and open
-files, a wall-clock timeout that kills the whole process tree, and its output capped (stdout and
-stderr go to files under RLIMIT_FSIZE, so printing a gigabyte stops at the cap).
+The jail (harness/isolation.py: bwrap, unshare, or the explicit, unisolated rlimits) is built once
+per Sandbox and holds a worker (harness/sandbox_worker.py) that forks one child per program: the
+jail's cost is paid once, a program costs a fork. Each child gets rlimits on CPU time, address
+space, file size and open files, a scrubbed environment (no API keys), a wall-clock timeout after
+which every process in the jail but the worker is killed, and its output on memfds the worker
+created (read back bounded; nothing is re-opened by path). A control group (harness/cgroups.py)
+adds a memory limit that counts shared memory, a process limit, and a kill-all.
 
-How much more it gets depends on the machine (harness/isolation.py: bwrap, unshare, rlimits); the
-strongest level that works here is chosen once per process and reported (`Sandbox.isolation`),
-because a run's figures mean little without it. Only the wall-clock timeout and the rlimits hold
-at every level; the network, the filesystem and other processes are protected by the first two.
+Outcomes: a pass needs the runner's proof that the program ran to its last statement (see the
+worker); a sandbox error is only ever the harness's own finding (the jail's worker never said
+hello), never text a program printed.
 """
 
 from __future__ import annotations
 
-import functools
+import itertools
+import json
 import os
-import re
-import resource
+import secrets
 import select
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import asdict, dataclass
+import warnings
+import weakref
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import psutil
 
+from harness.cgroups import Cgroup
 from harness.isolation import (
+    INNER_WORKDIR,
     LEVELS,
     NOBODY,
-    PROGRAM_FILE,
-    TIMES_MARKER,
+    PRIVATE_FOLDERS,
     Isolation,
     Limits,
     Plan,
     candidates,
     command,
     environment,
-    preexec,
+    interpreter_paths,
     rlimits,
+    unreadable_by_nobody,
 )
+from harness.sandbox_outcome import Result, last_line, memory_detail, outcome
 
 __all__ = ["LEVELS", "Isolation", "Limits", "Result", "Sandbox", "SandboxError"]
 
-Outcome = Literal["pass", "fail", "timeout", "crash", "sandbox_error"]
-# Wrapper programs that name themselves at the start of their own error messages.
-_WRAPPER_ERRORS = ("bwrap: ", "unshare: ", "setpriv: ", "prlimit: ", "sh: ")
-_TIMES = re.compile(r"(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s")
-_TRACEBACK_LINE = re.compile(r'File "[^"]*' + re.escape(PROGRAM_FILE) + r'", line (\d+)')
+_WORKER = Path(__file__).with_name("sandbox_worker.py")
+_START_S = 30.0  # a jail that has not said hello by then is broken
+_GRACE_S = 5.0  # the worker enforces the timeout; the harness steps in only this much later
+_MEMORY_HEADROOM = 96 << 20  # the worker and the jail's own processes share the control group
+_names = itertools.count()
 
 
 class SandboxError(RuntimeError):
     """The sandbox itself failed (not the program): the case is an error, never a wrong answer."""
 
 
-@dataclass
-class Result:
-    outcome: Outcome
-    detail: str = ""  # the failed assertion, the exception, the signal or the limit hit
-    exit_code: int | None = None
-    signal: str | None = None
-    wall_s: float = 0.0
-    cpu_s: float = 0.0
-    max_rss_kb: int | None = None  # None where the wrapper hides it (bwrap)
-    stdout: str = ""
-    stderr: str = ""
-    truncated: bool = False  # stdout or stderr was longer than Limits.output_bytes
-
-    @property
-    def passed(self) -> bool:
-        return self.outcome == "pass"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 class Sandbox:
-    """Runs Python programs, one contained process each. Thread-safe; cheap to keep around."""
+    """Runs Python programs, one contained child each. Thread-safe (one program at a time per
+    Sandbox: run several Sandboxes for parallel programs); close() or garbage collection ends the jail."""
 
-    def __init__(self, limits: Limits | None = None, level: str = "auto",
-                 python: str | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, level: str = "auto", python: str | None = None) -> None:
         if level != "auto" and level not in LEVELS:
             raise ValueError(f"sandbox level {level!r}: expected auto or one of {', '.join(LEVELS)}")
         self.limits = limits or Limits()
         self.python = python or sys.executable
-        self._plan = _choose_plan(level, self.python)
+        self._plan, self._cgroup_name = _choose_plan(level, self.python)
+        self._lock = threading.Lock()
+        self._holder: list[_Worker | None] = [None]  # the jail, started on the first run
+        self._finalizer = weakref.finalize(self, _close_worker, self._holder)
 
     @property
     def isolation(self) -> Isolation:
-        return self._plan.isolation
+        return self._plan.isolation(self._cgroup_name)
 
     def run(self, program: str, limits: Limits | None = None) -> Result:
         """Run `program` (Python source) and say how it ended."""
-        return _run(self._plan, self.python, program, limits or self.limits)
+        limits = limits or self.limits
+        with self._lock:
+            worker = self._holder[0]
+            if worker is None or worker.python != self.python or not worker.alive():
+                if worker is not None:
+                    worker.close()
+                try:
+                    worker = _Worker.start(self._plan, self.python, self.limits)
+                except _StartError as error:
+                    self._holder[0] = None
+                    return Result("sandbox_error", f"could not start the sandbox: {error}")
+                self._holder[0] = worker
+            return worker.run(program, limits)
+
+    def close(self) -> None:
+        self._finalizer()
+
+
+def _close_worker(holder: list[_Worker | None]) -> None:
+    if holder[0] is not None:
+        holder[0].close()
+        holder[0] = None
 
 
 # -- choosing the isolation ---------------------------------------------------------------------
 
+_plans: dict[tuple[str, str], tuple[Plan, str]] = {}
 
-@functools.cache
-def _choose_plan(level: str, python: str) -> Plan:
+
+def _choose_plan(level: str, python: str) -> tuple[Plan, str]:
     # Probe each candidate with a real program: a namespace the kernel refuses, a bwrap that
     # cannot mount, an interpreter `nobody` cannot reach all show up here, not mid-benchmark.
+    if (level, python) in _plans:
+        return _plans[(level, python)]
     tried = []
-    probe_limits = Limits(timeout_s=20.0)
-    for plan in candidates(level):
-        result = _run(plan, python, "print('sandbox ok')", probe_limits)
-        if result.passed and result.stdout.strip() == "sandbox ok":
-            return plan
-        tried.append(f"{plan.isolation.describe()}: {result.outcome} {result.detail}".strip())
-    raise SandboxError(f"no sandbox level {level!r} works on this machine; tried: " + "; ".join(tried)
-                       if tried else f"sandbox level {level!r} is not installed here (bwrap, unshare)")
-
-
-# -- running ------------------------------------------------------------------------------------
-
-
-def _run(plan: Plan, python: str, program: str, limits: Limits) -> Result:
-    root = Path(tempfile.mkdtemp(prefix="harness-sandbox-"))
-    try:
-        workdir = root / "work"
-        workdir.mkdir()
-        (workdir / PROGRAM_FILE).write_text(program, encoding="utf-8")
-        if plan.drop_to_nobody:
-            for path in (root, workdir, workdir / PROGRAM_FILE):
-                os.chown(path, NOBODY, NOBODY)
-        # Output goes to files outside the work folder: RLIMIT_FSIZE caps them, and nobody has
-        # to drain a pipe that a program could fill faster than we read.
-        with open(root / "stdout", "wb") as out, open(root / "stderr", "wb") as err:
-            try:
-                argv = command(plan, python, workdir, limits)
-                start = time.perf_counter()
-                # preexec_fn only where prlimit is missing: it is not safe in a threaded process.
-                apply_limits = None if shutil.which("prlimit") else preexec(rlimits(limits, plan))
-                proc = subprocess.Popen(argv, cwd=workdir, env=environment(workdir), stdin=subprocess.DEVNULL,
-                                        stdout=out, stderr=err, close_fds=True, start_new_session=True,
-                                        preexec_fn=apply_limits)
-            except OSError as exc:
-                return Result("sandbox_error", f"could not start the sandbox: {exc}")
-            status, rusage, timed_out = _wait(proc, limits.timeout_s)
-            wall = time.perf_counter() - start
-        return _result(plan, program, root, limits, status, rusage, timed_out, wall)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _wait(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, Any, bool]:
-    """Wait for the program or the deadline, then reap it with its resource usage."""
-    try:
-        pidfd = os.pidfd_open(proc.pid)  # Linux 5.3+: woken the moment it exits
-    except (AttributeError, OSError):
-        pidfd = None
-    if pidfd is not None:
+    plans = candidates(level)
+    for plan in plans:
+        if plan.as_root and plan.level != "rlimits" and (why := unreadable_by_nobody(python)):
+            raise SandboxError(why)
         try:
-            timed_out = not select.select([pidfd], [], [], timeout)[0]
+            worker = _Worker.start(plan, python, Limits(timeout_s=20.0))
+        except _StartError as error:
+            tried.append(f"{plan.level}: {error}")
+            continue
+        try:
+            result = worker.run("print('sandbox ok')", Limits(timeout_s=20.0))
+            cgroup = worker.cgroup.describe if worker.cgroup else "none"
         finally:
-            os.close(pidfd)
-    else:
-        deadline, delay = time.monotonic() + timeout, 0.001
-        while True:
-            reaped, status, rusage = os.wait4(proc.pid, os.WNOHANG)
-            if reaped:
-                return _reaped(proc, status, rusage, timed_out=False)
-            if time.monotonic() >= deadline:
-                timed_out = True
-                break
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
-    if timed_out:
-        _kill_tree(proc.pid)
-    _, status, rusage = os.wait4(proc.pid, 0)
-    return _reaped(proc, status, rusage, timed_out)
+            worker.close()
+        if result.passed and result.stdout.strip() == "sandbox ok":
+            _plans[(level, python)] = (plan, cgroup)
+            if level == "auto" and plan.level != "bwrap":  # said once per process and interpreter
+                warnings.warn(f"the sandbox runs generated code at level {plan.level}, not bwrap"
+                              + (f" ({'; '.join(tried)})" if tried else " (bubblewrap is not installed)")
+                              + ": apt-get install bubblewrap for the strongest isolation", stacklevel=3)
+            return plan, cgroup
+        tried.append(f"{plan.level}: {result.outcome} {result.detail}".strip())
+    fix = ("install bubblewrap (apt-get install bubblewrap), or pass --sandbox rlimits to run generated "
+           "code unisolated")
+    if not plans:
+        raise SandboxError(f"sandbox level {level!r} is not installed here (bwrap; unshare, setpriv, mount "
+                           f"and pivot_root from util-linux): {fix}")
+    raise SandboxError(f"no sandbox level {level!r} works on this machine; tried: " + "; ".join(tried)
+                       + f" -- fix: {fix}")
 
 
-def _reaped(proc: subprocess.Popen[bytes], status: int, rusage: Any, timed_out: bool) -> tuple[int, Any, bool]:
-    proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not try to reap it again
-    _kill_tree(proc.pid, leader_gone=True)  # stragglers left in the group (rlimits level)
-    return status, rusage, timed_out
+# -- the jailed worker --------------------------------------------------------------------------
 
 
-def _kill_tree(pid: int, leader_gone: bool = False) -> None:
-    # With a PID namespace, killing the wrapper tears the namespace down with everything in it;
-    # without one, the process group and the descendants we can still find are what we can reach.
-    victims = []
-    if not leader_gone:
+class _StartError(Exception):
+    pass
+
+
+class _Worker:
+    """One jail with its worker process, as the harness holds it."""
+
+    def __init__(self, plan: Plan, python: str, proc: subprocess.Popen[bytes], root: Path,
+                 log: Any, cgroup: Cgroup | None) -> None:
+        self.plan, self.python, self.proc, self.root, self.log, self.cgroup = plan, python, proc, root, log, cgroup
+        self.workdir = str(root / "work") if plan.level == "rlimits" else INNER_WORKDIR
+        self.wipe = [self.workdir] if plan.level == "rlimits" else [INNER_WORKDIR, *PRIVATE_FOLDERS]
+        self.nproc = _nproc(plan, limits_processes=0) if cgroup is None else None
+        self.cgroup_limits: tuple[int, int] | None = None
+        self.keep = [str(p) for p in interpreter_paths(python)]  # the way to the interpreter: never wiped
+
+    @classmethod
+    def start(cls, plan: Plan, python: str, limits: Limits) -> _Worker:
+        root = Path(tempfile.mkdtemp(prefix="harness-sandbox-"))
+        root.chmod(0o755)  # nobody passes through to staged interpreter folders; writes nothing here
+        cgroup = Cgroup.create(f"harness-sandbox-{os.getpid()}-{next(_names)}")
+        if plan.level == "rlimits":
+            (root / "work").mkdir()
+        # The jail's own messages (bwrap: ...) go to a file only the harness holds open.
+        log = tempfile.TemporaryFile()  # noqa: SIM115 (held open for the jail's lifetime, closed in close())
+        argv = command(plan, python, root, limits, _WORKER.read_text(), cgroup.procs_files if cgroup else [])
+        env = environment(str(root / "work") if plan.level == "rlimits" else INNER_WORKDIR, python)
         try:
-            victims = psutil.Process(pid).children(recursive=True)
-        except psutil.Error:
-            pass
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+                                    cwd=root / "work" if plan.level == "rlimits" else root,
+                                    close_fds=True, start_new_session=True)
+        except OSError as exc:
+            log.close()
+            _cleanup(root, cgroup)
+            raise _StartError(str(exc)) from None
+        worker = cls(plan, python, proc, root, log, cgroup)
+        try:
+            assert proc.stdout is not None
+            hello = _read_frame(proc.stdout.fileno(), time.monotonic() + _START_S)
+        except (TimeoutError, ValueError):
+            hello = None
+        if hello is None or not hello.get("ready"):
+            why = worker.log_text()
+            worker.close()
+            raise _StartError(why or f"the jail exited with status {proc.returncode}")
+        # What the jail promises, checked from inside it: never root, never a capability.
+        broken = (plan.as_root and hello["uid"] != NOBODY) or hello["caps"].strip("0") or not hello["no_new_privs"]
+        if plan.level != "rlimits" and broken:
+            worker.close()
+            raise _StartError(f"the jail's worker runs as uid {hello['uid']} with capabilities "
+                              f"{hello['caps']} (no_new_privs {hello['no_new_privs']}): refused")
+        return worker
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_text(self) -> str:
+        self.log.seek(0)
+        text = self.log.read(4096).decode("utf-8", errors="replace").strip()
+        return text.splitlines()[0] if text else ""
+
+    def run(self, program: str, limits: Limits) -> Result:
+        if self.cgroup is not None:
+            wanted = (limits.memory_bytes + _MEMORY_HEADROOM, limits.processes + 2)
+            if wanted != self.cgroup_limits:
+                self.cgroup.limit(*wanted)
+                self.cgroup_limits = wanted
+        nproc = None if self.nproc is None else self.nproc + limits.processes
+        nonce = secrets.token_hex(8)  # an answer that does not carry it was not the worker's
+        request = {"nonce": nonce, "program": program, "timeout": limits.timeout_s, "rlimits": rlimits(limits, nproc),
+                   "output_bytes": limits.output_bytes, "workdir": self.workdir, "wipe": self.wipe,
+                   "keep": self.keep}
+        start = time.perf_counter()
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            body = json.dumps(request).encode()
+            os.write(self.proc.stdin.fileno(), struct.pack("!I", len(body)) + body)
+            answer = _read_frame(self.proc.stdout.fileno(), time.monotonic() + limits.timeout_s + _GRACE_S)
+        except TimeoutError:  # the worker itself is stuck (memory pressure): end the jail
+            self.close()
+            return Result("timeout", f"no exit within {limits.timeout_s:g} s (wall clock)",
+                          wall_s=time.perf_counter() - start)
+        except OSError:
+            answer = None
+        except ValueError:  # not the worker's writing: only a program running as the harness's user gets here
+            answer = {}
+        if answer is None:  # the worker died while the program ran: the program's doing
+            self.close()
+            memory = self.cgroup is not None and self.cgroup.memory_limit_hit()
+            return Result("crash", memory_detail(limits) if memory else
+                          "the sandbox's worker was killed while the program ran", signal="SIGKILL",
+                          wall_s=time.perf_counter() - start)
+        if answer.get("nonce") != nonce:  # only a program running as the harness's user gets here
+            self.close()
+            return Result("crash", "the program wrote into the sandbox worker's answer channel",
+                          wall_s=time.perf_counter() - start)
+        if "error" in answer:  # the worker's own failure, in its own words
+            self.close()
+            return Result("sandbox_error", f"the sandbox's worker failed: {answer['error'].strip().splitlines()[-1]}")
+        if not answer["started"] and not answer["timed_out"]:  # the child died in the runner's setup
+            detail = last_line(answer["stderr"]) or f"exit status {os.waitstatus_to_exitcode(answer['status'])}"
+            return Result("sandbox_error", f"the sandbox could not start the program: {detail}")
+        return outcome(answer, program, limits, self.cgroup is not None and self.cgroup.memory_limit_hit())
+
+    def close(self) -> None:
+        if self.proc.stdin and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        try:  # the worker ends at end of input, and the jail's processes reap it
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            if self.cgroup is not None:
+                self.cgroup.kill()
+            _kill_tree(self.proc.pid)
+            self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self.log.close()
+        _cleanup(self.root, self.cgroup)
+
+
+def _cleanup(root: Path, cgroup: Cgroup | None) -> None:
+    if cgroup is not None:
+        cgroup.remove()
+    shutil.rmtree(root, ignore_errors=True)  # fd-based: symlinks the program left are not followed
+
+
+def _kill_tree(pid: int) -> None:
+    try:
+        victims = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        victims = []
     try:
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
+    except OSError:
         pass
     for child in victims:
         try:
@@ -203,74 +300,45 @@ def _kill_tree(pid: int, leader_gone: bool = False) -> None:
             pass
 
 
-def _read(path: Path, limit: int, tail: bool = False) -> tuple[str, bool]:
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        if tail and size > limit:
-            handle.seek(size - limit)
-        data = handle.read(limit)
-    return data.decode("utf-8", errors="replace"), size > limit
+def _nproc(plan: Plan, limits_processes: int) -> int | None:
+    """RLIMIT_NPROC counts every task of the user: as many as run now, plus the program's share."""
+    uid = NOBODY if plan.as_root and plan.level != "rlimits" else os.geteuid()
+    if uid == 0:
+        return None  # root is exempt
+    running = 0
+    for proc in psutil.process_iter(["uids", "num_threads"]):
+        uids = proc.info.get("uids")
+        if uids is not None and uids.real == uid:
+            running += proc.info.get("num_threads") or 1
+    return running + limits_processes
 
 
-def _result(plan: Plan, program: str, root: Path, limits: Limits, status: int, rusage: Any,
-            timed_out: bool, wall: float) -> Result:
-    stdout, cut_out = _read(root / "stdout", limits.output_bytes)
-    stderr, cut_err = _read(root / "stderr", limits.output_bytes, tail=True)  # the traceback is last
-    stderr, marker, times = stderr.rpartition(f"\n{TIMES_MARKER}\n")
-    if not marker:  # the shell never got to report (killed at the deadline)
-        stderr, times = times, ""
-    children = _TIMES.findall(times)
-    cpu = sum(int(m) * 60 + float(s) for m, s in (children[-1][:2], children[-1][2:])) if len(children) == 2 \
-        else rusage.ru_utime + rusage.ru_stime
-    # bwrap's own usage leaves the sandboxed processes out; the other levels wait for them.
-    rss = None if plan.isolation.level == "bwrap" else rusage.ru_maxrss
-    # A forked child starts with its parent's high-water mark (Linux keeps ru_maxrss across
-    # exec): a figure not below the harness's own is the harness's, not the program's.
-    if rss is not None and rss >= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss:
-        rss = None
-    result = Result("crash", wall_s=wall, cpu_s=cpu, max_rss_kb=rss, stdout=stdout, stderr=stderr,
-                    truncated=cut_out or cut_err)
-    code = os.waitstatus_to_exitcode(status)
-    result.exit_code = code
-    # The shell (and bwrap) report a signal death as 128 + signal; a killed wrapper as -signal.
-    signum = -code if code < 0 else code - 128 if code > 128 else None
-    if signum is not None:
-        try:
-            result.signal = signal.Signals(signum).name
-        except ValueError:
-            result.signal = str(signum)
-    if timed_out:
-        result.outcome, result.detail = "timeout", f"no exit within {limits.timeout_s:g} s (wall clock)"
-    elif code == 0:
-        result.outcome = "pass"
-    elif result.signal == "SIGXCPU":
-        result.outcome, result.detail = "timeout", "CPU time limit exceeded (SIGXCPU)"
-    elif result.signal == "SIGXFSZ":
-        result.detail = f"file size limit of {limits.file_bytes} bytes exceeded (SIGXFSZ): output or a file too large"
-    elif stderr.startswith(_WRAPPER_ERRORS) and code in (1, 126, 127):
-        result.outcome, result.detail = "sandbox_error", stderr.strip().splitlines()[0]
-    else:
-        last = _last_line(stderr)
-        if last.startswith("AssertionError"):
-            result.outcome, result.detail = "fail", _failed_assertion(program, stderr) or last
-        elif result.signal is not None:
-            result.detail = f"killed by {result.signal}" + (f" ({last})" if last else "")
-        else:
-            result.detail = last or f"exit status {code}"
-    return result
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
-
-
-def _failed_assertion(program: str, stderr: str) -> str | None:
-    """`line N: assert ...`: the program's line the traceback ends on."""
-    found = _TRACEBACK_LINE.findall(stderr)
-    if not found:
+def _read_frame(fd: int, deadline: float, limit: int = 16 << 20) -> dict[str, Any] | None:
+    """One length-prefixed JSON answer of the worker: None at end of file, ValueError for what no
+    worker writes (too long, not JSON), TimeoutError past the deadline. Reads exactly one frame."""
+    head = _read_exact(fd, 4, deadline)
+    if head is None:
         return None
-    number = int(found[-1])
-    lines = program.splitlines()
-    source = lines[number - 1].strip() if 0 < number <= len(lines) else ""
-    return f"line {number}: {source}" if source else f"line {number}"
+    length = struct.unpack("!I", head)[0]
+    if length > limit:
+        raise ValueError(f"an answer of {length} bytes")
+    body = _read_exact(fd, length, deadline)
+    if body is None:
+        return None
+    answer = json.loads(body)  # json.JSONDecodeError is a ValueError
+    if not isinstance(answer, dict):
+        raise ValueError("an answer that is not an object")
+    return answer
+
+
+def _read_exact(fd: int, size: int, deadline: float) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            raise TimeoutError
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data

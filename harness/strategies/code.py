@@ -41,6 +41,8 @@ def answer(task: CodeTask, model: ModelCall, sandbox: Sandbox, *, strategy: str 
     so the scoreboard's accuracy estimates pass@1; scores hold pass@k and pass^k over all n.
     """
     isolation = sandbox.isolation.describe()
+    # False only under an explicit --sandbox rlimits: the report's header must say code ran unisolated.
+    isolated = sandbox.isolation.isolated
     if strategy == "cascade":
         if large is None:
             raise ValueError("the cascade needs the large model")
@@ -50,7 +52,8 @@ def answer(task: CodeTask, model: ModelCall, sandbox: Sandbox, *, strategy: str 
         # Every step of the cascade is a typed try of the record.
         extra["tries"] = extra.pop("attempts")
         return CodeAnswer(final.code, Score(final.passed, {"pass@1": float(final.passed)}), "cascade",
-                          {**extra, "outcome": final.outcome, "detail": final.detail, "isolation": isolation})
+                          {**extra, "outcome": final.outcome, "detail": final.detail, "isolation": isolation,
+                           "sandbox_isolated": isolated})
     if strategy != "single":
         raise ValueError(f"unknown code strategy {strategy!r}")
     tries = sample(model, task, sandbox, samples)
@@ -61,4 +64,4 @@ def answer(task: CodeTask, model: ModelCall, sandbox: Sandbox, *, strategy: str 
                        "passed": sum(passed), "outcomes": [t.outcome for t in tries],
                        "sandbox_s": sum(t.sandbox_s for t in tries),
                        "sandbox_cpu_s": sum(t.sandbox_cpu_s for t in tries), "isolation": isolation,
-                       "tries": [t.to_dict() for t in tries] if len(tries) > 1 else []})
+                       "tries": [t.to_dict() for t in tries] if len(tries) > 1 else [], "sandbox_isolated": isolated})
