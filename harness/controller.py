@@ -152,6 +152,9 @@ class Controller:
         if self.rows:
             terminalreporter.write_sep("=", f"harness scoreboard: run {self.run_id}")
             terminalreporter.write_line(scoreboard(self.rows))
+            if any((r.isolation or "").startswith("UNISOLATED") for r in self.records.values()):
+                terminalreporter.write_line("generated code ran UNISOLATED (--sandbox rlimits): limits only, "
+                                            "no namespaces", yellow=True, bold=True)
             terminalreporter.write_line(f"reports: {self.run_dir}")
         for failure in self.failures:
             terminalreporter.write_line(f"harness: {failure} (the run fails; its records are in "
@@ -190,6 +193,8 @@ class Controller:
             isolation = sorted({r.isolation for r in records if r.isolation})
             if isolation:
                 data["sandbox"] = isolation
+                # --sandbox rlimits: generated code ran with limits only; every report says so.
+                data["sandbox_unisolated"] = any(level.startswith("UNISOLATED") for level in isolation)
         return data
 
 

@@ -128,8 +128,9 @@ class Settings:
                                "temperature 0.8)", 1, minimum=1)
     code_max_tokens: int = option("most tokens of a code answer", 256, minimum=1)
     code_timeout: float = option("seconds a generated program may run in the sandbox", 10.0, minimum=0.001)
-    sandbox: str = option("sandbox for generated code: auto (the strongest that works here), bwrap, unshare "
-                          "or rlimits", "auto", choices=("auto", "bwrap", "unshare", "rlimits"))
+    sandbox: str = option("sandbox for generated code: auto (the strongest that works here: bwrap, else "
+                          "unshare), bwrap, unshare, or rlimits (unisolated, limits only: never chosen by auto)",
+                          "auto", choices=("auto", "bwrap", "unshare", "rlimits"))
     cascade_variants: int = option("tries of the small model in the cascade before the large one answers "
                                    "(2: greedy, then one sample)", 2, minimum=1)
 

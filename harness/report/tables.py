@@ -102,6 +102,9 @@ def markdown(rows: Sequence[SummaryRow], metadata: Mapping[str, Any] | None = No
     listed = [f"- {label}: {_describe(value)}" for label, value in facts if value not in (None, "", [], {})]
     if listed:
         lines += listed + [""]
+    if metadata.get("sandbox_unisolated"):
+        lines += ["> **Generated code ran unisolated** (`--sandbox rlimits`): resource limits only, no "
+                  "namespaces; the programs could read and write what this user can.", ""]
     lines.append("| " + " | ".join(_COLUMNS) + " |")
     lines.append("|" + "|".join("---" if name in _LEFT else "---:" for name in _COLUMNS) + "|")
     for row in rows:
