@@ -33,9 +33,13 @@ from typing import Any
 from harness.extraction_format import SOURCE, same_answer
 from harness.record import CaseRecord
 from harness.report.aggregate import aggregate
-from harness.report.extraction_table import QUALITY, MetricRow, write_metrics_csv
+from harness.report.extraction_table import COLUMNS, QUALITY, MetricRow, read_metrics_csv, write_metrics_csv
 from harness.report.hooks import RunData, hookimpl
 from harness.report.write import RESULTS_FILE, load_records
+
+# The table's parts are re-exported: callers read the metrics CSV through this module.
+__all__ = ["COLUMNS", "QUALITY", "MetricRow", "compute", "read_metrics_csv", "rescore", "write_metrics_csv",
+           "write_outputs", "write_predictions"]
 
 SUITE = "extraction"
 FOLDER = "extraction"
