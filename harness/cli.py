@@ -10,7 +10,7 @@ from pathlib import Path
 from harness.registry import DEFAULT_REGISTRY, RegistryError, availability, load_registry
 from harness.report.aggregate import summarize
 from harness.report.hooks import RunData, report_manager, run_reports
-from harness.report.tables import scoreboard
+from harness.report.tables import scoreboard, terminal_extras
 from harness.report.write import read_run, write_summary
 
 
@@ -20,6 +20,7 @@ def _report(args: argparse.Namespace) -> int:
     rows = write_summary(args.run_dir, records, metadata)
     failures = run_reports(report_manager(), RunData.of(Path(args.run_dir), records, metadata))
     print(scoreboard(rows))
+    print(terminal_extras(rows, records))
     print(f"rewrote summary.json, summary.csv, summary.md and the reports in {args.run_dir}")
     for failure in failures:
         print(f"harness report: {failure}", file=sys.stderr)

@@ -80,13 +80,16 @@ def mcnemar_exact(b: int, c: int) -> float:
 def paired_difference(b: int, c: int, n: int, z: float = 1.96) -> tuple[float, float, float]:
     """The difference in accuracy (first minus second) on n paired items, and its 95 % interval.
 
-    b and c are the discordant counts as in mcnemar_exact. The interval is the Wald interval of a
-    difference of paired proportions (Agresti, Categorical Data Analysis, 10.1.1), clamped to
-    [-1, 1]; on a handful of items it is wide, which is the honest answer.
+    b and c are the discordant counts as in mcnemar_exact. The interval is Agresti and Min's
+    (2005) adjusted Wald interval: half an item added to each cell of the 2x2 table before the
+    Wald formula, which keeps it from collapsing to zero width when every item is discordant
+    one way (the plain Wald interval gives [-1, -1] for 3 of 3); clamped to [-1, 1].
     """
     if n <= 0 or b < 0 or c < 0 or b + c > n:
         raise ValueError(f"paired_difference needs 0 <= b + c <= n and n > 0, got b={b}, c={c}, n={n}")
     diff = (b - c) / n
-    variance = ((b + c) / n - diff * diff) / n
+    b2, c2, n2 = b + 0.5, c + 0.5, n + 2.0
+    adjusted = (b2 - c2) / n2
+    variance = ((b2 + c2) / n2 - adjusted * adjusted) / n2
     half = z * math.sqrt(max(variance, 0.0))
-    return diff, max(-1.0, diff - half), min(1.0, diff + half)
+    return diff, max(-1.0, adjusted - half), min(1.0, adjusted + half)
