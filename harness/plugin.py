@@ -34,7 +34,7 @@ from harness.registry import ModelSpec, RegistryError
 from harness.report import hooks
 from harness.session import RunSession, new_run_id
 from harness.settings import add_options, resolve
-from harness.suites.base import Item, Score
+from harness.suites.base import Item, Score, describe
 
 SESSION = pytest.StashKey[RunSession]()
 CONTROLLER = pytest.StashKey[Controller]()
@@ -227,7 +227,7 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
     run = item.config.stash[SESSION]
     backend = case.model.backend if case.large is None else f"{case.model.backend}+{case.large.backend}"
     info = CaseInfo(run.run_id, item.nodeid, case.suite, case.item.id, case.label, backend, case.strategy,
-                    case.item.reference)
+                    case.item.reference, describe(case.item))
     failure = None
     outcome = item.stash.get(OUTCOME, None)
     exc = call.excinfo.value if call.excinfo is not None else None
