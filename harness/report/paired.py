@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from harness.record import CaseRecord
-from harness.report.aggregate import Group, by_suite
+from harness.report.aggregate import Group, aggregate, by_suite
 from harness.report.stats import mcnemar_exact, paired_difference
 
 
@@ -137,4 +137,27 @@ def headlines(groups: Iterable[Group]) -> list[Headline]:
             if row.mean_latency_s is not None and alone.mean_latency_s:
                 head.latency_overhead_pct = 100.0 * (row.mean_latency_s - alone.mean_latency_s) / alone.mean_latency_s
             out.append(head)
+    return out
+
+
+def compare_runs(a: Iterable[CaseRecord], b: Iterable[CaseRecord]) -> list[PairedComparison]:
+    """Two runs' cases matched by suite, strategy and item, not by test id (which names the model).
+
+    Within a suite and strategy, a model both runs have is compared with itself (the same model
+    under other settings or another version); where the runs share no model there, every model of
+    A is compared with every model of B (two runs of different models). `a` and `b` in each result
+    are `strategy:model`; which run each side is from is A then B.
+    """
+    groups_a = {g.key: g for g in aggregate(a)}
+    groups_b = {g.key: g for g in aggregate(b)}
+    out = []
+    places = sorted({(s, st) for s, _, st in groups_a} & {(s, st) for s, _, st in groups_b})
+    for suite, strategy in places:
+        models_a = sorted(m for s, m, st in groups_a if (s, st) == (suite, strategy))
+        models_b = sorted(m for s, m, st in groups_b if (s, st) == (suite, strategy))
+        shared = [m for m in models_a if m in models_b]
+        pairs = [(m, m) for m in shared] if shared else [(x, y) for x in models_a for y in models_b]
+        for model_a, model_b in pairs:
+            first, second = groups_a[(suite, model_a, strategy)], groups_b[(suite, model_b, strategy)]
+            out.append(compare_items(suite, first.variant, _by_item(first), second.variant, _by_item(second)))
     return out
