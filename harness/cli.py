@@ -17,6 +17,11 @@ from harness.report.write import read_run, write_summary
 def _report(args: argparse.Namespace) -> int:
     """Every file of a run again from its records: the summaries, then every report."""
     records, metadata = read_run(Path(args.run_dir))
+    if args.html:  # only the page, from the files the run already has
+        from harness.report import html
+
+        print(html.write(RunData.of(Path(args.run_dir), records, metadata)))
+        return 0
     rows = write_summary(args.run_dir, records, metadata)
     failures = run_reports(report_manager(), RunData.of(Path(args.run_dir), records, metadata))
     print(scoreboard(rows))
@@ -126,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("report", help="re-render the summaries of a finished run from results.jsonl")
     p.add_argument("run_dir")
+    p.add_argument("--html", action="store_true", help="write only report.html (the page of the run) and "
+                                                        "print its path")
     p.set_defaults(func=_report)
     p = sub.add_parser("compare", help="compare two runs on the cases both ran")
     p.add_argument("a")
