@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from harness.registry import DEFAULT_REGISTRY, RegistryError, availability, load_registry
-from harness.report.paired import compare_runs
 from harness.report.hooks import RunData, report_manager, run_reports
+from harness.report.paired import compare_runs
 from harness.report.tables import scoreboard, terminal_extras
 from harness.report.write import read_run, write_summary
 

@@ -29,6 +29,7 @@ BUILTIN_REPORTS = (
     "harness.report.comparison",
     "harness.report.passk",
     "harness.report.extraction_metrics",
+    "harness.report.mmlu_analysis",
     "harness.report.html",  # called last (trylast): it inlines the plots the others wrote
 )
 

@@ -37,7 +37,8 @@ h3{font-size:15px;margin:16px 0 6px}
 table{border-collapse:collapse;background:#fff;margin:6px 0 10px;font-size:13px}
 th,td{border:1px solid #d5d9e0;padding:3px 7px;text-align:right;vertical-align:top}
 th{background:#eef1f5}td.t,th.t{text-align:left}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;background:#fff;padding:8px 12px;border:1px solid #d5d9e0}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;background:#fff;padding:8px 12px;
+border:1px solid #d5d9e0}
 dt{font-weight:600}dd{margin:0;word-break:break-word}
 img{max-width:100%;background:#fff;border:1px solid #d5d9e0;margin:4px 0}
 nav a{margin-right:12px}
@@ -100,6 +101,15 @@ _SCRIPT = """
   render();
 })();
 """
+
+
+_FILTERS = (
+    '<div class="filters"><label>suite <select id="f-suite"><option value="">all</option></select></label>'
+    '<label>model <select id="f-model"><option value="">all</option></select></label>'
+    '<label>answer <select id="f-verdict"><option value="">all</option><option value="correct">correct'
+    '</option><option value="wrong">wrong</option><option value="error">error</option></select></label>'
+    '<label>search <input id="f-search" type="search"></label> <span id="f-count" class="muted"></span></div>'
+)
 
 
 def _fmt(value: Any) -> str:
@@ -198,8 +208,8 @@ def render(run: RunData, sections: Sequence[tuple[str, str]] = ()) -> str:
     groups, rows = run.groups, [g.row for g in run.groups]
     run_id = str(run.metadata.get("run_id") or run.run_dir.name)
     parts = [f"<h1>Benchmark run {escape(run_id)}</h1>",
-             '<nav><a href="#run">Run</a><a href="#scoreboard">Scoreboard</a>'
-             '<a href="#statistics">Statistics</a><a href="#suites">Suites</a><a href="#browser">Items</a></nav>',
+             ('<nav><a href="#run">Run</a><a href="#scoreboard">Scoreboard</a>'
+              '<a href="#statistics">Statistics</a><a href="#suites">Suites</a><a href="#browser">Items</a></nav>'),
              '<h2 id="run">Run</h2>', _metadata(run.metadata),
              '<h2 id="scoreboard">Scoreboard</h2>', _scoreboard(rows)]
     shares = [s for g in groups for s in g.shares]
@@ -218,8 +228,8 @@ def render(run: RunData, sections: Sequence[tuple[str, str]] = ()) -> str:
     pairs = paired(groups)
     parts.append('<h2 id="statistics">Paired statistics</h2>')
     if pairs:
-        parts += ['<p class="muted">Every two variants of a suite on the items both scored: B minus A, '
-                  "its 95% interval (adjusted Wald) and the exact McNemar p-value.</p>",
+        parts += [('<p class="muted">Every two variants of a suite on the items both scored: B minus A, '
+                   "its 95% interval (adjusted Wald) and the exact McNemar p-value.</p>"),
                   _table(["suite", "A", "B", "items", "both right", "A only", "B only", "neither", "accuracy A",
                           "accuracy B", "B - A", "95% CI low", "95% CI high", "McNemar p"],
                          [[p.suite, p.a, p.b, p.items, p.both_right, p.a_only, p.b_only, p.neither, p.accuracy_a,
@@ -238,12 +248,7 @@ def render(run: RunData, sections: Sequence[tuple[str, str]] = ()) -> str:
     payload = json.dumps(data, sort_keys=True).replace("</", "<\\/")
     parts += ['<h2 id="browser">Items</h2>',
               f'<p class="muted">Every item with its input, reference and each answer{escape(note)}.</p>',
-              '<div class="filters"><label>suite <select id="f-suite"><option value="">all</option></select></label>'
-              '<label>model <select id="f-model"><option value="">all</option></select></label>'
-              '<label>answer <select id="f-verdict"><option value="">all</option><option value="correct">correct'
-              '</option><option value="wrong">wrong</option><option value="error">error</option></select></label>'
-              '<label>search <input id="f-search" type="search"></label> <span id="f-count" class="muted">'
-              "</span></div>",
+              _FILTERS,
               '<div id="items"></div>',
               f'<script type="application/json" id="item-data">{payload}</script>',
               f"<script>{_SCRIPT}</script>"]

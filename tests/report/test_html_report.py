@@ -38,7 +38,7 @@ def test_page_is_self_contained_and_escapes_item_text(tmp_path: Path) -> None:
     assert page.count("data:image/png;base64,") == 1
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page), "nothing may be fetched at view time"
     # the item text sits in the JSON data block, its </script> neutralized
-    data = re.search(r'<script type="application/json" id="item-data">(.*?)</script>', page, re.S)
+    data = re.search(r'<script type="application/json" id="item-data">(.*?)</script>', page, re.DOTALL)
     assert data is not None
     items = json.loads(data.group(1))["items"]
     assert [(i["id"], len(i["answers"]), i["input"]) for i in items] == [("1", 2, hostile), ("2", 2, "What is 2+2?")]
@@ -52,7 +52,7 @@ def _chromium(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
                            "--disable-background-networking", "--disable-component-update", "--disable-sync",
                            f"--user-data-dir={run_dir / 'chromium-profile'}", "--enable-logging=stderr", "--v=0",
                            *args, (run_dir / html.REPORT_FILE).as_uri()],
-                          capture_output=True, text=True, timeout=120)
+                          check=False, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
