@@ -41,8 +41,7 @@ def plot_all(folder: Path, analysis: dict[str, Any]) -> list[Path]:
     if rows:
         fig, ax = plt.subplots(figsize=(2.5 + 1.2 * len(rows), 4))
         acc = [r["accuracy"] for _, r in rows]
-        low = [r["accuracy"] - r["ci_low"] for _, r in rows]
-        high = [r["ci_high"] - r["accuracy"] for _, r in rows]
+        low, high = _errors(r for _, r in rows)
         colors = ["#b3261e" if r["chance_in_interval"] else "#2f6fb0" for _, r in rows]
         ax.bar(range(len(rows)), acc, yerr=[low, high], capsize=4, color=colors)
         ax.axhline(chance, color="gray", linestyle="--", label=f"chance ({chance:.0%})")
@@ -58,8 +57,7 @@ def plot_all(folder: Path, analysis: dict[str, Any]) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 4.5))
         for m, r in rows:
             x = r["mean_latency_s"] or 0.0
-            ax.errorbar(x, r["accuracy"], yerr=[[r["accuracy"] - r["ci_low"]], [r["ci_high"] - r["accuracy"]]],
-                        fmt="o", capsize=3)
+            ax.errorbar(x, r["accuracy"], yerr=_errors([r]), fmt="o", capsize=3)
             ax.annotate(m, (x, r["accuracy"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
         ax.axhline(chance, color="gray", linestyle="--")
         ax.set_xlabel("mean wall time per question (s)")
@@ -84,6 +82,16 @@ def plot_all(folder: Path, analysis: dict[str, Any]) -> list[Path]:
     fig.tight_layout()
     written.append(_save(fig, folder / "time.png", plt))
     return written
+
+
+def _errors(rows: Any) -> tuple[list[float], list[float]]:
+    """Error bar lengths below and above; the Wilson bound at k == n can sit a rounding error
+    inside the accuracy, and matplotlib refuses a negative length."""
+    low, high = [], []
+    for r in rows:
+        low.append(max(0.0, r["accuracy"] - r["ci_low"]))
+        high.append(max(0.0, r["ci_high"] - r["accuracy"]))
+    return low, high
 
 
 def _save(fig: Any, path: Path, plt: Any) -> Path:
