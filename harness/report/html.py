@@ -41,6 +41,7 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;background:#f
 border:1px solid #d5d9e0}
 dt{font-weight:600}dd{margin:0;word-break:break-word}
 img{max-width:100%;background:#fff;border:1px solid #d5d9e0;margin:4px 0}
+.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:10px}figure{margin:0}
 nav a{margin-right:12px}
 .ok{color:#17772d;font-weight:600}.bad{color:#b3261e;font-weight:600}.err{color:#8a5a00;font-weight:600}
 .filters{background:#fff;border:1px solid #d5d9e0;padding:8px 12px;position:sticky;top:0}
@@ -240,7 +241,9 @@ def render(run: RunData, sections: Sequence[tuple[str, str]] = ()) -> str:
     for suite in sorted({g.suite for g in groups}):
         parts.append(f'<h2 id="suite-{escape(suite)}">Suite: {escape(suite)}</h2>')
         parts.append(_scoreboard([g.row for g in groups if g.suite == suite]))
-        parts += [_image(p) for p in suite_plots(run.run_dir, suite)]
+        plots = suite_plots(run.run_dir, suite)
+        if plots:
+            parts.append('<div class="plots">' + "".join(_image(p) for p in plots) + "</div>")
     for title, block in sections:
         parts += [f"<h2>{escape(title)}</h2>", block]
     data = item_data(groups)

@@ -79,9 +79,10 @@ def errors(groups: Sequence[Group], per_subject: dict[str, dict[str, Any]]) -> d
         if values:
             means[subject] = sum(values) / len(values)
     ranked = sorted(means, key=lambda s: (means[s], s))
+    k = max(1, min(5, len(ranked) // 2))  # the two lists never share a subject (but with one)
     return {"missed_by_every_model": missed, "common_items": len(common), "wrong_overlap": overlap,
-            "subject_mean_accuracy": means, "hardest_subjects": ranked[:5],
-            "easiest_subjects": list(reversed(ranked[-5:]))}
+            "subject_mean_accuracy": means, "hardest_subjects": ranked[:k],
+            "easiest_subjects": list(reversed(ranked[-k:]))}
 
 
 def _csv(path: Path, analysis: dict[str, Any]) -> None:
