@@ -96,4 +96,7 @@ def test_the_page_is_written_after_the_other_reports(tmp_path: Path) -> None:
     page = (tmp_path / html.REPORT_FILE).read_text(encoding="utf-8")
     pytest.importorskip("matplotlib")
     assert (tmp_path / "comparison" / "mmlu" / "comparison.png").is_file()
-    assert page.count("data:image/png;base64,") == 1  # the comparison plot, written before the page
+    # every plot the other reports wrote before the page: the comparison's and the MMLU analysis's
+    captions = re.findall(r'<figcaption class="muted">(.*?)</figcaption>', page)
+    assert sorted(captions) == ["accuracy.png", "comparison.png", "efficiency.png", "heatmap.png", "time.png"]
+    assert page.count("data:image/png;base64,") == 5
