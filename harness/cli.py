@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
@@ -99,12 +100,31 @@ def _import_tasks(args: argparse.Namespace) -> int:
 
 
 def _rescore(args: argparse.Namespace) -> int:
-    """Extraction metrics, predictions CSVs and plots again from stored predictions: no inference."""
-    from harness.report import extraction_metrics  # its libraries load only for this command
+    """Extraction metrics, predictions CSVs and plots again from stored predictions: no inference.
+    A CSV file instead of a run folder: score its `pred_*` columns against its reference columns."""
+    from harness.report import extraction_metrics, extraction_more  # their libraries load only here
 
+    target = Path(args.run_dir)
+    if target.is_file():
+        rows = extraction_more.score_csv(target)
+        out = target.with_name(target.stem + ".metrics.csv")
+        names = sorted({k for row in rows for k in row} - {"model", "field"})
+        with open(out, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(["model", "field", *names])
+            for row in rows:
+                writer.writerow([row["model"], row["field"], *("" if row.get(n) is None else row[n] for n in names)])
+        for row in rows:
+            print(f"{row['model']:<24} {row['field']:<20} n={row['n_total']:<4} valid={row['n_valid']:<4} "
+                  f"chrF++ {row.get('chrf_invalid_as_empty', 0.0):6.2f} (invalid as empty) "
+                  f"{row.get('chrf_valid_only', 0.0):6.2f} (valid only)")
+        print(f"{len(rows)} (model, field) rows: wrote {out}")
+        return 0
     model = Path(args.bertscore_model) if args.bertscore_model else None
-    rows = extraction_metrics.rescore(Path(args.run_dir), bertscore_model=model)
-    folder = Path(args.run_dir) / extraction_metrics.FOLDER
+    rows = extraction_metrics.rescore(target, bertscore_model=model)
+    records, _ = read_run(target)
+    extraction_more.write(target, records)
+    folder = target / extraction_metrics.FOLDER
     print(f"{len(rows)} (model, field) rows: rewrote {folder / extraction_metrics.METRICS_CSV}, "
           f"the predictions CSVs and {folder / 'plots'}")
     return 0
@@ -145,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_models)
     p = sub.add_parser("rescore", help="recompute a run's extraction metrics and plots from its "
                                       "stored predictions, without inference")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run folder, or a CSV with pred_<field> columns to score")
     p.add_argument("--bertscore-model", help="a local model folder for BERTScore (default: the run's)")
     p.set_defaults(func=_rescore)
     p = sub.add_parser("import-tasks", help="import a suite's items into the tasks collection of a "

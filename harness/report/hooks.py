@@ -29,6 +29,7 @@ BUILTIN_REPORTS = (
     "harness.report.comparison",
     "harness.report.passk",
     "harness.report.extraction_metrics",
+    "harness.report.extraction_more",
     "harness.report.mmlu_analysis",
     "harness.report.vue_report",
     "harness.report.html",  # called last (trylast): it inlines the plots the others wrote
