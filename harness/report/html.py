@@ -135,8 +135,9 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], text_columns: 
 def _scoreboard(rows: Sequence[SummaryRow]) -> str:
     """Every SummaryRow column that some row has a figure for (no GPU columns without a GPU)."""
     names = [f.name for f in fields(SummaryRow)]
-    kept = [n for n in names if n in ("model", "suite", "strategy")
-            or any(getattr(r, n) not in (None, 0, 0.0) for r in rows)]
+    # A count of 0 is a figure; a resource nobody measured (None) or a cost nobody priced is not.
+    kept = [n for n in names if any(getattr(r, n) is not None for r in rows)
+            and (n != "cost" or any(r.cost for r in rows))]
     return _table(kept, [[getattr(r, n) for n in kept] for r in rows])
 
 
