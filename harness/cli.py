@@ -121,11 +121,11 @@ def _rescore(args: argparse.Namespace) -> int:
         print(f"{len(rows)} (model, field) rows: wrote {out}")
         return 0
     model = Path(args.bertscore_model) if args.bertscore_model else None
-    rows = extraction_metrics.rescore(target, bertscore_model=model)
+    metric_rows = extraction_metrics.rescore(target, bertscore_model=model)
     records, _ = read_run(target)
     extraction_more.write(target, records)
     folder = target / extraction_metrics.FOLDER
-    print(f"{len(rows)} (model, field) rows: rewrote {folder / extraction_metrics.METRICS_CSV}, "
+    print(f"{len(metric_rows)} (model, field) rows: rewrote {folder / extraction_metrics.METRICS_CSV}, "
           f"the predictions CSVs and {folder / 'plots'}")
     return 0
 
