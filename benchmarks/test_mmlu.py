@@ -41,9 +41,10 @@ def test_mmlu(case: Case, llm, record, harness: RunSession) -> None:
                          lambda: mmlu.few_shot(_source(harness), subject, s.mmlu_shots))
     prompt = mmlu.prompt(item, shots, style=case.model.prompt_style)
     if s.mmlu_mode == "loglikelihood" or (s.mmlu_mode == "auto" and llm.supports_loglikelihood):
-        index = single.choose(llm, prompt, mmlu.CONTINUATIONS, reference=" " + item.reference)
+        index, values = single.choose_scored(llm, prompt, mmlu.CONTINUATIONS, reference=" " + item.reference)
         letter = mmlu.LETTERS[index]
-        record(letter, mmlu.score(item, letter), mode="loglikelihood")
+        record(letter, mmlu.score(item, letter), mode="loglikelihood",
+               loglikelihoods=dict(zip(mmlu.LETTERS, values)))
     else:
         output = single.complete(llm, prompt, max_tokens=8, reference=item.reference)
         letter = mmlu.extract_answer(output.text)

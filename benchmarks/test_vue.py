@@ -39,8 +39,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def vue_project() -> VueProject:
-    project = VueProject()
+def vue_project(harness: RunSession) -> VueProject:
+    project = VueProject(keep_failed=harness.settings.keep_failed)
     project.check_installed()  # a clear setup error per case: "run npm ci --prefix fixtures/vue/project"
     return project
 

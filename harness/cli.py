@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
 
 from harness.registry import DEFAULT_REGISTRY, RegistryError, availability, load_registry
-from harness.report.aggregate import summarize
 from harness.report.hooks import RunData, report_manager, run_reports
-from harness.report.tables import scoreboard
+from harness.report.paired import compare_runs
+from harness.report.tables import scoreboard, terminal_extras
 from harness.report.write import read_run, write_summary
 
 
 def _report(args: argparse.Namespace) -> int:
     """Every file of a run again from its records: the summaries, then every report."""
     records, metadata = read_run(Path(args.run_dir))
+    if args.html:  # only the page, from the files the run already has
+        from harness.report import html
+
+        print(html.write(RunData.of(Path(args.run_dir), records, metadata)))
+        return 0
     rows = write_summary(args.run_dir, records, metadata)
     failures = run_reports(report_manager(), RunData.of(Path(args.run_dir), records, metadata))
     print(scoreboard(rows))
+    print(terminal_extras(rows, records))
     print(f"rewrote summary.json, summary.csv, summary.md and the reports in {args.run_dir}")
     for failure in failures:
         print(f"harness report: {failure}", file=sys.stderr)
@@ -27,24 +34,28 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    """Accuracy of each (model, suite, strategy) in run A and run B, on the items both ran."""
-    a = {r.case_id: r for r in read_run(Path(args.a))[0]}
-    b = {r.case_id: r for r in read_run(Path(args.b))[0]}
-    shared = sorted(set(a) & set(b))
-    print(f"{len(shared)} cases in both runs ({len(a)} in A, {len(b)} in B)")
-    rows_a = {(r.model, r.suite, r.strategy): r for r in summarize(a[c] for c in shared)}
-    rows_b = {(r.model, r.suite, r.strategy): r for r in summarize(b[c] for c in shared)}
-    print(f"{'model':<24} {'suite':<10} {'strategy':<10} {'acc A':>7} {'acc B':>7} {'delta':>7}")
-    for key in sorted(rows_a):
-        ra, rb = rows_a[key], rows_b.get(key)
-        acc_a = ra.accuracy
-        acc_b = rb.accuracy if rb else None
-        delta = f"{acc_b - acc_a:+.3f}" if acc_a is not None and acc_b is not None else "-"
-        fa = f"{acc_a:.3f}" if acc_a is not None else "-"
-        fb = f"{acc_b:.3f}" if acc_b is not None else "-"
-        print(f"{key[0]:<24} {key[1]:<10} {key[2]:<10} {fa:>7} {fb:>7} {delta:>7}")
-    changed = [c for c in shared if a[c].counts_correct != b[c].counts_correct]
-    print(f"{len(changed)} cases changed correctness")
+    """Each (suite, strategy, model) of run A against run B, cases matched by suite, strategy and
+    item (not by test id, which names the model): the same model against itself where both runs
+    have it, else every model of A against every model of B. Paired figures: accuracy of each on
+    the items both scored, the difference with its 95 % interval, and the exact McNemar p-value."""
+    records_a, records_b = read_run(Path(args.a))[0], read_run(Path(args.b))[0]
+    results = compare_runs(records_a, records_b)
+    matched = sum(r.items for r in results)
+    print(f"{matched} cases in both runs ({len(records_a)} in A, {len(records_b)} in B)")
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+        return 0
+    print(f"{'suite':<10} {'A':<28} {'B':<28} {'items':>5} {'acc A':>7} {'acc B':>7} {'delta':>7} "
+          f"{'95% CI':>16} {'p':>7}")
+    for r in results:
+        fa = f"{r.accuracy_a:.3f}" if r.accuracy_a is not None else "-"
+        fb = f"{r.accuracy_b:.3f}" if r.accuracy_b is not None else "-"
+        delta = f"{r.difference:+.3f}" if r.difference is not None else "-"
+        interval = f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]" if r.ci_low is not None and r.ci_high is not None else "-"
+        p = f"{r.p_value:.3g}" if r.p_value is not None else "-"
+        print(f"{r.suite:<10} {r.a:<28} {r.b:<28} {r.items:>5} {fa:>7} {fb:>7} {delta:>7} {interval:>16} {p:>7}")
+    changed = sum(r.a_only + r.b_only for r in results)
+    print(f"{changed} cases changed correctness")
     return 0
 
 
@@ -91,13 +102,32 @@ def _import_tasks(args: argparse.Namespace) -> int:
 
 
 def _rescore(args: argparse.Namespace) -> int:
-    """Extraction metrics, predictions CSVs and plots again from stored predictions: no inference."""
-    from harness.report import extraction_metrics  # its libraries load only for this command
+    """Extraction metrics, predictions CSVs and plots again from stored predictions: no inference.
+    A CSV file instead of a run folder: score its `pred_*` columns against its reference columns."""
+    from harness.report import extraction_metrics, extraction_more  # their libraries load only here
 
+    target = Path(args.run_dir)
+    if target.is_file():
+        rows = extraction_more.score_csv(target)
+        out = target.with_name(target.stem + ".metrics.csv")
+        names = sorted({k for row in rows for k in row} - {"model", "field"})
+        with open(out, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(["model", "field", *names])
+            for row in rows:
+                writer.writerow([row["model"], row["field"], *("" if row.get(n) is None else row[n] for n in names)])
+        for row in rows:
+            print(f"{row['model']:<24} {row['field']:<20} n={row['n_total']:<4} valid={row['n_valid']:<4} "
+                  f"chrF++ {row.get('chrf_invalid_as_empty', 0.0):6.2f} (invalid as empty) "
+                  f"{row.get('chrf_valid_only', 0.0):6.2f} (valid only)")
+        print(f"{len(rows)} (model, field) rows: wrote {out}")
+        return 0
     model = Path(args.bertscore_model) if args.bertscore_model else None
-    rows = extraction_metrics.rescore(Path(args.run_dir), bertscore_model=model)
-    folder = Path(args.run_dir) / extraction_metrics.FOLDER
-    print(f"{len(rows)} (model, field) rows: rewrote {folder / extraction_metrics.METRICS_CSV}, "
+    metric_rows = extraction_metrics.rescore(target, bertscore_model=model)
+    records, _ = read_run(target)
+    extraction_more.write(target, records)
+    folder = target / extraction_metrics.FOLDER
+    print(f"{len(metric_rows)} (model, field) rows: rewrote {folder / extraction_metrics.METRICS_CSV}, "
           f"the predictions CSVs and {folder / 'plots'}")
     return 0
 
@@ -123,10 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("report", help="re-render the summaries of a finished run from results.jsonl")
     p.add_argument("run_dir")
+    p.add_argument("--html", action="store_true", help="write only report.html (the page of the run) and "
+                                                        "print its path")
     p.set_defaults(func=_report)
     p = sub.add_parser("compare", help="compare two runs on the cases both ran")
     p.add_argument("a")
     p.add_argument("b")
+    p.add_argument("--json", action="store_true", help="the paired figures as JSON")
     p.set_defaults(func=_compare)
     p = sub.add_parser("models", help="list the registry and what can run on this machine")
     p.add_argument("--models-file")
@@ -134,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_models)
     p = sub.add_parser("rescore", help="recompute a run's extraction metrics and plots from its "
                                       "stored predictions, without inference")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run folder, or a CSV with pred_<field> columns to score")
     p.add_argument("--bertscore-model", help="a local model folder for BERTScore (default: the run's)")
     p.set_defaults(func=_rescore)
     p = sub.add_parser("import-tasks", help="import a suite's items into the tasks collection of a "

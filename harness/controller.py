@@ -26,7 +26,7 @@ from harness.record import RECORD_KEY, SCORED_STATUSES, CaseRecord
 from harness.registry import ModelSpec
 from harness.report.aggregate import SummaryRow, latest
 from harness.report.hooks import ReportFailure, RunData, run_reports
-from harness.report.tables import scoreboard
+from harness.report.tables import scoreboard, terminal_extras
 from harness.report.write import RESULTS_FILE, ResultsLog, load_records, write_summary
 from harness.settings import Settings
 from harness.store import Store, open_store
@@ -152,6 +152,7 @@ class Controller:
         if self.rows:
             terminalreporter.write_sep("=", f"harness scoreboard: run {self.run_id}")
             terminalreporter.write_line(scoreboard(self.rows))
+            terminalreporter.write_line(terminal_extras(self.rows, list(self.records.values())))
             if any((r.isolation or "").startswith("UNISOLATED") for r in self.records.values()):
                 terminalreporter.write_line("generated code ran UNISOLATED (--sandbox rlimits): limits only, "
                                             "no namespaces", yellow=True, bold=True)

@@ -107,7 +107,9 @@ class _Sample:
     cpu_percent: float | None  # None: a process in the tree had no earlier reading
     rss_mb: float
     percore: list[float] | None
-    gpus: list[tuple[float, float, float]]  # (util %, memory MB, power W) per GPU
+    # (util %, memory MB, power W) per GPU; None where that GPU's reading failed (left out of
+    # the figures: a failed reading is no measurement, and 0 would pull the means down)
+    gpus: list[tuple[float, float, float] | None]
 
 
 class Window:
@@ -151,10 +153,12 @@ class Window:
             summary.rss_mean_mb = sum(rss) / len(rss)
             summary.rss_peak_mb = max(rss)
         for index, gpu in enumerate(mon.gpus):
-            readings = [s.gpus[index] for s in samples if len(s.gpus) > index]
+            readings = [r for r in (s.gpus[index] for s in samples if len(s.gpus) > index) if r is not None]
             data: dict[str, Any] = {"index": gpu.index, "samples": len(readings)}
             if readings:
                 data["util_mean"] = sum(r[0] for r in readings) / len(readings)
+                data["util_peak"] = max(r[0] for r in readings)
+                data["memory_mean_mb"] = sum(r[1] for r in readings) / len(readings)
                 data["memory_peak_mb"] = max(r[1] for r in readings)
                 data["power_mean_w"] = sum(r[2] for r in readings) / len(readings)
             end, start = mon.energy_mj(gpu), self.energy0[index]
@@ -221,19 +225,19 @@ class Monitor:
                                         percore if usable else None, self._gpu_readings()))
             return len(self.samples) - 1
 
-    def _gpu_readings(self) -> list[tuple[float, float, float]]:
+    def _gpu_readings(self) -> list[tuple[float, float, float] | None]:
         if not self.gpus:
             return []
         import pynvml
 
-        readings = []
+        readings: list[tuple[float, float, float] | None] = []
         for gpu in self.gpus:
             try:
                 readings.append((float(pynvml.nvmlDeviceGetUtilizationRates(gpu.handle).gpu),
                                  pynvml.nvmlDeviceGetMemoryInfo(gpu.handle).used / 2**20,
                                  pynvml.nvmlDeviceGetPowerUsage(gpu.handle) / 1000.0))
-            except Exception:
-                readings.append((0.0, 0.0, 0.0))
+            except Exception:  # left out of the figures, not counted as an idle GPU
+                readings.append(None)
         return readings
 
     def _run(self) -> None:

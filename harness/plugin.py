@@ -18,6 +18,7 @@ import pytest
 
 from harness.backends.base import BackendError, BackendTimeout
 from harness.call import ModelCall
+from harness.case_monitor import CaseWindows
 from harness.controller import WORKER_ANSWERED, WORKER_BACKENDS, WORKER_RUN_ID, Controller
 from harness.record import (
     RECORD_KEY,
@@ -33,13 +34,14 @@ from harness.registry import ModelSpec, RegistryError
 from harness.report import hooks
 from harness.session import RunSession, new_run_id
 from harness.settings import add_options, resolve
-from harness.suites.base import Item, Score
+from harness.suites.base import Item, Score, describe
 
 SESSION = pytest.StashKey[RunSession]()
 CONTROLLER = pytest.StashKey[Controller]()
 OUTCOME = pytest.StashKey[Outcome]()
 CALLS = pytest.StashKey[list[ModelCall]]()
 RESOURCES = pytest.StashKey[dict[str, Any]]()
+WINDOWS = pytest.StashKey[CaseWindows]()
 SUITES = ("mmlu", "extraction", "vue", "mbpp", "humaneval", "gsm8k")  # each suite's name is also a marker
 
 
@@ -159,9 +161,7 @@ def harness(pytestconfig: pytest.Config) -> RunSession:
 @pytest.fixture
 def llm(request: pytest.FixtureRequest, case: Case, harness: RunSession) -> ModelCall:
     """The case's model, behind the call wrapper that times and counts every call."""
-    call = harness.model_call(case.model)
-    request.node.stash.setdefault(CALLS, []).append(call)
-    return call
+    return _track(request, harness.model_call(case.model))
 
 
 @pytest.fixture
@@ -169,8 +169,16 @@ def large_llm(request: pytest.FixtureRequest, case: Case, harness: RunSession) -
     """The large model of a pair-strategy case (--large-model)."""
     if case.large is None:
         pytest.fail("large_llm is only for pair-strategy cases (see parametrize_cases)", pytrace=False)
-    call = harness.model_call(case.large)
+    return _track(request, harness.model_call(case.large))
+
+
+def _track(request: pytest.FixtureRequest, call: ModelCall) -> ModelCall:
+    """Count the call's usage in the case; a model first asked for while the case runs (the
+    lazily loaded large model of a pair) is sampled from then on."""
     request.node.stash.setdefault(CALLS, []).append(call)
+    windows = request.node.stash.get(WINDOWS, None)
+    if windows is not None:
+        windows.add(call.name, call.backend.process())
     return call
 
 
@@ -219,7 +227,7 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
     run = item.config.stash[SESSION]
     backend = case.model.backend if case.large is None else f"{case.model.backend}+{case.large.backend}"
     info = CaseInfo(run.run_id, item.nodeid, case.suite, case.item.id, case.label, backend, case.strategy,
-                    case.item.reference)
+                    case.item.reference, describe(case.item))
     failure = None
     outcome = item.stash.get(OUTCOME, None)
     exc = call.excinfo.value if call.excinfo is not None else None
@@ -233,15 +241,19 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     # Sample the processes doing the inference (this one, or a server's tree) during the case.
-    calls = item.stash.get(CALLS, [])
     run = item.config.stash[SESSION]
-    pids = {pid for pid in (c.backend.process() for c in calls) if pid is not None}
-    window = run.monitor(pids).window() if pids and run.settings.monitor_interval > 0 else None
+    windows = CaseWindows(run.monitor) if run.settings.monitor_interval > 0 else None
+    if windows is not None:
+        item.stash[WINDOWS] = windows
+        for call in item.stash.get(CALLS, []):
+            windows.add(call.name, call.backend.process())
     try:
         yield
     finally:
-        if window is not None:
-            item.stash[RESOURCES] = window.stop().to_dict()
+        if windows is not None:
+            del item.stash[WINDOWS]  # a model asked for after the call is not sampled
+            if windows.windows:
+                item.stash[RESOURCES] = windows.stop()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -172,6 +172,7 @@ class CaseRecord:
     mode: str = ""
     prediction: str | None = None
     reference: str | None = None
+    input_text: str | None = None  # the item as a person reads it (suites/base.py describe)
     scores: dict[str, float] = field(default_factory=dict)
     correct: bool | None = None
     status: Status = "ok"
@@ -312,6 +313,7 @@ class CaseInfo:
     backend: str
     strategy: str = "single"
     reference: str | None = None
+    input_text: str | None = None
 
 
 def build_record(info: CaseInfo, outcome: Outcome | None, *, models: Mapping[str, ModelUsage],
@@ -323,7 +325,8 @@ def build_record(info: CaseInfo, outcome: Outcome | None, *, models: Mapping[str
     failed (status error, or timeout when `timeout`) where it reported no outcome.
     """
     rec = CaseRecord(run_id=info.run_id, case_id=info.case_id, suite=info.suite, item_id=info.item_id,
-                     model=info.model, backend=info.backend, strategy=info.strategy, reference=info.reference)
+                     model=info.model, backend=info.backend, strategy=info.strategy, reference=info.reference,
+                     input_text=info.input_text)
     if outcome is not None:
         rec.prediction, rec.mode = outcome.prediction, outcome.mode
         rec.scores, rec.correct = dict(outcome.scores), outcome.correct

@@ -114,6 +114,8 @@ class Settings:
     vue_max_tokens: int = option("most tokens of a Vue answer or agent turn", 1024, minimum=1)
     vue_max_iterations: int = option("most model turns of the Vue agent", 10, minimum=1)
     vue_temperature: float = option("sampling temperature of the Vue suite", 0.0, minimum=0)
+    keep_failed: bool = option("keep the project copy of every failing Vue case on disk for debugging (its "
+                               "path is the record's kept_workspace)", False, flag=True)
     # -- code suites
     mbpp_data: str | None = option("MBPP data: a folder or file of the authors' JSON lines, or hf:mbpp / "
                                    "hf:mbpp@sanitized", shown_default="the project's sample in fixtures/mbpp")

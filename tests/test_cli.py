@@ -66,3 +66,25 @@ def test_report_rewrites_every_report_from_typed_records(bench: BenchRun, capsys
     (run_dir / "results.jsonl").write_text('{"case_id": "x", "schema": 2, "model": "m", "item_id": "1"}\n')
     assert main(["report", str(run_dir)]) == 2
     assert "record 1 (x): case record 'x' lacks suite" in capsys.readouterr().err
+
+
+def test_compare_matches_two_runs_of_different_models_by_item(bench: BenchRun,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    registry = bench.pytester.path / "scripted.toml"
+    registry.write_text('[[models]]\nname = "always-a"\nbackend = "scripted"\nmodel = "script"\n'
+                        'options = { steps = ["A"], then = "repeat" }\n')
+    assert bench("--models", "oracle", "--samples", "6", "--run-id", "a").ret == 0
+    assert bench("--models-file", str(registry), "--models", "always-a", "--samples", "6", "--run-id", "b").ret == 0
+    capsys.readouterr()  # the runs' own output
+    references = {r["item_id"]: r["reference"] for r in bench.records(bench.reports / "a")}
+    right_b = sum(ref == "A" for ref in references.values())
+    assert main(["compare", str(bench.reports / "a"), str(bench.reports / "b"), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("6 cases in both runs (6 in A, 6 in B)")
+    (result,) = json.loads(out[out.index("\n") + 1:])
+    assert (result["a"], result["b"], result["items"]) == ("single:oracle", "single:always-a", 6)
+    assert (result["accuracy_a"], result["a_only"], result["b_only"]) == (1.0, 6 - right_b, 0)
+    assert result["difference"] == pytest.approx((right_b - 6) / 6)
+    from harness.report.stats import mcnemar_exact
+
+    assert result["p_value"] == pytest.approx(mcnemar_exact(6 - right_b, 0))

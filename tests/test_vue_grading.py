@@ -68,3 +68,17 @@ def test_the_component_must_fit_the_code_that_uses_it(project: VueProject, cases
     graded = vue.grade_component(item, wrong, project)
     assert not graded.compiled
     assert any(e.file == "src/App.vue" for e in graded.type_check.errors), graded.type_check.output
+
+
+def test_keep_failed_leaves_a_failing_workspace_on_disk(cases: dict[str, Item]) -> None:
+    import shutil
+    from pathlib import Path
+
+    item = cases["user-card"]
+    graded = vue.grade_component(item, item.input["original"], VueProject(keep_failed=True))
+    assert not graded.score.correct
+    kept = graded.details()["kept_workspace"]
+    try:
+        assert (Path(kept) / item.input["component"]).read_text() == item.input["original"]
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)

@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.record import ERROR_STATUSES, SCORED_STATUSES, CaseRecord, as_records
-from harness.report.stats import mean, wilson_interval
+from harness.report.resources import ModelShare, figures, model_shares
+from harness.report.stats import mean, percentile, wilson_interval
 
 __all__ = ["ERROR_STATUSES", "SCORED_STATUSES", "Group", "SummaryRow", "aggregate", "latest", "summarize",
            "summary_row"]
@@ -43,6 +44,20 @@ class SummaryRow:
     # Pair strategies (cascade): share of the scored items the small model settled on its own;
     # None for rows whose records do not say (every single-model row).
     settled_by_small: float | None = None
+    # Time and resources (issue 11). Latency percentiles over timings.wall_s; wall_s is their sum.
+    wall_s: float | None = None
+    latency_p50_s: float | None = None
+    latency_p95_s: float | None = None
+    model_s: float | None = None  # inside model calls, summed
+    # From the monitor's window of each case (report/resources.py): None where nothing measured.
+    cpu_s: float | None = None
+    cpu_percent_mean: float | None = None
+    rss_peak_mb: float | None = None
+    gpu_util_mean: float | None = None
+    gpu_util_peak: float | None = None
+    gpu_memory_mean_mb: float | None = None
+    gpu_memory_peak_mb: float | None = None
+    gpu_energy_j: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +100,14 @@ def summary_row(key: Key, records: Sequence[CaseRecord]) -> SummaryRow:
         row.accuracy = row.correct / row.scored
         row.ci_low, row.ci_high = wilson_interval(row.correct, row.scored)
     row.mean_latency_s = mean(r.timings.wall_s for r in records)
+    walls = [r.timings.wall_s for r in records if r.timings.wall_s is not None]
+    row.wall_s = sum(walls) if walls else None
+    row.latency_p50_s = percentile(walls, 50)
+    row.latency_p95_s = percentile(walls, 95)
+    model_times = [r.timings.model_s for r in records if r.timings.model_s is not None]
+    row.model_s = sum(model_times) if model_times else None
+    for name, value in asdict(figures(records)).items():
+        setattr(row, name, value)
     row.tokens_per_s = rate_tokens / rate_seconds if rate_seconds > 0 else None
     row.settled_by_small = sum(settled) / len(settled) if settled else None
     return row
@@ -111,6 +134,11 @@ class Group:
     @property
     def row(self) -> SummaryRow:
         return summary_row(self.key, self.records)
+
+    @property
+    def shares(self) -> list[ModelShare]:
+        """Each model's share of a pair strategy's group; empty for a single model."""
+        return model_shares(self.suite, self.model, self.strategy, self.records)
 
     def on(self, item_ids: Iterable[str]) -> Group:
         """The same group restricted to some items (the latest record of each)."""

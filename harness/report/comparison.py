@@ -2,7 +2,7 @@
 they all answered.
 
 reports/<run>/comparison/<suite>/
-  samples.csv        the exact items (id, reference) and which variants answered each
+  samples.csv        the exact items (id, input text, reference) and which variants answered each
   results-<variant>.json   that variant's records
   comparison.json    per variant: accuracy, mean latency, cost per 100 items, tokens, tool calls
   comparison.png     accuracy against cost and against latency (two or more variants, where
@@ -24,6 +24,7 @@ from typing import Any
 from harness.record import CaseRecord
 from harness.report.aggregate import Group, aggregate
 from harness.report.hooks import RunData, hookimpl
+from harness.report.paired import headlines, paired
 
 FOLDER = "comparison"
 
@@ -63,7 +64,10 @@ def compare(records: Iterable[CaseRecord | Mapping[str, Any]]) -> dict[str, Any]
             "total_tokens": row.prompt_tokens + row.completion_tokens,
             "tool_calls_per_item": sum(tool_calls) / n if n else None,
         }
-    return {"common_items": len(common), "variants": rows}
+    # Every two variants on the items both scored, and each pair strategy against its large model
+    # alone (report/paired.py): the same figures as summary.json's.
+    return {"common_items": len(common), "variants": rows,
+            "paired": [p.to_dict() for p in paired(groups)], "headlines": [h.to_dict() for h in headlines(groups)]}
 
 
 @hookimpl
@@ -96,14 +100,16 @@ def write(run_dir: Path, records: Iterable[CaseRecord | Mapping[str, Any]]) -> l
 def _samples_csv(path: Path, rows: list[CaseRecord]) -> None:
     items: dict[str, dict[str, Any]] = {}
     for r in rows:
-        entry = items.setdefault(r.item_id, {"item_id": r.item_id, "reference": r.reference, "variants": set()})
+        entry = items.setdefault(r.item_id, {"item_id": r.item_id, "reference": r.reference, "input": None,
+                                             "variants": set()})
+        entry["input"] = entry["input"] or r.input_text
         entry["variants"].add(variant(r))
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["item_id", "reference", "variants"])
+        writer.writerow(["item_id", "input", "reference", "variants"])
         for item_id in sorted(items):
             entry = items[item_id]
-            writer.writerow([item_id, entry["reference"], ";".join(sorted(entry["variants"]))])
+            writer.writerow([item_id, entry["input"] or "", entry["reference"], ";".join(sorted(entry["variants"]))])
 
 
 def _plot(path: Path, suite: str, result: Mapping[str, Any]) -> None:

@@ -29,6 +29,10 @@ BUILTIN_REPORTS = (
     "harness.report.comparison",
     "harness.report.passk",
     "harness.report.extraction_metrics",
+    "harness.report.extraction_more",
+    "harness.report.mmlu_analysis",
+    "harness.report.vue_report",
+    "harness.report.html",  # called last (trylast): it inlines the plots the others wrote
 )
 
 
@@ -93,7 +97,7 @@ def register_builtin(register: Callable[..., Any]) -> None:
 def run_reports(manager: pluggy.PluginManager, run: RunData) -> list[ReportFailure]:
     """Call every report; returns the failures (each report is called even when another fails)."""
     failures = []
-    # get_hookimpls() is in call order reversed (last registered first); reports run in order.
+    # pluggy's own call order: tryfirst reports first, trylast ones (the HTML page) last.
     for impl in reversed(manager.hook.pytest_harness_report.get_hookimpls()):
         try:
             impl.function(run=run)

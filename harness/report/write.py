@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from harness.record import CaseRecord
-from harness.report.aggregate import SummaryRow, latest, summarize
-from harness.report.tables import markdown, write_csv
+from harness.report.aggregate import SummaryRow, aggregate, latest
+from harness.report.paired import headlines, paired
+from harness.report.tables import markdown, markdown_sections, write_csv
 
 RESULTS_FILE = "results.jsonl"
 METADATA_FILE = "metadata.json"
@@ -137,11 +138,16 @@ def write_summary(
     # Normalize metadata through JSON first (paths to strings, tuples to lists) so rendering from
     # the live objects and from metadata.json read back later gives the same bytes.
     plain_metadata = json.loads(_json_text(dict(metadata)))
-    rows = summarize(records)
-    summary = {"metadata": plain_metadata, "summary": [row.to_dict() for row in rows]}
+    groups = aggregate(records)
+    rows = [group.row for group in groups]
+    shares = [share for group in groups for share in group.shares]
+    heads, pairs = headlines(groups), paired(groups)
+    summary = {"metadata": plain_metadata, "summary": [row.to_dict() for row in rows],
+               "per_model": [s.to_dict() for s in shares], "headlines": [h.to_dict() for h in heads],
+               "paired": [p.to_dict() for p in pairs]}
     _write_text(run_dir / METADATA_FILE, _json_text(plain_metadata))
     _write_text(run_dir / SUMMARY_JSON, _json_text(summary))
-    _write_text(run_dir / SUMMARY_MD, markdown(rows, plain_metadata))
+    _write_text(run_dir / SUMMARY_MD, markdown(rows, plain_metadata) + markdown_sections(rows, shares, heads, pairs))
     temporary_csv = run_dir / (SUMMARY_CSV + ".tmp")
     write_csv(rows, temporary_csv)
     os.replace(temporary_csv, run_dir / SUMMARY_CSV)

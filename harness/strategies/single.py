@@ -10,9 +10,16 @@ from harness.call import ModelCall
 
 def choose(model: ModelCall, context: str, continuations: Sequence[str], reference: str | None = None) -> int:
     """Index of the most likely continuation (one forward pass where the backend shares it)."""
+    return choose_scored(model, context, continuations, reference)[0]
+
+
+def choose_scored(model: ModelCall, context: str, continuations: Sequence[str],
+                  reference: str | None = None) -> tuple[int, list[float]]:
+    """Index of the most likely continuation and every continuation's log-likelihood (kept in the
+    record, so a run can be audited item by item against another tool on the same weights)."""
     requests = [LoglikelihoodRequest(context, c, reference) for c in continuations]
     values = model.loglikelihood(requests).values
-    return max(range(len(values)), key=values.__getitem__)
+    return max(range(len(values)), key=values.__getitem__), list(values)
 
 
 def complete(model: ModelCall, prompt: str, *, max_tokens: int = 256, stop: Sequence[str] = (),

@@ -80,3 +80,22 @@ def sample(items: Sequence[T], n: int | None, seed: int) -> list[T]:
         return list(items)
     chosen = sorted(random.Random(seed).sample(range(len(items)), n))
     return [items[i] for i in chosen]
+
+
+_TEXT_KEYS = ("question", "text", "prompt", "source", "template")
+_DESCRIBE_LIMIT = 4000  # characters kept in a record: enough to read an item, not a whole file
+
+
+def describe(item: Item) -> str:
+    """The item's input as a person reads it, for reports and the item browser: the question with
+    its lettered choices (MMLU), the task text (MBPP), the prompt (HumanEval), the source text
+    (extraction), the component and its task (Vue). Long inputs are cut, marked with `…`."""
+    data = item.input
+    text = next((data[key] for key in _TEXT_KEYS if isinstance(data.get(key), str)), "")
+    if isinstance(data.get("component"), str):
+        text = f"{data['component']}\n\n{text}"
+    choices = data.get("choices")
+    if isinstance(choices, (list, tuple)) and choices:
+        text += "\n" + "\n".join(f"{chr(ord('A') + i)}. {choice}" for i, choice in enumerate(choices))
+    text = text.strip()
+    return text if len(text) <= _DESCRIBE_LIMIT else text[: _DESCRIBE_LIMIT - 1] + "…"

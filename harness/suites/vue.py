@@ -253,10 +253,12 @@ class Grade:
     type_check: TypeCheck
     credits: dict[str, float]
     facts: dict[str, Any]
+    kept_workspace: str | None = None  # --keep-failed: where the failing workspace stays
 
     def details(self) -> dict[str, Any]:
         """What a record keeps: the score's parts, compile errors, the parser's view."""
-        return {
+        kept = {"kept_workspace": self.kept_workspace} if self.kept_workspace else {}
+        return {**kept,
             "final_score": self.score.scores["score"], "compiled": self.compiled,
             "type_check_passed": self.type_check.passed, "type_check_s": round(self.type_check.seconds, 3),
             "compile_errors": [e.to_dict() for e in self.type_check.errors[:20]],
@@ -284,7 +286,11 @@ def grade(item: Item, workspace: Workspace, project: VueProject) -> Grade:
     value = round(10 * (spec.compile_weight * compiled + spec.patterns_weight * patterns) / total, 4)
     scores = {"score": value, "compiled": float(compiled), "patterns": round(patterns, 4),
               **{f"pattern_{k}": v for k, v in credits.items()}}
-    return Grade(Score(compiled and value >= spec.pass_score, scores), compiled, check, credits, facts)
+    passed = compiled and value >= spec.pass_score
+    # --keep-failed: a failing workspace is left on disk for debugging (Workspace.close keeps it).
+    workspace.keep = project.keep_failed and not passed
+    return Grade(Score(passed, scores), compiled, check, credits, facts,
+                 str(workspace.root) if workspace.keep else None)
 
 
 def grade_component(item: Item, component: str, project: VueProject) -> Grade:

@@ -89,8 +89,9 @@ class VueProject:
     """The fixture project (read-only) and the Node tools installed in it."""
 
     def __init__(self, root: Path = FIXTURES / "project", parser: Path = FIXTURES / "parse_sfc.mjs",
-                 *, timeout_s: float = 180.0) -> None:
+                 *, timeout_s: float = 180.0, keep_failed: bool = False) -> None:
         self.root = root.resolve()
+        self.keep_failed = keep_failed  # failing workspaces stay on disk (--keep-failed)
         self.parser = parser.resolve()
         self.timeout_s = timeout_s
         self.node = shutil.which("node")
@@ -135,6 +136,7 @@ class Workspace:
         # outside the copy, so the confinement below refuses them as well.
         os.symlink(project.root / "node_modules", self.root / "node_modules", target_is_directory=True)
         self.version = 0  # bumped by every write; a type check is reused while it stands
+        self.keep = False  # set by grading under --keep-failed: close() leaves the copy
         self._checked: tuple[int, TypeCheck] | None = None
 
     def __enter__(self) -> Workspace:
@@ -144,7 +146,8 @@ class Workspace:
         self.close()
 
     def close(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        if not self.keep:
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def resolve(self, path: str, *, write: bool = False) -> Path:
         """The real path of `path` (relative to the copy's root), refused if it leaves the copy."""

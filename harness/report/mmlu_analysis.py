@@ -1,0 +1,115 @@
+"""The MMLU analysis: per subject and per model, with intervals, time, and the errors across models.
+
+Written into <run>/mmlu/ at the end of a run holding MMLU records (and by `harness report`):
+
+  analysis.json   per model: accuracy with its 95 % interval, a flag where the interval includes
+                  chance (25 %: four choices), wall/CPU/GPU time; per subject and model the same;
+                  the errors: questions every model misses, pairwise overlap of wrong answers,
+                  hardest and easiest subjects
+  subjects.csv    one line per (subject, variant): items, correct, accuracy, interval, times
+  heatmap.png     subjects x models accuracy;  accuracy.png: overall accuracy with intervals and
+                  the chance line;  efficiency.png: accuracy against mean time per question;
+  time.png        wall time per model and subject
+
+Every figure is a row of the one aggregation (report/aggregate.py: Group.on(items).row) on a
+subject's items; the subject is the part of the item id before its last `-` (suites/mmlu.py
+names items `<subject>-<n>`; reports do not import suites).
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.report.aggregate import Group, SummaryRow
+from harness.report.hooks import RunData, hookimpl
+
+SUITE = "mmlu"
+FOLDER = "mmlu"
+CHANCE = 0.25  # four choices
+
+
+def subject_of(item_id: str) -> str:
+    return item_id.rsplit("-", 1)[0] if "-" in item_id else item_id
+
+
+def _figures(row: SummaryRow) -> dict[str, Any]:
+    return {"items": row.items, "scored": row.scored, "correct": row.correct, "accuracy": row.accuracy,
+            "ci_low": row.ci_low, "ci_high": row.ci_high, "errors": row.errors,
+            "chance_in_interval": (row.ci_low is not None and row.ci_high is not None
+                                   and row.ci_low <= CHANCE <= row.ci_high),
+            "wall_s": row.wall_s, "mean_latency_s": row.mean_latency_s, "cpu_s": row.cpu_s,
+            "model_s": row.model_s, "gpu_util_mean": row.gpu_util_mean, "gpu_energy_j": row.gpu_energy_j}
+
+
+def analyse(groups: Sequence[Group]) -> dict[str, Any]:
+    subjects = sorted({subject_of(r.item_id) for g in groups for r in g.records})
+    per_model = {g.variant: _figures(g.row) for g in groups}
+    per_subject: dict[str, dict[str, Any]] = {}
+    for subject in subjects:
+        per_subject[subject] = {}
+        for g in groups:
+            items = [r.item_id for r in g.records if subject_of(r.item_id) == subject]
+            if items:
+                per_subject[subject][g.variant] = _figures(g.on(items).row)
+    return {"chance": CHANCE, "models": per_model, "subjects": per_subject, "errors": errors(groups, per_subject)}
+
+
+def errors(groups: Sequence[Group], per_subject: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Where the models go wrong together: items scored by every variant that none got right, the
+    overlap of each two variants' wrong answers (count and Jaccard), hardest and easiest subjects
+    by mean accuracy over the variants."""
+    wrong = {g.variant: {r.item_id for r in g.records if r.scored and not r.counts_correct} for g in groups}
+    scored = [{r.item_id for r in g.records if r.scored} for g in groups]
+    common = set.intersection(*scored) if scored else set()
+    missed = sorted(i for i in common if all(i in w for w in wrong.values())) if len(groups) > 1 else []
+    overlap = []
+    for a, b in itertools.combinations(sorted(wrong), 2):
+        both = wrong[a] & wrong[b] & common
+        either = (wrong[a] | wrong[b]) & common
+        overlap.append({"a": a, "b": b, "both_wrong": len(both), "either_wrong": len(either),
+                        "jaccard": len(both) / len(either) if either else None})
+    means = {}
+    for subject, variants in per_subject.items():
+        values = [v["accuracy"] for v in variants.values() if v["accuracy"] is not None]
+        if values:
+            means[subject] = sum(values) / len(values)
+    ranked = sorted(means, key=lambda s: (means[s], s))
+    k = max(1, min(5, len(ranked) // 2))  # the two lists never share a subject (but with one)
+    return {"missed_by_every_model": missed, "common_items": len(common), "wrong_overlap": overlap,
+            "subject_mean_accuracy": means, "hardest_subjects": ranked[:k],
+            "easiest_subjects": list(reversed(ranked[-k:]))}
+
+
+def _csv(path: Path, analysis: dict[str, Any]) -> None:
+    names = ["subject", "variant", "items", "scored", "correct", "accuracy", "ci_low", "ci_high",
+             "chance_in_interval", "wall_s", "cpu_s", "model_s", "gpu_util_mean", "gpu_energy_j"]
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(names)
+        for subject, variants in sorted(analysis["subjects"].items()):
+            for variant, f in sorted(variants.items()):
+                writer.writerow([subject, variant] + ["" if f.get(n) is None else f[n] for n in names[2:]])
+
+
+def write(run_dir: Path, groups: Sequence[Group]) -> Path | None:
+    if not groups:
+        return None
+    folder = run_dir / FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    analysis = analyse(groups)
+    (folder / "analysis.json").write_text(json.dumps(analysis, indent=2, sort_keys=True) + "\n")
+    _csv(folder / "subjects.csv", analysis)
+    from harness.report.mmlu_plots import plot_all  # matplotlib only when plotting
+
+    plot_all(folder, analysis)
+    return folder
+
+
+@hookimpl
+def pytest_harness_report(run: RunData) -> None:
+    write(run.run_dir, run.suite_groups(SUITE))
