@@ -183,13 +183,16 @@ class Option:
             value = self.spec.convert(raw)
         else:
             value = _converter(self.kind)(raw)
+        choices = self.spec.choices
         for element in value if isinstance(value, tuple) else (value,):
-            if self.spec.choices and element not in self.spec.choices:
-                raise ValueError(f"expected {' or '.join(self.spec.choices)}")
+            if choices and element not in choices:
+                joined = " and/or ".join(choices) if isinstance(value, tuple) else \
+                    ", ".join(choices[:-1]) + " or " + choices[-1]
+                raise ValueError(f"{self.cli} takes {joined}")
         if self.spec.minimum is not None and isinstance(value, (int, float)) and value < self.spec.minimum:
-            raise ValueError(f"must be at least {self.spec.minimum:g}")
+            raise ValueError(f"{self.cli} must be at least {self.spec.minimum:g}")
         if isinstance(value, tuple) and not value and self.default is not None:
-            raise ValueError("needs at least one value")
+            raise ValueError(f"{self.cli} needs at least one value")
         return value
 
 
@@ -237,7 +240,7 @@ def resolve_values(lookup: Callable[[Option], tuple[Any, str] | None]) -> Settin
         try:
             values[opt.name] = opt.convert(raw)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{source}: bad value {raw!r} for {opt.cli}: {exc}") from None
+            raise ValueError(f"{source}: bad value {raw!r}: {exc}") from None
     if values["resume"] is not None and values["run_id"] not in (None, values["resume"]):
         raise ValueError(f"--resume {values['resume']} and --run-id {values['run_id']} name different runs; "
                          "give one")
