@@ -29,6 +29,7 @@ from harness.backends.base import (
     BackendError,
     BackendTimeout,
     Generation,
+    count_tokens,
     LoglikelihoodRequest,
     Loglikelihoods,
     Request,
@@ -167,6 +168,11 @@ class ModelCall:
                                             "timings": result.timings.__dict__})
         self._account(result.usage, result.timings)
         return result
+
+    def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
+        """The model's own token count of a prompt (Unsupported where the backend has none). On the
+        backend's thread, so it never runs beside a call; not counted as a model call."""
+        return self._once(lambda: count_tokens(self.backend, content))
 
     def _account(self, usage: Usage, timings: Timings) -> None:
         self.log.usage = self.log.usage + usage

@@ -27,7 +27,7 @@ SESSION = pytest.StashKey[RunSession]()
 OUTCOME = pytest.StashKey["Outcome"]()
 CALLS = pytest.StashKey[list[ModelCall]]()
 RESOURCES = pytest.StashKey[dict[str, Any]]()
-SUITES = ("mmlu", "extraction", "vue", "mbpp", "humaneval", "gsm8k")  # each suite's name is also a marker
+SUITES = ("mmlu", "extraction", "vue", "mbpp", "humaneval", "gsm8k", "chat_memory")  # each suite's name is also a marker
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ FINISHERS: dict[str, str] = {
     "extraction": "harness.report.extraction_metrics:finish",
     "mbpp": "harness.report.passk:finish",
     "humaneval": "harness.report.passk:finish",
+    "chat_memory": "harness.report.chat_memory:finish",
 }
 
 

@@ -113,6 +113,9 @@ OPTIONS: tuple[Option, ...] = (
            "unshare or rlimits (default auto)", str, "auto"),
     Option("cascade_variants", "tries of the small model in the cascade before the large one answers "
            "(default 2: greedy, then one sample)", int, 2),
+    Option("memory", "chat memory strategies of the chat_memory suite, comma-separated: full, none, "
+           "window:N, budget:T (default full,none,window:4,budget:512)", _csv,
+           ("full", "none", "window:4", "budget:512")),
 )
 
 
@@ -165,6 +168,7 @@ class Settings:
     code_timeout: float
     sandbox: str
     cascade_variants: int
+    memory: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}

@@ -121,3 +121,14 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    # Optional: count_tokens(text or chat messages) -> the tokens of the prompt the model would
+    # see (a chat model's messages through its chat template). Backends without it: see below.
+
+
+def count_tokens(backend: Backend, content: str | list[dict[str, Any]]) -> int:
+    """The backend's own token count of a prompt; Unsupported where it has no tokenizer at hand."""
+    method = getattr(backend, "count_tokens", None)
+    if method is None:
+        raise Unsupported(f"{backend.name}: this backend cannot count tokens")
+    return int(method(content))

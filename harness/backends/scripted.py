@@ -80,6 +80,14 @@ class ScriptedBackend:
         return Generation(text=text, tool_calls=calls, usage=usage,
                           finish_reason="tool_calls" if calls else "stop")
 
+    token_count_source = "estimate"
+
+    def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
+        """A deterministic stand-in for a tokenizer: words, plus 4 per chat message (its template)."""
+        if isinstance(content, str):
+            return len(content.split())
+        return sum(4 + len(str(m.get("content", "")).split()) for m in content)
+
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> Loglikelihoods:
         raise Unsupported("the scripted backend only generates")
 
