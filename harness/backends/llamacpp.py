@@ -27,6 +27,7 @@ from harness.backends.base import (
     Loglikelihoods,
     Request,
     Timings,
+    Unsupported,
     Usage,
 )
 from harness.backends.modelfiles import default_threads, pypi_model_missing, resolve_model_path
@@ -156,6 +157,25 @@ class LlamaCppBackend:
                       len(self._tokens(text, bos=False)) if text else 0, "tokenizer")
         return Generation(text=text, usage=usage, finish_reason=finish,
                           timings=Timings(total_s=time.perf_counter() - start, first_token_s=first))
+
+    def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
+        """Prompt tokens as the model sees them: text as given, chat messages through the GGUF's
+        own chat template (as llama-cpp-python's default chat handler renders and tokenizes them)."""
+        if isinstance(content, str):
+            return len(self._tokens(content, bos=True))
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise Unsupported(f"{self.name}: the GGUF file has no chat template to count messages with")
+        from llama_cpp import llama_chat_format
+
+        def text(token: int) -> str:
+            return self.llm._model.token_get_text(token) if token != -1 else ""
+
+        rendered = llama_chat_format.Jinja2ChatFormatter(
+            template=template, eos_token=text(self.llm.token_eos()), bos_token=text(self.llm.token_bos()),
+        )(messages=list(content))
+        return len(self.llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special,
+                                     special=True))
 
     def process(self) -> int | None:
         return os.getpid()

@@ -35,7 +35,7 @@ from harness.suites.base import DataError, Item, Score
 DEFAULT_SYSTEM = ("You are a helpful assistant chatting with a user. Keep every answer to one short "
                   "sentence. Remember what the user tells you about themselves.")
 # Replies to statements and distractors stay short: they are history, not what is measured.
-TURN_MAX_TOKENS = 40
+TURN_MAX_TOKENS = 24
 ANSWER_MAX_TOKENS = 32
 ACK = "Noted."  # the oracle's reply to a turn that asks nothing
 _ID = re.compile(r"[A-Za-z0-9_.-]+")
