@@ -35,6 +35,7 @@ from harness.backends.base import (
     Request,
     RetryableError,
     Timings,
+    ToolCall,
     Usage,
 )
 from harness.cache import ResponseCache, request_key
@@ -148,7 +149,9 @@ class ModelCall:
         if hit is not None:
             self.log.cache_hits += 1
             timings = Timings(**hit.pop("timings"))
-            generation = Generation(**{**hit, "usage": Usage(**hit["usage"]), "timings": timings})
+            calls = [ToolCall.from_dict(c) for c in hit.get("tool_calls", [])]
+            generation = Generation(**{**hit, "usage": Usage(**hit["usage"]), "timings": timings,
+                                       "tool_calls": calls})
         else:
             generation = self._call(lambda: self.backend.generate(request))
             if key is not None and self.policy.cache is not None:

@@ -31,9 +31,11 @@ from harness.backends.base import (
     Request,
     RetryableError,
     Timings,
+    ToolCall,
     Unsupported,
     Usage,
 )
+from harness.backends.toolcalls import openai_tool_choice
 from harness.registry import ModelSpec
 
 try:
@@ -148,6 +150,7 @@ class OpenAIBackend:
             params["messages"] = list(request.messages or ())
             if request.tools:
                 params["tools"] = list(request.tools)
+                params["tool_choice"] = openai_tool_choice(request.tool_choice)
         else:
             params["prompt"] = request.prompt or ""
         start = time.perf_counter()
@@ -188,7 +191,7 @@ class OpenAIBackend:
             prompt_tokens, source = self.count_tokens(prompt_text, prompt=True)
             completion_tokens, _ = self.count_tokens(text)
             counted = Usage(prompt_tokens, completion_tokens, source)  # type: ignore[arg-type]
-        tool_calls = [{"id": c["id"] or f"call_{i}", "name": c["name"], "arguments": c["arguments"]}
+        tool_calls = [ToolCall.from_raw(c["name"], c["arguments"], c["id"] or f"call_{i}")
                       for i, c in sorted(calls.items())]
         return Generation(text=text, tool_calls=tool_calls, usage=counted, finish_reason=finish,
                           timings=Timings(total_s=total, first_token_s=first))

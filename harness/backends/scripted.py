@@ -25,6 +25,7 @@ from harness.backends.base import (
     LoglikelihoodRequest,
     Loglikelihoods,
     Request,
+    ToolCall,
     Unsupported,
     Usage,
 )
@@ -38,12 +39,12 @@ def available(spec: ModelSpec) -> str | None:
     return f"script file {script!r} not found"
 
 
-def _tool_call(index: int, call: dict[str, Any]) -> dict[str, Any]:
+def _tool_call(index: int, call: dict[str, Any]) -> ToolCall:
     arguments = call.get("arguments", {})
     # Tool-call arguments always cross the seam as the model's raw JSON text, as OpenAI sends
     # them, so strategies must cope with malformed arguments the same way for every backend.
     raw = arguments if isinstance(arguments, str) else json.dumps(arguments)
-    return {"id": call.get("id", f"call_{index}"), "name": call["name"], "arguments": raw}
+    return ToolCall.from_raw(call["name"], raw, call.get("id", f"call_{index}"))
 
 
 class ScriptedBackend:
