@@ -1,7 +1,8 @@
 """Chat memory: facts stated early in a conversation, asked for later, under each memory strategy.
 
 One case per conversation script (fixtures/chat/), model and memory strategy (--memory, default
-full,none,window:4,budget:512). The model answers every turn; the questions' answers are scored.
+full,none,window:4,budget:512). The scripts' own replies make the history; the model answers the
+questions (and any turn without a reply), and those answers are scored.
 Each case records, per question, whether the fact was still in the context the model saw, and per
 turn the prompt's tokens and the latency. harness/report/chat_memory.py turns them into a report.
 """
@@ -46,6 +47,14 @@ def test_chat_memory(case: Case, llm: ModelCall, record, harness: RunSession) ->
     judged, tokens, latency, kept, sources = [], [], [], [], set()
     for index, turn in enumerate(item.input["turns"]):
         question = asked.get(index)
+        if turn["reply"] is not None:  # a scripted turn: measure the context it would have had
+            context = strategy.context(conversation, turn["user"], count)
+            size = context.tokens if context.tokens is not None or count is None else count(context.messages)
+            tokens.append(size)
+            latency.append(None)
+            kept.append(len(context.kept))
+            conversation.add(turn["user"], turn["reply"])
+            continue
         reply = memory.respond(
             llm, conversation, turn["user"], strategy, count=count,
             max_tokens=chat_memory.ANSWER_MAX_TOKENS if question else chat_memory.TURN_MAX_TOKENS,

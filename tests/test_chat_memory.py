@@ -214,6 +214,8 @@ def test_scoring_wants_the_latest_value_alone() -> None:
     ({"turns": [{"user": ""}]}, "non-empty string 'user'"),
     ({"turns": [{"user": "x", "sets": {"name": []}}, {"user": "q", "asks": "name"}]}, r"turns\[0\].sets.name"),
     ({"talk": []}, "non-empty list 'turns'"),
+    ({"turns": [{"user": "I am Al.", "sets": {"n": "Al"}}, {"user": "Who?", "asks": "n", "reply": "Al"}]},
+     r"turns\[1\].reply.*the model answers questions"),
 ])
 def test_bad_scripts_name_file_and_field(tmp_path: Path, script: dict, message: str) -> None:
     path = tmp_path / "bad.json"

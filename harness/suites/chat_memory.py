@@ -4,15 +4,18 @@ Each item is a conversation script (a JSON file in fixtures/chat/ or a folder of
 
     {"system": "...",                        optional; DEFAULT_SYSTEM otherwise
      "turns": [
-       {"user": "Hi, I'm Alice.", "sets": {"name": "Alice"}},
-       {"user": "Tell me about volcanoes."},                       a distractor
+       {"user": "Hi, I'm Alice.", "sets": {"name": "Alice"}, "reply": "Hello!"},
+       {"user": "Tell me about volcanoes.", "reply": "..."},       a distractor
        {"user": "I moved to Lisbon.", "sets": {"city": ["Lisbon", "Lisboa"]}},
        {"user": "What is my name?", "asks": "name"}]}
 
 `sets` states facts (a value, or a list of accepted spellings, the first the canonical one); a
 later `sets` of the same fact updates it, and the latest must win. `asks` is a question whose
-answer is the fact's value at that point. The model answers every turn (its replies become the
-history); only `asks` turns are scored.
+answer is the fact's value at that point: the model answers it, and it is scored. `reply` gives
+the assistant's side of a turn that asks nothing: the history is then scripted, the same for every
+model and strategy (only the context differs), and the model is called only for the questions and
+for turns without a reply. The project's scripts reply to every turn that asks nothing; the
+reply never repeats a fact, so a fact lives in exactly one user message.
 
 An answer is right when, normalized (lowercase, accents and punctuation dropped), it holds an
 accepted spelling of the latest value as whole words and none of a superseded value's. Each
@@ -39,7 +42,7 @@ TURN_MAX_TOKENS = 24
 ANSWER_MAX_TOKENS = 32
 ACK = "Noted."  # the oracle's reply to a turn that asks nothing
 _ID = re.compile(r"[A-Za-z0-9_.-]+")
-_TURN_KEYS = {"user", "sets", "asks"}
+_TURN_KEYS = {"user", "sets", "asks", "reply"}
 
 
 @dataclass(frozen=True)
@@ -84,14 +87,17 @@ def _parse(path: Path, data: Any) -> Item:
         if not isinstance(turn, dict) or not isinstance(turn.get("user"), str) or not turn["user"].strip():
             raise DataError(path, "each turn needs a non-empty string 'user'", field=where)
         if set(turn) - _TURN_KEYS:
-            raise DataError(path, f"unknown field(s) {sorted(set(turn) - _TURN_KEYS)}; known: asks, sets, user",
+            raise DataError(path, f"unknown field(s) {sorted(set(turn) - _TURN_KEYS)}; known: asks, reply, sets, user",
                             field=where)
         sets = turn.get("sets", {})
         if not isinstance(sets, dict):
             raise DataError(path, "must map fact names to values", field=f"{where}.sets")
         for fact, value in sets.items():
             facts.setdefault(fact, []).append((index, _values(path, index, fact, value)))
-        asks = turn.get("asks")
+        asks, reply = turn.get("asks"), turn.get("reply")
+        if reply is not None and (not isinstance(reply, str) or asks is not None):
+            raise DataError(path, "a reply is a string, on a turn that asks nothing (the model answers "
+                            "questions)", field=f"{where}.reply")
         if asks is not None:
             if asks not in facts:
                 raise DataError(path, f"asks for fact {asks!r} before any turn sets it", field=f"{where}.asks")
@@ -100,7 +106,7 @@ def _parse(path: Path, data: Any) -> Item:
             wanted = {normalize(v) for v in accepted}
             stale = tuple(v for _, old in history[:-1] for v in old if normalize(v) not in wanted)
             questions.append(Question(index, asks, accepted, stale, stated_at, len(history) > 1))
-        turns.append({"user": turn["user"], "asks": asks})
+        turns.append({"user": turn["user"], "asks": asks, "reply": reply})
     if not questions:
         raise DataError(path, "no turn 'asks' for a fact: nothing to score")
     if not _ID.fullmatch(path.stem):
