@@ -245,3 +245,17 @@ def test_report_rows_count_questions_and_attribute_misses() -> None:
     turns = report.turn_rows(records)
     assert [(r["turn"], r["conversations"], r["mean_prompt_tokens"]) for r in turns] == \
         [(1, 2, 10.0), (2, 2, 30.0), (3, 1, 30.0)]
+
+
+def test_backends_without_a_tokenizer_at_hand_cannot_hold_a_budget() -> None:
+    pytest.importorskip("openai")
+    from harness.backends.openai import OpenAIBackend
+
+    server = OpenAIBackend(ModelSpec("served", "openai", "m", prompt_style="chat",
+                                     options={"base_url": "http://127.0.0.1:9/v1"}))
+    model = ModelCall(server.spec, server)
+    with pytest.raises(memory.Unsupported, match="only with options.tokenize_url"):
+        model.count_tokens("plain text")
+    assert memory.counter(model) is None
+    with pytest.raises(memory.Unsupported, match="cannot count tokens, so no token budget"):
+        memory.parse("budget:100").context(conversation(2), "q", memory.counter(model))

@@ -123,7 +123,7 @@ class OpenAIBackend:
         with urllib.request.urlopen(req, timeout=10) as response:
             return len(json.loads(response.read())["tokens"])
 
-    def count_tokens(self, text: str, *, prompt: bool = False) -> tuple[int, str]:
+    def _count(self, text: str, *, prompt: bool = False) -> tuple[int, str]:
         """Tokens in text, and where the count came from. A prompt keeps the BOS token the
         server adds to it; generated text has none."""
         url = self.spec.options.get("tokenize_url")
@@ -188,13 +188,21 @@ class OpenAIBackend:
             counted = Usage(usage.prompt_tokens, usage.completion_tokens, "server")
         else:
             prompt_text = params.get("prompt") or json.dumps(params.get("messages"))
-            prompt_tokens, source = self.count_tokens(prompt_text, prompt=True)
-            completion_tokens, _ = self.count_tokens(text)
+            prompt_tokens, source = self._count(prompt_text, prompt=True)
+            completion_tokens, _ = self._count(text)
             counted = Usage(prompt_tokens, completion_tokens, source)  # type: ignore[arg-type]
         tool_calls = [ToolCall.from_raw(c["name"], c["arguments"], c["id"] or f"call_{i}")
                       for i, c in sorted(calls.items())]
         return Generation(text=text, tool_calls=tool_calls, usage=counted, finish_reason=finish,
                           timings=Timings(total_s=total, first_token_s=first))
+
+    def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
+        """The backend protocol's optional count (chat memory budgets): plain text through the server's
+        tokenize endpoint; no estimate, and no chat messages (the server's template is not at hand)."""
+        url = self.spec.options.get("tokenize_url")
+        if not url or not isinstance(content, str):
+            raise Unsupported(f"{self.name}: counts only plain text, and only with options.tokenize_url")
+        return self._tokenize(url, content)
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> Loglikelihoods:
         """log P(continuation | context) from the server's logprobs.
