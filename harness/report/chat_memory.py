@@ -140,7 +140,8 @@ def plot(path: Path, recall: Sequence[Mapping[str, Any]], distance: Sequence[Map
     for axis, field, title in ((tokens, "mean_prompt_tokens", "Prompt tokens per turn"),
                                (latency, "mean_latency_s", "Latency per turn (s)")):
         for key in sorted({(r["model"], r["strategy"]) for r in turns}):
-            mine = [r for r in turns if (r["model"], r["strategy"]) == key]
+            # Scripted turns have no latency (no model call): plot the turns that have a figure.
+            mine = [r for r in turns if (r["model"], r["strategy"]) == key and r[field] is not None]
             axis.plot([r["turn"] for r in mine], [r[field] for r in mine], marker=".", label="/".join(key))
         axis.set(xlabel="turn", title=title)
     for axis in (by_distance, tokens, latency):
