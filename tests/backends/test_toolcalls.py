@@ -9,7 +9,6 @@ templates shipped inside the GGUF files of the two PyPI model packages.
 from __future__ import annotations
 
 import importlib.util
-import json
 
 import pytest
 
