@@ -57,6 +57,21 @@ def test_forced_tool_call_comes_back_parsed_with_an_object_argument(smollm2) -> 
     assert out.finish_reason == "tool_calls" and out.usage.completion_tokens > 0
 
 
+def test_llama_cpp_pythons_function_calling_handler_as_an_option() -> None:
+    import dataclasses
+
+    spec = load_registry([DEFAULT_REGISTRY])["smollm2-135m"]
+    backend = create_backend(dataclasses.replace(spec, options={**spec.options,
+                                                                "chat_format": "chatml-function-calling"}))
+    try:
+        out = backend.generate(Request(messages=({"role": "user", "content": "Tom has 3 apples and buys 4 more."},),
+                                       tools=(ASK,), tool_choice="ask_small_model", max_tokens=40))
+    finally:
+        backend.close()
+    [call] = out.tool_calls
+    assert call.name == "ask_small_model" and isinstance(call.arguments, dict) and "task" in call.arguments
+
+
 def test_a_tool_result_goes_back_through_the_template(smollm2) -> None:
     history = ({"role": "user", "content": "What is 17 * 23?"},
                {"role": "assistant", "content": None, "tool_calls": [
