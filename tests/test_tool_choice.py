@@ -1,5 +1,7 @@
-"""The delegation router on MBPP: the large model hands the task to the small one, and its final
-code runs against the task's tests; --router-tool-choice reaches the backend. Scripted models."""
+"""tool_choice and typed tool calls across the harness, with scripted models: the delegation
+router on MBPP (the large model hands the task to the small one, and its final code runs against
+the task's tests), --router-tool-choice validated and applied to the first turn, and ToolCall
+values surviving the response cache."""
 
 from __future__ import annotations
 
@@ -63,3 +65,18 @@ def test_required_applies_to_the_first_turn_and_the_suite_gives_the_instructions
     assert large.requests[0].messages[0] == {"role": "system", "content": mbpp.router_instructions()}
     assert result.to_extra()["tool_choice"] == "required" and result.small_answers == ["42"]
     assert "Python" in mbpp.router_instructions() and "The answer is N." in gsm8k.router_instructions()
+
+
+def test_cached_tool_calls_come_back_typed(tmp_path: Path) -> None:
+    from harness.backends.base import Request, ToolCall
+    from harness.backends.scripted import ScriptedBackend
+    from harness.cache import ResponseCache
+    from harness.call import CallPolicy, ModelCall
+
+    backend = ScriptedBackend.from_steps([{"tool_calls": [{"name": "ask_small_model", "arguments": "{oops"}]}])
+    model = ModelCall(backend.spec, backend, CallPolicy(cache=ResponseCache(tmp_path)))
+    request = Request(messages=({"role": "user", "content": "q"},), tool_choice="required")
+    fresh, cached = model.generate(request), model.generate(request)
+    assert model.log.cache_hits == 1 and len(backend.requests) == 1
+    assert cached.tool_calls == fresh.tool_calls and isinstance(cached.tool_calls[0], ToolCall)
+    assert cached.tool_calls[0].error is not None and cached.tool_calls[0].raw_arguments == "{oops"
