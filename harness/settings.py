@@ -74,6 +74,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("gsm8k_shots", "worked examples in base-model prompts (default 2)", int, 2),
     Option("gsm8k_max_tokens", "tokens a GSM8K answer may take (default 256)", int, 256),
     Option("router_max_turns", "model turns the delegation router may take (default 4)", int, 4),
+    Option("router_tool_choice", "the router's first turn: auto (the large model decides) or required "
+           "(it must call ask_small_model; later turns are auto) (default auto)", str, "auto"),
     Option("mmlu_data", "MMLU data: a folder in the authors' CSV layout, or hf:cais/mmlu "
            "(default: the project's sample in fixtures/mmlu)"),
     Option("mmlu_split", "MMLU split to evaluate: test, val or dev (default test)", str, "test"),
@@ -142,6 +144,7 @@ class Settings:
     gsm8k_shots: int
     gsm8k_max_tokens: int
     router_max_turns: int
+    router_tool_choice: str
     mmlu_data: str | None
     mmlu_split: str
     mmlu_subjects: tuple[str, ...] | None
@@ -205,6 +208,9 @@ def resolve(config: pytest.Config) -> Settings:
     if values["mmlu_mode"] not in ("auto", "loglikelihood", "generate"):
         raise pytest.UsageError(f"--mmlu-mode must be auto, loglikelihood or generate, "
                                 f"not {values['mmlu_mode']!r}")
+    if values["router_tool_choice"] not in ("auto", "required"):
+        raise pytest.UsageError(f"--router-tool-choice must be auto or required, "
+                                f"not {values['router_tool_choice']!r}")
     if values["resume"] is not None and values["run_id"] not in (None, values["resume"]):
         raise pytest.UsageError(f"--resume {values['resume']} and --run-id {values['run_id']} "
                                 "name different runs; give one")

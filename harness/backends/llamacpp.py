@@ -33,6 +33,7 @@ from harness.backends.base import (
     ToolCall,
     Usage,
 )
+from harness.backends.chat_format import FORCED_PREFIX, offered_tools, tool_names
 from harness.backends.llamacpp_chat import ChatTemplate
 from harness.backends.modelfiles import (
     default_threads,
@@ -89,7 +90,9 @@ class LlamaCppBackend:
 
     # -- helpers ---------------------------------------------------------------------------------
     def _tokens(self, text: str, *, bos: bool) -> list[int]:
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=bos, special=False)
+        # special=True: a context rendered by a chat template (single.chat_context) writes its
+        # special tokens as text; plain prompts hold none, so they tokenize as before.
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=bos, special=True)
 
     def _eval(self, tokens: list[int]) -> np.ndarray:
         """Evaluate tokens, reusing the KV cache for the prefix already evaluated; return the
@@ -147,6 +150,10 @@ class LlamaCppBackend:
                                           model.token_get_text(eos) if eos != -1 else "")
         return self._template
 
+    def chat_text(self, messages: tuple[dict[str, Any], ...]) -> str:
+        """The prompt the model's chat template writes for `messages` (special tokens as text)."""
+        return self._chat_template().render(Request(messages=messages)).text
+
     def _stream(self, prompt: str | list[int], kwargs: dict[str, Any]) -> tuple[str, float | None, str | None]:
         """Run one streamed completion: (text, seconds to the first token, finish reason)."""
         start = time.perf_counter()
@@ -189,10 +196,10 @@ class LlamaCppBackend:
                 text, first, finish = self._stream(prompt, kwargs)
                 generated = text
                 if chat.forced:
-                    text = "<tool_call>\n" + text + "\n</tool_call>"
-                if request.tools and request.tool_choice != "none":
-                    names = [t.get("function", t).get("name", "") for t in request.tools]
-                    text, calls = parse_tool_calls(text, names)
+                    text = FORCED_PREFIX + text + "\n</tool_call>"
+                tools = offered_tools(request.tools, request.tool_choice)
+                if tools:
+                    text, calls = parse_tool_calls(text, tool_names(tools))
             else:
                 prompt = request.prompt or ""
                 prompt_tokens = len(self._tokens(prompt, bos=True))

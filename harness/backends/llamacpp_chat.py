@@ -1,59 +1,29 @@
-"""Chat messages and tool calls for the in-process llama.cpp backend, through the model's own
-chat template (the `tokenizer.chat_template` in the GGUF's metadata).
-
-A harness history is OpenAI-shaped: assistant turns may carry `tool_calls` with content None,
-and tool results come back as role "tool". Many small models' templates know none of that
-(SmolLM2's concatenates `message['content']`; Gemma's demands strictly alternating user and
-model turns), so the history is first written in the plain form every template accepts:
-
-- an assistant's tool calls become its text, in the `<tool_call>{json}</tool_call>` form the
-  model is asked to write (unless the template renders `tool_calls` itself)
-- a tool result becomes a user turn `<tool_response>...</tool_response>` (unless the template
-  has a tool role), and consecutive turns of one role are merged
-- the offered tools go to the template as `tools` when it uses them, else into the system
-  message with instructions for the `<tool_call>` form
-
-tool_choice "required" or a tool's name forces a call: the prompt continues with `<tool_call>`
-and a grammar built from the tools' JSON schemas constrains what follows, so the call parses.
+"""The llama.cpp backend's chat prompts: the GGUF's own chat template (its metadata's
+`tokenizer.chat_template`), rendered with llama-cpp-python's Jinja2 formatter after the history
+is made plain (chat_format.py). A forced tool call ends the prompt in `<tool_call>` and carries
+the JSON schema a grammar is built from.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from harness.backends.base import BackendError, Request
-
-# End-of-turn markers of common templates: generation stops there even when the GGUF's EOS
-# token is another one (Gemma's <eos> vs <end_of_turn>).
-_END_OF_TURN = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "</s>")
-
-TOOL_INSTRUCTIONS = (
-    "You can call these tools:\n<tools>\n{tools}\n</tools>\n"
-    "To call a tool, answer with only\n<tool_call>\n{{\"name\": \"<tool name>\", \"arguments\": "
-    "{{<the arguments as a JSON object>}}}}\n</tool_call>\nThe tool's result comes back to you in "
-    "<tool_response>. When you need no tool, answer normally."
+from harness.backends.chat_format import (
+    FORCED_PREFIX,
+    TemplateAbilities,
+    forced_call_schema,
+    offered_tools,
+    plain_messages,
 )
-
-
-def _call_text(call: dict[str, Any]) -> str:
-    function = call.get("function", call)
-    raw = function.get("arguments") or "{}"
-    try:
-        arguments: Any = json.loads(raw) if isinstance(raw, str) else raw
-    except json.JSONDecodeError:
-        arguments = raw  # the model's own malformed text, shown back to it as it was
-    return "<tool_call>\n" + json.dumps({"name": function.get("name", ""), "arguments": arguments}) + \
-        "\n</tool_call>"
 
 
 @dataclass
 class ChatPrompt:
     text: str  # the rendered prompt, special tokens written out
     stop: list[str]
-    forced: bool  # the prompt ends in "<tool_call>\n" and a grammar holds the call's JSON
+    forced: bool  # the prompt ends in FORCED_PREFIX and a grammar holds the call's JSON
     schema: dict[str, Any] | None  # that grammar's JSON schema
 
 
@@ -67,69 +37,19 @@ class ChatTemplate:
         self.source = template
         self.formatter = Jinja2ChatFormatter(template, eos_token=eos_token, bos_token=bos_token,
                                              add_generation_prompt=True)
-        self.takes_tools = re.search(r"\btools\b", template) is not None
-        self.renders_tool_calls = "tool_calls" in template
-        self.has_tool_role = re.search(r"""['"]tool['"]""", template) is not None
-        self.stop = [marker for marker in _END_OF_TURN if marker in template]
-
-    def _plain(self, messages: tuple[dict[str, Any], ...], tools: tuple[dict[str, Any], ...]
-               ) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for message in messages:
-            role, content = message["role"], message.get("content") or ""
-            if role == "assistant" and message.get("tool_calls") and not self.renders_tool_calls:
-                calls = "\n".join(_call_text(c) for c in message["tool_calls"])
-                content = f"{content}\n{calls}" if content else calls
-            elif role == "tool" and not self.has_tool_role:
-                role, content = "user", f"<tool_response>\n{content}\n</tool_response>"
-            if out and out[-1]["role"] == role and role != "system" and "tool_calls" not in out[-1]:
-                out[-1] = {**out[-1], "content": out[-1]["content"] + "\n\n" + content}
-                continue
-            plain = {"role": role, "content": content}
-            if self.renders_tool_calls and message.get("tool_calls"):
-                plain["tool_calls"] = message["tool_calls"]
-            out.append(plain)
-        if tools and not self.takes_tools:
-            listing = "\n".join(json.dumps(t.get("function", t)) for t in tools)
-            instructions = TOOL_INSTRUCTIONS.format(tools=listing)
-            if out and out[0]["role"] == "system":
-                out[0] = {**out[0], "content": out[0]["content"] + "\n\n" + instructions}
-            else:
-                out.insert(0, {"role": "system", "content": instructions})
-        return out
+        self.abilities = TemplateAbilities.of(template)
 
     def render(self, request: Request) -> ChatPrompt:
-        tools = request.tools if request.tool_choice != "none" else ()
-        messages = self._plain(request.messages or (), tools)
+        tools = offered_tools(request.tools, request.tool_choice)
+        messages = plain_messages(request.messages or (), tools, self.abilities)
+        templated = list(tools) if self.abilities.takes_tools and tools else None
         try:
-            result = self.formatter(messages=messages, tools=list(tools) if self.takes_tools and tools else None)
+            result = self.formatter(messages=messages, tools=templated)
         except Exception as exc:  # jinja2 errors and the template's own raise_exception
             raise BackendError(f"{self.name}: its chat template failed on these messages: "
                                f"{type(exc).__name__}: {exc}") from exc
         text = result.prompt
         schema = forced_call_schema(tools, request.tool_choice) if tools else None
         if schema is not None:
-            text += "<tool_call>\n"
-        return ChatPrompt(text, list(self.stop), schema is not None, schema)
-
-
-def forced_call_schema(tools: tuple[dict[str, Any], ...], choice: str) -> dict[str, Any] | None:
-    """The JSON schema of one call `{"name": ..., "arguments": {...}}` for tool_choice "required"
-    (any offered tool) or a tool's name; None for "auto"/"none"."""
-    if choice in ("auto", "none"):
-        return None
-    functions = [t.get("function", t) for t in tools]
-    if choice != "required":
-        functions = [f for f in functions if f.get("name") == choice]
-        if not functions:
-            raise BackendError(f"tool_choice names {choice!r}, which is not among the offered tools")
-
-    def one(function: dict[str, Any]) -> dict[str, Any]:
-        # No extra keys: a small model would otherwise ramble on adding properties.
-        parameters = {"type": "object", "properties": {}, **function.get("parameters", {}),
-                      "additionalProperties": False}
-        return {"type": "object", "properties": {"name": {"const": function["name"]}, "arguments": parameters},
-                "required": ["name", "arguments"], "additionalProperties": False}
-
-    variants = [one(f) for f in functions]
-    return variants[0] if len(variants) == 1 else {"anyOf": variants}
+            text += FORCED_PREFIX
+        return ChatPrompt(text, list(self.abilities.stop), schema is not None, schema)

@@ -9,6 +9,8 @@ back from the model; a model that wants to call a tool writes the call in its te
 - `[TOOL_CALLS] [{"name": ..., "arguments": {...}}]` (Mistral)
 - `<|python_tag|>{"name": ..., "parameters": {...}}` or a bare JSON object (or a list of them)
   that names one of the offered tools (Llama 3.x), optionally in a ```json fence
+- `functions.<name>:\n{...}` (llama-cpp-python's chatml-function-calling template), for an
+  offered tool
 
 `parse_tool_calls` returns the text with the calls cut out and the calls as ToolCall values. A
 call that cannot be read (broken JSON, no tool name) comes back as a ToolCall with `error` set:
@@ -28,6 +30,7 @@ _BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
 _MISTRAL = re.compile(r"\[TOOL_CALLS\]\s*(.*)$", re.DOTALL)
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 _NAME = re.compile(r'"name"\s*:\s*"([^"\\]*)"')
+_FUNCTIONS = re.compile(r"^functions\.([\w.-]+):[ \t]*\n?", re.MULTILINE)
 
 
 def openai_tool_choice(choice: str) -> str | dict[str, Any]:
@@ -96,6 +99,14 @@ def parse_tool_calls(text: str, tool_names: Collection[str] = ()) -> tuple[str, 
             found, _ = _decode(match.group(1), len(calls))
             calls.extend(found)
         return _BLOCK.sub("", text).strip(), calls
+    functions = [m for m in _FUNCTIONS.finditer(text) if m.group(1) in tool_names]
+    if functions:
+        calls = []
+        for index, match in enumerate(functions):
+            end = functions[index + 1].start() if index + 1 < len(functions) else len(text)
+            raw = text[match.end(): end].strip()
+            calls.append(ToolCall.from_raw(match.group(1), raw, f"call_{index}"))
+        return text[: functions[0].start()].strip(), calls
     mistral = _MISTRAL.search(text)
     if mistral:
         calls, _ = _decode(mistral.group(1), 0)
