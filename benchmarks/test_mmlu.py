@@ -41,9 +41,14 @@ def test_mmlu(case: Case, llm, record, harness: RunSession) -> None:
                          lambda: mmlu.few_shot(_source(harness), subject, s.mmlu_shots))
     prompt = mmlu.prompt(item, shots, style=case.model.prompt_style)
     if s.mmlu_mode == "loglikelihood" or (s.mmlu_mode == "auto" and llm.supports_loglikelihood):
-        index, values = single.choose_scored(llm, prompt, mmlu.CONTINUATIONS, reference=" " + item.reference)
+        # A chat model is scored on its own template's prompt, the reply starting with the letter.
+        context = single.chat_context(llm, prompt)
+        if context is None:
+            index, values = single.choose_scored(llm, prompt, mmlu.CONTINUATIONS, reference=" " + item.reference)
+        else:
+            index, values = single.choose_scored(llm, context, mmlu.LETTERS, reference=item.reference)
         letter = mmlu.LETTERS[index]
-        record(letter, mmlu.score(item, letter), mode="loglikelihood",
+        record(letter, mmlu.score(item, letter), mode="loglikelihood", chat_template=context is not None,
                loglikelihoods=dict(zip(mmlu.LETTERS, values)))
     else:
         output = single.complete(llm, prompt, max_tokens=8, reference=item.reference)

@@ -34,7 +34,9 @@ from harness.backends.base import (
     Request,
     RetryableError,
     Timings,
+    ToolCall,
     Usage,
+    count_tokens,
 )
 from harness.cache import ResponseCache, request_key
 from harness.record import ModelUsage
@@ -170,7 +172,9 @@ class ModelCall:
         if hit is not None:
             self.log.cache_hits += 1
             timings = Timings(**hit.pop("timings"))
-            generation = Generation(**{**hit, "usage": Usage(**hit["usage"]), "timings": timings})
+            calls = [ToolCall.from_dict(c) for c in hit.get("tool_calls", [])]
+            generation = Generation(**{**hit, "usage": Usage(**hit["usage"]), "timings": timings,
+                                       "tool_calls": calls})
         else:
             generation = self._call(lambda: self.backend.generate(request))
             if key is not None and self.policy.cache is not None:
@@ -190,6 +194,11 @@ class ModelCall:
                                             "timings": result.timings.__dict__})
         self._account(result.usage, result.timings)
         return result
+
+    def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
+        """The model's own token count of a prompt (Unsupported where the backend has none). On the
+        backend's thread, so it never runs beside a call; not counted as a model call."""
+        return self._once(lambda: count_tokens(self.backend, content))
 
     def _account(self, usage: Usage, timings: Timings) -> None:
         self.log.usage = self.log.usage + usage

@@ -148,6 +148,17 @@ def _doctor(args: argparse.Namespace) -> int:
     return 1 if broken else 0
 
 
+def _chat(args: argparse.Namespace) -> int:
+    """An interactive chat; problems (model, files) come back as one line, not a traceback."""
+    from harness.chat import ChatError, run
+
+    try:
+        return run(args.model, args.memory, load=args.load, save=args.save, models_file=args.models_file,
+                   system=args.system, max_tokens=args.max_tokens)
+    except ChatError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -181,6 +192,16 @@ def main(argv: list[str] | None = None) -> int:
                                      "sandbox and Node, and say what to do about each failure")
     p.add_argument("--models-file")
     p.set_defaults(func=_doctor)
+    p = sub.add_parser("chat", help="chat with a model in the terminal, with a memory strategy; "
+                                   "/help inside lists the commands")
+    p.add_argument("--model", required=True, help="a registry model, by name")
+    p.add_argument("--memory", default="full", help="full, none, window:N or budget:T (default full)")
+    p.add_argument("--load", help="continue a conversation saved with /save or --save")
+    p.add_argument("--save", help="save the conversation to this file when the chat ends")
+    p.add_argument("--system", help="the system prompt of a new conversation")
+    p.add_argument("--max-tokens", type=int, default=256, help="most tokens of a reply (default 256)")
+    p.add_argument("--models-file")
+    p.set_defaults(func=_chat)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

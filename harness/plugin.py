@@ -42,7 +42,8 @@ OUTCOME = pytest.StashKey[Outcome]()
 CALLS = pytest.StashKey[list[ModelCall]]()
 RESOURCES = pytest.StashKey[dict[str, Any]]()
 WINDOWS = pytest.StashKey[CaseWindows]()
-SUITES = ("mmlu", "extraction", "vue", "mbpp", "humaneval", "gsm8k")  # each suite's name is also a marker
+# Each suite's name is also a marker.
+SUITES = ("mmlu", "extraction", "vue", "mbpp", "humaneval", "gsm8k", "chat_memory")
 
 
 @dataclass(frozen=True)

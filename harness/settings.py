@@ -86,6 +86,9 @@ class Settings:
     gsm8k_shots: int = option("worked examples in base-model prompts", 2, minimum=0)
     gsm8k_max_tokens: int = option("tokens a GSM8K answer may take", 256, minimum=1)
     router_max_turns: int = option("model turns the delegation router may take", 4, minimum=1)
+    router_tool_choice: str = option("the router's first turn: auto (the large model decides) or required (it "
+                                     "must call ask_small_model; later turns are auto)", "auto",
+                                     choices=("auto", "required"))
     # -- MMLU
     mmlu_data: str | None = option("MMLU data: a folder in the authors' CSV layout, or hf:cais/mmlu",
                                    shown_default="the project's sample in fixtures/mmlu")
@@ -135,6 +138,9 @@ class Settings:
                           "auto", choices=("auto", "bwrap", "unshare", "rlimits"))
     cascade_variants: int = option("tries of the small model in the cascade before the large one answers "
                                    "(2: greedy, then one sample)", 2, minimum=1)
+    # -- chat memory
+    memory: tuple[str, ...] = option("chat memory strategies of the chat_memory suite, comma-separated: full, "
+                                     "none, window:N, budget:T", ("full", "none", "window:4", "budget:512"))
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}

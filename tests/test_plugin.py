@@ -49,7 +49,8 @@ def test_k_selects_by_model_and_subject(bench: BenchRun) -> None:
 def test_m_selects_by_tier_and_backend(bench: BenchRun) -> None:
     result = bench("--models", "all", "--collect-only", "-q", "-m", "tier_7b", "--mmlu-per-subject", "1")
     models = {line.split("[")[1].rsplit("-", 2)[0] for line in result.stdout.lines if "::test_mmlu[" in line}
-    assert models == {"codellama-7b", "qwen2.5-7b", "qwen2.5-7b-nf4", "qwen2.5-7b-int8", "mistral-7b"}
+    assert models == {"codellama-7b", "qwen2.5-7b", "qwen2.5-7b-nf4", "qwen2.5-7b-int8", "mistral-7b",
+                      "qwen2.5-coder-7b"}
     result = bench("--models", "all", "--collect-only", "-q", "-m", "backend_oracle and mmlu")
     assert sum("[oracle-" in line for line in result.stdout.lines) == SAMPLE_ITEMS
 
@@ -135,9 +136,11 @@ def test_a_model_that_fails_to_load_is_an_error_not_a_wrong_answer(bench: BenchR
 
 def test_no_runnable_model_is_a_usage_error(bench: BenchRun) -> None:
     registry = bench.pytester.path / "mine.toml"
-    # Override the embedded default with one that cannot run here.
+    # Override the embedded defaults with ones that cannot run here.
     registry.write_text('[[models]]\nname = "gemma3-270m-q4"\nbackend = "llamacpp"\n'
-                        'model = "/nonexistent/model.gguf"\ndefault = true\n')
+                        'model = "/nonexistent/model.gguf"\ndefault = true\n'
+                        '[[models]]\nname = "smollm2-135m"\nbackend = "llamacpp"\n'
+                        'model = "/nonexistent/smollm2.gguf"\ndefault = true\n')
     result = bench("--models-file", str(registry))
     assert result.ret != 0
     assert "no model selected" in result.stdout.str() + result.stderr.str()

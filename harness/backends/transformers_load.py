@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.backends.modelfiles import pypi_model_missing, pypi_model_version, resolve_model_path
+from harness.backends.modelfiles import (
+    pypi_file_missing,
+    pypi_file_path,
+    pypi_model_missing,
+    pypi_model_version,
+    resolve_model_path,
+)
 
 # Registry `quantization` values this backend knows. "" loads in the dtype option (default fp32).
 FLOAT_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -47,6 +53,9 @@ def gguf_source(model: str) -> str | None:
     kind, _, target = model.partition(":")
     if kind == "pypi":
         return model
+    if kind == "pypi-file":
+        path = pypi_file_path(target)
+        return str(path) if path is not None else model
     if kind == "gguf":
         return target
     return model if model.lower().endswith(".gguf") else None
@@ -57,6 +66,8 @@ def missing(model: str) -> str | None:
     kind, _, target = model.partition(":")
     if kind == "pypi":
         return pypi_model_missing(target)
+    if kind == "pypi-file":
+        return pypi_file_missing(target)
     source = gguf_source(model)
     if source is not None:
         return None if Path(source).expanduser().is_file() else f"GGUF file {source!r} not found"

@@ -29,6 +29,7 @@ BUILTIN_REPORTS = (
     "harness.report.comparison",
     "harness.report.passk",
     "harness.report.extraction_metrics",
+    "harness.report.chat_memory",
     "harness.report.extraction_more",
     "harness.report.mmlu_analysis",
     "harness.report.vue_report",

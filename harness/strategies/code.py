@@ -9,17 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.call import ModelCall
 from harness.report import passk
-from harness.sandbox import Sandbox
+from harness.sandbox import Sandbox, SandboxError
 from harness.strategies import cascade
 from harness.strategies.attempts import GREEDY, Attempt, Variant, attempt, sample, totals, variants
 from harness.suites.base import Score
 from harness.suites.code import CodeTask
 
-__all__ = ["GREEDY", "Attempt", "CodeAnswer", "Variant", "answer", "attempt", "sample", "totals", "variants"]
+if TYPE_CHECKING:
+    from harness.strategies.delegate import RouterResult
+
+__all__ = ["GREEDY", "Attempt", "CodeAnswer", "Variant", "answer", "attempt", "routed_answer", "sample", "totals",
+           "variants"]
 
 
 @dataclass
@@ -30,6 +34,17 @@ class CodeAnswer:
     score: Score
     mode: str
     extra: dict[str, Any]
+
+
+def routed_answer(task: CodeTask, routed: RouterResult, sandbox: Sandbox) -> CodeAnswer:
+    """A delegation-router case: the large model's final text, run against the task's tests."""
+    result = sandbox.run(task.program(routed.text))
+    if result.outcome == "sandbox_error":
+        raise SandboxError(f"item {task.item_id}: the sandbox failed: {result.detail}")
+    return CodeAnswer(routed.text, Score(result.passed, {"pass@1": float(result.passed)}), "router",
+                      {**routed.to_extra(), "output": routed.text, "outcome": result.outcome,
+                       "detail": result.detail, "sandbox_s": result.wall_s, "sandbox_cpu_s": result.cpu_s,
+                       "isolation": sandbox.isolation.describe()})
 
 
 def answer(task: CodeTask, model: ModelCall, sandbox: Sandbox, *, strategy: str = "single",

@@ -2,8 +2,10 @@
 
 The large model sees the question and one tool, `ask_small_model`, which runs the small model on
 whatever text the large model passes (the whole question or a sub-task) and returns its answer.
-The large model decides itself when to delegate; the loop is bounded by `max_turns`. Each model
-is a ModelCall of its own, so tokens, time and cost are kept per model.
+The large model decides itself when to delegate (or, with tool_choice "required", must call the
+tool on its first turn); the loop is bounded by `max_turns`. Its instructions come from the
+suite (e.g. gsm8k.router_instructions()), so one router serves every suite. Each model is a
+ModelCall of its own, so tokens, time and cost are kept per model.
 """
 
 from __future__ import annotations
@@ -14,14 +16,12 @@ from typing import Any
 
 from harness.call import ModelCall
 from harness.strategies import single
-from harness.strategies.tool_loop import LoopResult, Tool, ToolError, run_tool_loop
+from harness.strategies.tool_loop import LoopResult, Tool, ToolChoice, ToolError, run_tool_loop
 
 TOOL_NAME = "ask_small_model"
-SYSTEM = (
-    "You solve math word problems. You may call the tool ask_small_model to hand a sub-task or the "
-    "whole question to a small, cheap math model; its answer can be wrong, so check it. "
-    "End with a final line 'The answer is N.'"
-)
+# When a suite gives no instructions of its own.
+SYSTEM = ("You may call the tool ask_small_model to hand a sub-task or the whole task to a small, cheap "
+          "model; its answer can be wrong, so check it.")
 
 
 @dataclass
@@ -29,6 +29,7 @@ class RouterResult:
     text: str  # the large model's final answer text
     loop: LoopResult
     small_answers: list[str] = field(default_factory=list)
+    tool_choice: ToolChoice = "auto"  # what the first turn asked of the large model
 
     @property
     def tool_calls(self) -> int:
@@ -41,15 +42,16 @@ class RouterResult:
 
     def to_extra(self) -> dict[str, Any]:
         """What a case records: every tool call, the turns and stop reason (typed fields of the
-        record), and the small model's answers."""
+        record), the small model's answers and the tool choice the router asked for."""
         return {"tool_calls": [c.to_dict() for c in self.loop.calls], "turns": self.loop.turns,
-                "stopped": self.loop.stopped, "small_answers": self.small_answers}
+                "stopped": self.loop.stopped, "small_answers": self.small_answers, "tool_choice": self.tool_choice}
 
 
 def route(large: ModelCall, small: ModelCall, question: str, *,
           small_prompt: Callable[[str], str], max_turns: int = 4, max_tokens: int = 256,
           small_max_tokens: int = 256, small_stop: tuple[str, ...] = (),
-          reference: str | None = None) -> RouterResult:
+          reference: str | None = None, system: str = SYSTEM,
+          tool_choice: ToolChoice = "auto") -> RouterResult:
     """Let `large` answer `question`, delegating to `small` as it sees fit.
 
     `small_prompt` turns the delegated text into the small model's prompt (few-shot for a base
@@ -66,11 +68,11 @@ def route(large: ModelCall, small: ModelCall, question: str, *,
         answers.append(output.text)
         return output.text.strip() or "(the small model gave no answer)"
 
-    tool = Tool(TOOL_NAME, "Ask a small math model to solve a question or a sub-task; returns its answer.",
+    tool = Tool(TOOL_NAME, "Ask a small, cheap model to solve a question or a sub-task; returns its answer.",
                 {"type": "object", "properties": {"task": {"type": "string",
                                                            "description": "the question or sub-task"}},
                  "required": ["task"]}, ask_small_model)
-    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
     loop = run_tool_loop(large, messages, [tool], max_turns=max_turns, max_tokens=max_tokens,
-                         reference=reference)
-    return RouterResult(loop.text, loop, answers)
+                         reference=reference, first_tool_choice=tool_choice)
+    return RouterResult(loop.text, loop, answers, tool_choice)

@@ -22,6 +22,16 @@ def choose_scored(model: ModelCall, context: str, continuations: Sequence[str],
     return max(range(len(values)), key=values.__getitem__), list(values)
 
 
+def chat_context(model: ModelCall, prompt: str) -> str | None:
+    """A chat model's prompt as its chat template writes it (one user turn, then the start of
+    the assistant's), for scoring continuations by loglikelihood the way the model reads a
+    chat; None for base models and backends that cannot render their template."""
+    render = getattr(model.backend, "chat_text", None)
+    if model.spec.prompt_style != "chat" or render is None:
+        return None
+    return render(({"role": "user", "content": prompt},))
+
+
 def complete(model: ModelCall, prompt: str, *, max_tokens: int = 256, stop: Sequence[str] = (),
              temperature: float = 0.0, reference: str | None = None, seed: int | None = None) -> Generation:
     """Generate from a prompt: plain text for base models, one user message for chat models."""

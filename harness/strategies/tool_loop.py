@@ -9,15 +9,15 @@ caller decides whether such an error makes the case an error.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from harness.backends.base import Request
+from harness.backends.base import Request, ToolCall
 from harness.call import ModelCall
 
 StopReason = Literal["answer", "finish_tool", "max_turns"]
+ToolChoice = Literal["auto", "required"]
 
 
 @dataclass(frozen=True)
@@ -62,14 +62,11 @@ class LoopResult:
         return [c for c in self.calls if not c.ok]
 
 
-def _parse_arguments(raw: str) -> dict[str, Any]:
-    try:
-        parsed = json.loads(raw) if raw.strip() else {}
-    except json.JSONDecodeError as exc:
-        raise ToolError(f"arguments are not valid JSON ({exc.msg} at position {exc.pos})") from None
-    if not isinstance(parsed, dict):
-        raise ToolError("arguments must be a JSON object")
-    return parsed
+def _arguments(call: ToolCall) -> dict[str, Any]:
+    """The call's parsed arguments; a call the backend could not parse is refused with its reason."""
+    if call.error is not None or call.arguments is None:
+        raise ToolError(call.error or "arguments are not a JSON object")
+    return call.arguments
 
 
 def _required(tool: Tool, arguments: dict[str, Any]) -> None:
@@ -80,36 +77,44 @@ def _required(tool: Tool, arguments: dict[str, Any]) -> None:
 
 def run_tool_loop(model: ModelCall, messages: Sequence[dict[str, Any]], tools: Sequence[Tool], *,
                   max_turns: int = 8, finish_tool: str | None = None, max_tokens: int = 512,
-                  temperature: float = 0.0, reference: str | None = None) -> LoopResult:
+                  temperature: float = 0.0, reference: str | None = None,
+                  first_tool_choice: ToolChoice = "auto") -> LoopResult:
     """Ask, run the tools the model calls, feed results back; stop on a plain answer, on the
-    finish tool, or after max_turns model calls."""
+    finish tool, or after max_turns model calls.
+
+    `first_tool_choice="required"` asks the backend to force a tool call on the first turn
+    (later turns are "auto"): the tool path gets measured with models that never volunteer one.
+    """
     by_name: Mapping[str, Tool] = {t.name: t for t in tools}
     history = list(messages)
     calls: list[ToolCallRecord] = []
     schemas = tuple(t.schema() for t in tools)
     for turn in range(1, max_turns + 1):
-        generation = model.generate(Request(messages=tuple(history), tools=schemas, max_tokens=max_tokens,
-                                            temperature=temperature, reference=reference))
+        choice = first_tool_choice if turn == 1 else "auto"
+        generation = model.generate(Request(messages=tuple(history), tools=schemas, tool_choice=choice,
+                                            max_tokens=max_tokens, temperature=temperature,
+                                            reference=reference))
         if not generation.tool_calls:
             history.append({"role": "assistant", "content": generation.text})
             return LoopResult(generation.text, turn, "answer", calls, history)
+        ids = [c.id or f"call_{turn}_{i}" for i, c in enumerate(generation.tool_calls)]
         history.append({"role": "assistant", "content": generation.text or None,
-                        "tool_calls": [{"id": c["id"], "type": "function",
-                                        "function": {"name": c["name"], "arguments": c["arguments"]}}
-                                       for c in generation.tool_calls]})
-        for call in generation.tool_calls:
-            raw = call.get("arguments") or ""
+                        "tool_calls": [{"id": id_, "type": "function",
+                                        "function": {"name": c.name, "arguments": c.raw_arguments}}
+                                       for id_, c in zip(ids, generation.tool_calls)]})
+        for id_, call in zip(ids, generation.tool_calls):
+            arguments: dict[str, Any] = {}
             try:
-                tool = by_name.get(call["name"])
+                arguments = _arguments(call)  # a call whose name could not be read fails here
+                tool = by_name.get(call.name)
                 if tool is None:
-                    raise ToolError(f"unknown tool {call['name']!r}; tools: {', '.join(by_name)}")
-                arguments = _parse_arguments(raw)
+                    raise ToolError(f"unknown tool {call.name!r}; tools: {', '.join(by_name)}")
                 _required(tool, arguments)
                 result, ok = tool.run(arguments), True
             except ToolError as exc:
                 result, ok = f"error: {exc}", False
-            calls.append(ToolCallRecord(turn, call["name"], raw, ok, result))
-            history.append({"role": "tool", "tool_call_id": call["id"], "content": result})
-            if ok and call["name"] == finish_tool:
+            calls.append(ToolCallRecord(turn, call.name, call.raw_arguments, ok, result))
+            history.append({"role": "tool", "tool_call_id": id_, "content": result})
+            if ok and call.name == finish_tool:
                 return LoopResult(generation.text, turn, "finish_tool", calls, history, arguments)
     return LoopResult("", max_turns, "max_turns", calls, history)

@@ -169,6 +169,13 @@ def prompt(item: Item, shots: Sequence[Item] = (), style: str = "base") -> str:
     return f"{examples}{question}\nAnswer:"
 
 
+def router_instructions() -> str:
+    """The delegation router's system message for GSM8K (the large model's brief)."""
+    return ("You solve math word problems. You may call the tool ask_small_model to hand a sub-task or "
+            "the whole question to a small, cheap math model; its answer can be wrong, so check it. "
+            "End with a final line 'The answer is N.'")
+
+
 def few_shot(source: str | Path, k: int, seed: int = 0) -> list[Item]:
     """k worked examples for base-model prompts, the same for every item and model.
 

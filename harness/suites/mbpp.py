@@ -73,6 +73,25 @@ def prompt(item: Item, shots: Sequence[Item] = (), style: str = "base") -> str:
     return text + _task_block(item) + "[BEGIN]\n"
 
 
+def router_instructions() -> str:
+    """The delegation router's system message for MBPP (the large model's brief)."""
+    return ("You write Python functions that pass the given tests. You may call the tool ask_small_model "
+            "to hand the task or a part of it to a small, cheap coding model; its code can be wrong, so "
+            "check it. End with the complete function in one ```python code block, with no test code.")
+
+
+def delegated_prompt(text: str, shots: Sequence[Item] = (), style: str = "base") -> str:
+    """The small model's prompt for a task the router hands it: the suite's own prompt form (the
+    shots and "[BEGIN]" for a base model, the code-block instruction for a chat model)."""
+    if style not in STYLES:
+        raise ValueError(f"unknown prompt style {style!r}; expected one of {STYLES}")
+    block = f"You are an expert Python programmer, and here is your task: {text.strip()}\n"
+    if style == "chat":
+        return block + "\n" + CHAT_INSTRUCTION
+    examples = "".join(f"{_task_block(shot)}[BEGIN]\n{shot.reference.rstrip()}\n[DONE]\n" for shot in shots)
+    return examples + block + "[BEGIN]\n"
+
+
 def program(item: Item, code: str, challenge: bool = False) -> str:
     """The solution, then the setup code (it may use the solution's classes), then the asserts."""
     tests = list(item.input["test_list"]) + (list(item.input["challenge_test_list"]) if challenge else [])

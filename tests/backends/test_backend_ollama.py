@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fake_servers import send_json, send_ndjson, serve
 
-from harness.backends.base import BackendError, Request, RetryableError, Unsupported
+from harness.backends.base import BackendError, Request, RetryableError, ToolCall, Unsupported
 from harness.backends.ollama import OllamaBackend, available, host_of, installed_models
 from harness.call import CallPolicy, ModelCall
 from harness.registry import ModelSpec
@@ -73,8 +73,9 @@ def test_chat_tool_calls_pass_through_as_raw_json_arguments() -> None:
     tools = ({"type": "function", "function": {"name": "get_current_weather", "parameters": {"type": "object"}}},)
     with serve(routes()) as (url, received):
         out = OllamaBackend(spec(url)).generate(Request(messages=history, tools=tools))
-    assert out.tool_calls == [{"id": "call_0", "name": "get_current_weather",
-                               "arguments": json.dumps({"format": "celsius", "location": "Paris, FR"})}]
+    arguments = {"format": "celsius", "location": "Paris, FR"}
+    assert out.tool_calls == [ToolCall(name="get_current_weather", raw_arguments=json.dumps(arguments),
+                                       id="call_0", arguments=arguments)]
     sent = received[-1]["body"]["messages"]
     assert sent[1]["tool_calls"] == [{"function": {"name": "lookup", "arguments": {"q": "Paris"}}}]
     assert sent[2] == {"role": "tool", "content": "sunny", "tool_name": "lookup"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.backends.base import BackendError, Request, Unsupported
+from harness.backends.base import BackendError, Request, ToolCall, Unsupported
 from harness.backends.scripted import ScriptedBackend
 from harness.registry import ModelSpec
 
@@ -17,8 +17,8 @@ def test_replays_text_and_tool_calls_in_order() -> None:
         [{"tool_calls": [{"name": "ask_small_model", "arguments": {"question": "2+2?"}}]}, "The answer is 4."])
     first = backend.generate(Request(prompt="q"))
     assert first.text == "" and first.finish_reason == "tool_calls"
-    assert first.tool_calls == [{"id": "call_0", "name": "ask_small_model",
-                                 "arguments": json.dumps({"question": "2+2?"})}]
+    assert first.tool_calls == [ToolCall(name="ask_small_model", raw_arguments=json.dumps({"question": "2+2?"}),
+                                         id="call_0", arguments={"question": "2+2?"})]
     second = backend.generate(Request(prompt="q2"))
     assert (second.text, second.tool_calls, second.finish_reason) == ("The answer is 4.", [], "stop")
     assert [r.prompt for r in backend.requests] == ["q", "q2"]
@@ -26,7 +26,9 @@ def test_replays_text_and_tool_calls_in_order() -> None:
 
 def test_raw_malformed_arguments_pass_through() -> None:
     backend = ScriptedBackend.from_steps([{"tool_calls": [{"name": "f", "arguments": "{not json"}]}])
-    assert backend.generate(Request(prompt="q")).tool_calls[0]["arguments"] == "{not json"
+    call = backend.generate(Request(prompt="q")).tool_calls[0]
+    assert (call.raw_arguments, call.arguments) == ("{not json", None)
+    assert call.error is not None and call.error.startswith("arguments are not valid JSON")
 
 
 def test_repeat_or_error_when_exhausted() -> None:

@@ -96,8 +96,9 @@ def test_cascade_beside_small_only_and_large_only_end_to_end(bench: BenchRun, tm
     by_strategy: dict[tuple[str, str], list[dict]] = {}
     for rec in records:
         by_strategy.setdefault((rec["model"], rec["strategy"]), []).append(rec)
+    # MBPP's pair strategies: the cascade and the delegation router, on the same items.
     assert sorted(by_strategy) == [("oracle", "single"), ("tiny-scripted", "single"),
-                                   ("tiny-scripted+oracle", "cascade")]
+                                   ("tiny-scripted+oracle", "cascade"), ("tiny-scripted+oracle", "delegate")]
     assert {r["item_id"] for r in records} == {r["item_id"] for r in by_strategy[("oracle", "single")]}
     assert all(r["status"] == "wrong" for r in by_strategy[("tiny-scripted", "single")])
     for rec in by_strategy[("tiny-scripted+oracle", "cascade")]:

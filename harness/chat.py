@@ -1,0 +1,160 @@
+"""`harness chat`: talk to a registry model in the terminal, with a memory strategy.
+
+    harness chat --model smollm2-135m --memory window:6 --load chat.json --save chat.json
+
+Lines starting with '/' are commands (/help lists them); anything else is a message. Ctrl-D or
+/exit leaves (and writes --save FILE, when given). Problems a person can fix (an unknown model,
+one that fails to load, a file that is not a saved conversation) are one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from harness.backends.base import BackendError
+from harness.call import CallPolicy, ModelCall
+from harness.registry import DEFAULT_REGISTRY, RegistryError, create_backend, load_registry
+from harness.strategies import memory
+
+DEFAULT_SYSTEM = "You are a helpful assistant."
+PROMPT = "you> "
+HELP = ("/save FILE  save the conversation (JSON)   /load FILE  continue a saved one\n"
+        "/history    the turns so far              /reset      start over\n"
+        "/tokens     size of the current context   /exit       leave (or Ctrl-D)")
+
+
+class ChatError(Exception):
+    """A problem the person at the terminal can fix; printed as one line."""
+
+
+def open_model(name: str, models_file: str | None) -> ModelCall:
+    files = [DEFAULT_REGISTRY, *([Path(models_file)] if models_file else [])]
+    registry = load_registry(files)
+    if name not in registry:
+        raise ChatError(f"unknown model {name!r}; models: {', '.join(registry)}")
+    try:
+        backend = create_backend(registry[name])
+    except RegistryError as exc:
+        raise ChatError(str(exc)) from None
+    except Exception as exc:  # a broken weights file surfaces as anything the library raises
+        raise ChatError(f"model {name!r} failed to load: {type(exc).__name__}: {exc}") from None
+    # A person waits at the terminal: no timeout thread to abandon a slow answer, few retries.
+    return ModelCall(registry[name], backend, CallPolicy(timeout_s=None, retries=1))
+
+
+class ChatSession:
+    """The conversation, the strategy and the model; `handle` takes one line of input."""
+
+    def __init__(self, model: ModelCall, strategy: memory.Memory, conversation: memory.Conversation,
+                 out: Callable[[str], None], max_tokens: int = 256) -> None:
+        self.model = model
+        self.strategy = strategy
+        self.conversation = conversation
+        self.out = out
+        self.max_tokens = max_tokens
+        self.count = memory.counter(model)
+
+    def handle(self, line: str) -> bool:
+        """False when the person asked to leave."""
+        line = line.strip()
+        if not line:
+            return True
+        if not line.startswith("/"):
+            self._say(line)
+            return True
+        command, _, argument = line.partition(" ")
+        argument = argument.strip()
+        if command in ("/exit", "/quit"):
+            return False
+        actions: dict[str, Callable[[str], None]] = {
+            "/save": self._save, "/load": self._load, "/history": self._history,
+            "/reset": self._reset, "/tokens": self._tokens, "/help": lambda _: self.out(HELP)}
+        action = actions.get(command)
+        if action is None:
+            self.out(f"unknown command {command}; /help lists them")
+        else:
+            try:
+                action(argument)
+            except (OSError, memory.ChatMemoryError, ChatError) as exc:
+                self.out(f"error: {exc}")
+        return True
+
+    def _say(self, message: str) -> None:
+        try:
+            reply = memory.respond(self.model, self.conversation, message, self.strategy,
+                                   max_tokens=self.max_tokens, count=self.count)
+        except BackendError as exc:  # includes Unsupported (budget:T on a model that cannot count)
+            self.out(f"error: {exc}")
+            return
+        self.out(f"{self.model.name}> {reply.text}")
+
+    def _need_file(self, argument: str, command: str) -> str:
+        if not argument:
+            raise ChatError(f"{command} needs a file name, e.g. {command} chat.json")
+        return argument
+
+    def _save(self, argument: str) -> None:
+        path = self._need_file(argument, "/save")
+        self.conversation.save(path)
+        self.out(f"saved {len(self.conversation.turns)} turns to {path}")
+
+    def _load(self, argument: str) -> None:
+        path = self._need_file(argument, "/load")
+        self.conversation = memory.Conversation.load(path)
+        self.out(f"loaded {len(self.conversation.turns)} turns from {path}")
+
+    def _history(self, _: str) -> None:
+        if not self.conversation.turns:
+            self.out("(no turns yet)")
+        for number, turn in enumerate(self.conversation.turns, start=1):
+            self.out(f"[{number}] you: {turn.user}\n    {self.model.name}: {turn.assistant}")
+
+    def _reset(self, _: str) -> None:
+        self.conversation = memory.Conversation(self.conversation.system)
+        self.out("the conversation is empty again")
+
+    def _tokens(self, _: str) -> None:
+        # The context the next message would join: what the strategy keeps now, with an empty message.
+        try:
+            context = self.strategy.context(self.conversation, "", self.count)
+        except BackendError as exc:
+            raise ChatError(str(exc)) from None
+        size = f"{self.count(context.messages)} tokens" if self.count else "size unknown (no tokenizer)"
+        self.out(f"context: {size}, {len(context.kept)} of {len(self.conversation.turns)} turns kept "
+                 f"({self.strategy})")
+
+
+def run(model_name: str, memory_spec: str = "full", *, load: str | None = None, save: str | None = None,
+        models_file: str | None = None, system: str | None = None, max_tokens: int = 256,
+        stdin: TextIO | None = None, out: Callable[[str], None] = print) -> int:
+    """The interactive loop; returns the exit status. Raises ChatError / ChatMemoryError for the
+    command line to print as one line."""
+    strategy = memory.parse(memory_spec)
+    conversation = memory.Conversation.load(load) if load else memory.Conversation(system or DEFAULT_SYSTEM)
+    model = open_model(model_name, models_file)
+    session = ChatSession(model, strategy, conversation, out, max_tokens)
+    out(f"chatting with {model_name} (memory {strategy}); /help lists commands, Ctrl-D leaves"
+        + (f"; {len(conversation.turns)} turns loaded from {load}" if load else ""))
+    try:
+        while True:
+            try:
+                line = stdin.readline() if stdin is not None else input(PROMPT)
+            except (EOFError, KeyboardInterrupt):
+                break
+            if stdin is not None and not line:
+                break
+            if not session.handle(line):
+                break
+    finally:
+        if save:
+            try:
+                session.conversation.save(save)
+                out(f"saved {len(session.conversation.turns)} turns to {save}")
+            except OSError as exc:
+                print(f"harness chat: cannot save to {save}: {exc}", file=sys.stderr)
+        model.backend.close()
+    out("bye")
+    return 0
