@@ -113,6 +113,7 @@ class LlamaCppBackend:
             self.llm = Llama(model_path=resolve_model_path(spec.model), **options)
         self.model_path = self.llm.model_path
         self.options = options
+        self._template: ChatTemplate | None = None
 
     def describe(self) -> dict[str, Any]:
         """How this model runs: the settings in effect (read back from llama.cpp where it keeps
@@ -135,7 +136,6 @@ class LlamaCppBackend:
             "llama_cpp_python": getattr(llama_cpp, "__version__", None),
             "system_info": _system_info(),
         }
-        self._template: ChatTemplate | None = None
 
     # -- helpers ---------------------------------------------------------------------------------
     def _tokens(self, text: str, *, bos: bool) -> list[int]:
