@@ -21,14 +21,14 @@ LAYERS: dict[str, int] = {
     "harness.backends": 1, "harness.report": 1, "harness.store": 1, "harness.sandbox": 1,
     "harness.isolation": 1, "harness.monitor": 1, "harness.cache": 1, "harness.suites": 1,
     "harness.call": 2,
-    "harness.session": 3, "harness.controller": 3, "harness.strategies": 3,
+    "harness.session": 3, "harness.controller": 3, "harness.strategies": 3, "harness.case_monitor": 3,
     "harness.plugin": 4, "harness.cli": 4, "harness.doctor": 4, "harness.tasks": 4, "harness.chat": 4,
 }
 # Peers that may import each other: the sandbox and its isolation levels; a backend and the
 # backends' shared helpers.
 ALLOWED_PEERS = {("harness.sandbox", "harness.isolation")}
 SHARED_BACKEND_HELPERS = {"harness.backends", "harness.backends.modelfiles", "harness.backends.servers",
-                          "harness.backends.toolcalls"}
+                          "harness.backends.toolcalls", "harness.backends.chat_format"}
 
 
 def module_name(path: Path) -> str:
