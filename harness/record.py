@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
@@ -224,7 +225,9 @@ class CaseRecord:
 
     # -- serialization ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record as plain JSON data: a value that is not a finite number (the log-likelihood of
+        an impossible answer, -inf) becomes None, so every JSON reader and store can take it."""
+        return _finite(asdict(self))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, default=str)
@@ -251,6 +254,16 @@ class CaseRecord:
         data.setdefault("backend", "")
         data["item_id"] = str(data["item_id"])
         return cls(**_known(cls, data))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:

@@ -100,3 +100,12 @@ def test_bad_records_name_the_problem() -> None:
         CaseRecord.from_dict({"schema": SCHEMA_VERSION, "model": "m", "item_id": "1", "case_id": "c"})
     with pytest.raises(ValueError, match="unknown status 'maybe'"):
         CaseRecord("r", "c", "s", "1", "m", "b", status="maybe")  # type: ignore[arg-type]
+
+
+def test_values_that_are_not_finite_numbers_become_null() -> None:
+    # The oracle gives the wrong letters -inf; results.jsonl and the stores take JSON only.
+    rec = CaseRecord("r", "c", "mmlu", "1", "oracle", "oracle", scores={"x": float("nan")},
+                     extra={"loglikelihoods": {"A": 0.0, "B": float("-inf")}})
+    text = rec.to_json()
+    assert "Infinity" not in text and "NaN" not in text
+    assert json.loads(text)["extra"]["loglikelihoods"] == {"A": 0.0, "B": None}

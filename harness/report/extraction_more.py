@@ -6,7 +6,7 @@ plot per field; and scoring an outside CSV that already holds `pred_*` columns.
                       model (one file to read side by side; predictions-<model>.csv stay as they were)
   bleu_chrf.csv       per (model, field): BLEU and chrF++ over the valid answers only, and with the
                       invalid answers counted as empty predictions (each column says which)
-  plots/field-<name>.png   one plot per field: each metric per model (not averaged over fields)
+  fields/field-<name>.png  one plot per field: each metric per model (not averaged over fields)
 
 `harness rescore FILE.csv` scores a CSV of another tool: a `source` column, the reference field
 columns, and `pred_<field>` (one model, named after the file) or `pred_<field>[<model>]` columns.
@@ -85,7 +85,7 @@ def write_two_ways(rows: Sequence[dict[str, Any]], path: Path) -> Path:
 
 
 def field_plots(rows: Sequence[dict[str, Any]], folder: Path) -> list[Path]:
-    """plots/field-<name>.png: BLEU and chrF++ (both ways) per model for one field."""
+    """fields/field-<name>.png: BLEU and chrF++ (both ways) per model for one field."""
     try:
         import matplotlib
 
@@ -125,7 +125,7 @@ def write(run_dir: Path, records: Sequence[CaseRecord]) -> None:
     write_combined(by_model, folder / PREDICTIONS_CSV)
     rows = two_ways(by_model)
     write_two_ways(rows, folder / BLEU_CHRF_CSV)
-    field_plots(rows, folder / "plots")
+    field_plots(rows, folder / "fields")  # beside plots/, which holds the seven plots over all fields
 
 
 @hookimpl

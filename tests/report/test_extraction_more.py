@@ -45,7 +45,7 @@ def test_combined_csv_and_two_ways(tmp_path: Path) -> None:
     assert shaky["chrf_invalid_as_empty"] < 100.0
     assert rows[("good", "city")]["chrf_invalid_as_empty"] == pytest.approx(100.0)
     pytest.importorskip("matplotlib")
-    assert sorted(p.name for p in (tmp_path / "extraction" / "plots").glob("field-*.png")) == [
+    assert sorted(p.name for p in (tmp_path / "extraction" / "fields").glob("field-*.png")) == [
         "field-city.png", "field-name.png"]
 
 

@@ -142,6 +142,7 @@ class FakeProject:
     def __init__(self, answer: dict[str, Any]) -> None:
         self.root = PROJECT
         self.answer = answer
+        self.keep_failed = False
 
     def facts(self, paths: list[Path]) -> list[dict[str, Any]]:
         return [ORIGINAL, dict(self.answer)]
