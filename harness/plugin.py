@@ -21,6 +21,7 @@ from harness.registry import ModelSpec, RegistryError
 from harness.report.tables import scoreboard
 from harness.session import RunSession
 from harness.settings import add_options, resolve
+from harness.upcoming import same_kind_ahead
 from harness.suites.base import Item, Score
 
 SESSION = pytest.StashKey[RunSession]()
@@ -142,6 +143,13 @@ def large_llm(request: pytest.FixtureRequest, case: Case, harness: RunSession) -
     call = harness.model_call(case.large)
     request.node.stash.setdefault(CALLS, []).append(call)
     return call
+
+
+@pytest.fixture
+def upcoming(request: pytest.FixtureRequest) -> Callable[[], list[tuple[str, Any]]]:
+    """(node id, case) of the cases of this test and model that this process runs after this one,
+    computed when asked: the look-ahead of batched scoring (harness/strategies/batched.py)."""
+    return lambda: same_kind_ahead(request.node)
 
 
 @pytest.fixture

@@ -80,6 +80,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("mmlu_subjects", "MMLU subjects, comma-separated (default: all in the data)", _csv),
     Option("mmlu_per_subject", "first N questions of each MMLU subject", int),
     Option("mmlu_shots", "few-shot examples from the dev split (default 0)", int, 0),
+    Option("score_batch", "loglikelihood questions of one model and suite scored together in one call by "
+           "in-process backends (llamacpp, transformers), one case and record each (default 16; 0 or 1: "
+           "one at a time)", int, 16),
     Option("mmlu_mode", "auto (loglikelihood where the backend can), loglikelihood or generate",
            str, "auto"),
     Option("extraction_data", "extraction CSV: a `source` column, every other column a target field "
@@ -144,6 +147,7 @@ class Settings:
     mmlu_subjects: tuple[str, ...] | None
     mmlu_per_subject: int | None
     mmlu_shots: int
+    score_batch: int
     mmlu_mode: str
     extraction_data: Path | None
     extraction_template: Path | None
