@@ -19,6 +19,7 @@ from harness.call import ModelCall
 from harness.record import RECORD_KEY, CaseRecord, junit_properties
 from harness.registry import ModelSpec, RegistryError
 from harness.report.tables import scoreboard
+from harness.selection import select_by_expressions
 from harness.session import RunSession
 from harness.settings import add_options, resolve
 from harness.upcoming import same_kind_ahead
@@ -70,6 +71,13 @@ def pytest_configure(config: pytest.Config) -> None:
         session = RunSession(settings, config.rootpath, writer=not hasattr(config, "workerinput"))
     except (RegistryError, OSError, ValueError) as exc:  # a bad registry, or --resume of no run
         raise pytest.UsageError(str(exc)) from None  # pytest exits with 4, the message names it
+    if settings.models is None:  # -k/-m naming a model reach every registry model (harness/selection.py)
+        try:
+            chosen = select_by_expressions(session.registry, config.option.keyword, config.option.markexpr)
+        except SyntaxError:
+            chosen = None  # pytest reports the bad expression itself
+        if chosen is not None:
+            session.models, session.unrunnable = chosen.models, chosen.unrunnable
     config.stash[SESSION] = session
     if session.writer:
         config.pluginmanager.register(Controller(config, session), "harness-controller")
@@ -118,7 +126,10 @@ def parametrize_cases(metafunc: pytest.Metafunc, suite: str, items: Sequence[Ite
     params = []
     for case_id, case in cases:
         markers = {*case.model.markers, *(case.large.markers if case.large else ()), suite}
-        params.append(pytest.param(case, id=case_id, marks=[getattr(pytest.mark, m) for m in sorted(markers)]))
+        marks = [getattr(pytest.mark, m) for m in sorted(markers)]
+        if case.model.name in session.unrunnable:  # selected by -k/-m, but it cannot run here
+            marks.append(pytest.mark.skip(reason=f"{case.model.name}: {session.unrunnable[case.model.name]}"))
+        params.append(pytest.param(case, id=case_id, marks=marks))
     metafunc.parametrize("case", params)
 
 

@@ -70,6 +70,7 @@ class RunSession:
             registry_files.append(settings.models_file)
         self.registry = load_registry(registry_files)
         self.models: list[ModelSpec] = select(self.registry, settings.models)
+        self.unrunnable: dict[str, str] = {}  # selected models that cannot run here -> why (skipped)
         self.pair: tuple[ModelSpec, ModelSpec] | None = self._pair()
         self.run_id = settings.resume or settings.run_id or new_run_id()
         self.report_dir = settings.report_dir or rootdir / "reports"
