@@ -9,21 +9,53 @@ from pathlib import Path
 
 from harness.registry import DEFAULT_REGISTRY, RegistryError, availability, load_registry
 from harness.report.tables import scoreboard
-from harness.report.write import read_results, render_run
+from harness.report.write import latest_per_case, read_results, render_run, write_summary
 from harness.report.aggregate import summarize
 
 
+def _store_run(store_uri: str, run_id: str) -> tuple[list[dict], dict]:
+    """(records, metadata) of one run read back from a result store (SQLite path or mongodb://)."""
+    from harness.store import open_store
+
+    store = open_store(store_uri)
+    try:
+        records = store.records(run_id)
+        runs = {run["run_id"]: run for run in store.runs()}
+    finally:
+        store.close()
+    if not records:
+        known = ", ".join(sorted(runs)[-5:]) or "none"
+        raise ValueError(f"run {run_id!r} has no records in the store {store!r} (latest runs: {known})")
+    return records, dict(runs.get(run_id, {}).get("metadata") or {})
+
+
+def _records(ref: str, store_uri: str | None) -> list[dict]:
+    """A run's records: a run folder, or with --store a run id in that store."""
+    if store_uri is not None and not Path(ref).is_dir():
+        return _store_run(store_uri, ref)[0]
+    return read_results(Path(ref) / "results.jsonl")
+
+
 def _report(args: argparse.Namespace) -> int:
-    rows = render_run(Path(args.run_dir))
+    if args.store is None:
+        rows = render_run(Path(args.run_dir))
+        print(scoreboard(rows))
+        print(f"rewrote summary.json, summary.csv and summary.md in {args.run_dir}")
+        return 0
+    records, metadata = _store_run(args.store, args.run_dir)
+    out = Path(args.report_dir) / args.run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    rows = write_summary(out, latest_per_case(records), metadata)
     print(scoreboard(rows))
-    print(f"rewrote summary.json, summary.csv and summary.md in {args.run_dir}")
+    print(f"{len(records)} records of run {args.run_dir} from the store; wrote summary.json, summary.csv "
+          f"and summary.md in {out}")
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
     """Accuracy of each (model, suite, strategy) in run A and run B, on the items both ran."""
-    a = {r["case_id"]: r for r in read_results(Path(args.a) / "results.jsonl")}
-    b = {r["case_id"]: r for r in read_results(Path(args.b) / "results.jsonl")}
+    a = {r["case_id"]: r for r in _records(args.a, args.store)}
+    b = {r["case_id"]: r for r in _records(args.b, args.store)}
     shared = sorted(set(a) & set(b))
     print(f"{len(shared)} cases in both runs ({len(a)} in A, {len(b)} in B)")
     rows_a = {(r.model, r.suite, r.strategy): r for r in summarize(a[c] for c in shared)}
@@ -112,12 +144,16 @@ def _doctor(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("report", help="re-render the summaries of a finished run from results.jsonl")
-    p.add_argument("run_dir")
+    p = sub.add_parser("report", help="re-render the summaries of a finished run from results.jsonl, "
+                                      "or with --store from a result store")
+    p.add_argument("run_dir", help="a run folder, or with --store the run id")
+    p.add_argument("--store", help="read the run from this store: a SQLite path or mongodb://host:port/db")
+    p.add_argument("--report-dir", default="reports", help="with --store: where <run id>/summary.* go")
     p.set_defaults(func=_report)
     p = sub.add_parser("compare", help="compare two runs on the cases both ran")
-    p.add_argument("a")
-    p.add_argument("b")
+    p.add_argument("a", help="a run folder, or with --store a run id")
+    p.add_argument("b", help="a run folder, or with --store a run id")
+    p.add_argument("--store", help="read run ids from this store: a SQLite path or mongodb://host:port/db")
     p.set_defaults(func=_compare)
     p = sub.add_parser("models", help="list the registry and what can run on this machine")
     p.add_argument("--models-file")
