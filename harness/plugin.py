@@ -16,6 +16,7 @@ import pytest
 
 from harness.backends.base import BackendError, BackendTimeout, Usage
 from harness.call import ModelCall
+from harness.endpoints import endpoint_of
 from harness.record import RECORD_KEY, CaseRecord, junit_properties
 from harness.registry import ModelSpec, RegistryError
 from harness.report.tables import scoreboard
@@ -223,6 +224,9 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
     rec.resources = item.stash.get(RESOURCES, {})
     if any(c.log.cache_hits for c in calls):
         rec.extra["cache_hits"] = sum(c.log.cache_hits for c in calls)
+    endpoints = {c.name: e for c in calls if (e := endpoint_of(c.backend))}  # options.base_urls
+    if endpoints:
+        rec.extra["endpoint"] = endpoints.pop(case.model.name, None) or next(iter(endpoints.values()))
     if len(calls) > 1:
         rec.extra["per_model"] = {c.name: c.log.to_dict() for c in calls}
     return rec

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import Backend
+from harness.endpoints import for_worker
 
 # The registry shipped with the project (top level of a source checkout).
 DEFAULT_REGISTRY = Path(__file__).resolve().parents[1] / "models.toml"
@@ -104,6 +105,7 @@ def load_registry(paths: Sequence[Path]) -> dict[str, ModelSpec]:
 def availability(spec: ModelSpec) -> str | None:
     """None when the model can run on this machine, else the reason it cannot."""
     target = BACKENDS[spec.backend]
+    spec = for_worker(spec)  # several base_urls: this xdist worker's endpoint (endpoints.py)
     if target is None:
         return f"backend {spec.backend!r} is not implemented in this version of the harness"
     module_name, _, _ = target.partition(":")
@@ -141,4 +143,4 @@ def create_backend(spec: ModelSpec) -> Backend:
         raise RegistryError(f"model {spec.name!r} cannot run here: {reason}")
     module_name, _, factory = str(BACKENDS[spec.backend]).partition(":")
     module = importlib.import_module(module_name)
-    return getattr(module, factory)(spec)
+    return getattr(module, factory)(for_worker(spec))
