@@ -22,6 +22,7 @@ from harness.registry import ModelSpec, RegistryError
 from harness.report.tables import scoreboard
 from harness.selection import select_by_expressions
 from harness.session import RunSession
+from harness.strategies.batched import apportioned_wall
 from harness.settings import add_options, resolve
 from harness.upcoming import same_kind_ahead
 from harness.suites.base import Item, Score
@@ -216,6 +217,8 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
     rec.timings = {"wall_s": call.duration, "model_s": sum(c.log.model_s for c in calls),
                    "first_token_s": firsts[0] if firsts else None,
                    "decode_tokens_per_s": decode[0] if len(decode) == 1 else None}
+    if isinstance(rec.extra.get("batch"), dict):  # batched scoring: this case's share, not the batch's
+        rec.timings["wall_s"] = apportioned_wall(call.duration, rec.extra["batch"], item.nodeid)
     server = {k: v for c in calls for k, v in c.log.server.items()}
     if server:
         rec.timings["server"] = server

@@ -49,6 +49,7 @@ def test_oracle_batched_records_equal_the_unbatched_ones(bench: BenchRun) -> Non
         info = r["extra"]["batch"]
         assert info["size"] == 8 and 0 <= info["index"] < 8 and info["apportioned_s"] >= 0
         assert r["timings"]["model_s"] == pytest.approx(info["apportioned_s"])
+        assert r["timings"]["wall_s"] >= r["timings"]["model_s"]
         assert r["attempts"] == 1
 
 

@@ -84,3 +84,13 @@ def choose(llm: ModelCall, batch: Batcher, case_id: str, case: Any, question: Qu
     """Index of the most likely continuation of the case's question, and its batch (or None)."""
     values, info = batch.scores(llm, case_id, question(case), question, upcoming)
     return max(range(len(values)), key=values.__getitem__), info
+
+
+def apportioned_wall(duration_s: float, batch: dict[str, Any], case_id: str) -> float:
+    """A batched case's wall time: its own time outside the batch call plus its share of the call.
+
+    The first case of a batch measured the whole call; the others measured almost nothing. Over a
+    run the apportioned times add up to the measured ones, and each stays >= its model time.
+    """
+    own = duration_s - (float(batch["batch_s"]) if batch.get("leader") == case_id else 0.0)
+    return max(own, 0.0) + float(batch["apportioned_s"])
