@@ -116,33 +116,32 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=252)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lm-eval", default=shutil.which("lm_eval") or "/work/lmeval-venv/bin/lm_eval")
-    parser.add_argument("--runs", default="lm-eval," + ",".join(HARNESS_RUNS))
+    parser.add_argument("--runs", default="lm-eval,llama-1,llama-16,llama-16-n2,hf-1,hf-32,hf-32-n2")
     args = parser.parse_args()
     names = args.runs.split(",")
     results: dict[str, dict] = {}
     load = os.getloadavg()
+    print(f"{args.samples} MMLU {args.split} questions (seed {args.seed}), 0-shot; load average at start "
+          f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'run':<12} {'n':>4} {'wall s':>7} {'q/s':>6} {'vs lm-eval':>10} {'accuracy':>8} {'agree':>6} {'load':>5}",
+          flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for name in names:
+        for name in names:  # each row as soon as its run ends: a long comparison shows its progress
             if name == "lm-eval":
                 if not Path(args.lm_eval).exists():
                     print(f"lm-eval: not installed at {args.lm_eval}; its column stays empty")
                     continue
-                results[name] = lm_eval_run(args, converted_folder(), work)
+                results[name] = r = lm_eval_run(args, converted_folder(), work)
             else:
-                results[name] = harness_run(name, args, work / "reports")
-            print(f"{name}: {results[name]['wall_s']:.1f} s", flush=True)
-    reference = results.get("lm-eval", {}).get("wall_s")
-    print(f"\n{args.samples} MMLU {args.split} questions (seed {args.seed}), 0-shot; load average at start "
-          f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs, at end "
-          f"{os.getloadavg()[0]:.1f}")
-    print(f"{'run':<12} {'n':>4} {'wall s':>7} {'q/s':>6} {'vs lm-eval':>10} {'accuracy':>8} {'agree':>6}")
-    for name, r in results.items():
-        base = results.get(name.split("-")[0] + "-1", {}).get("predictions") if name != "lm-eval" else None
-        agree = (sum(r["predictions"].get(k) == v for k, v in base.items()) / len(base)) if base else None
-        ratio = f"{reference / r['wall_s']:.2f}x" if reference else "-"
-        print(f"{name:<12} {r['n']:>4} {r['wall_s']:>7.1f} {r['n'] / r['wall_s']:>6.2f} {ratio:>10} "
-              f"{r['accuracy']:>8.4f} {'-' if agree is None else f'{agree:.3f}':>6}")
+                results[name] = r = harness_run(name, args, work / "reports")
+            reference = results.get("lm-eval", {}).get("wall_s")
+            base = results.get(name.split("-")[0] + "-1", {}).get("predictions") if name != "lm-eval" else None
+            agree = (sum(r["predictions"].get(k) == v for k, v in base.items()) / len(base)) if base else None
+            ratio = f"{reference / r['wall_s']:.2f}x" if reference else "-"
+            print(f"{name:<12} {r['n']:>4} {r['wall_s']:>7.1f} {r['n'] / r['wall_s']:>6.2f} {ratio:>10} "
+                  f"{r['accuracy']:>8.4f} {'-' if agree is None else f'{agree:.3f}':>6} "
+                  f"{os.getloadavg()[0]:>5.1f}", flush=True)
     print("\ncommands:")
     for name, r in results.items():
         print(f"  {name}: {r['command']}")
