@@ -105,7 +105,10 @@ def load_registry(paths: Sequence[Path]) -> dict[str, ModelSpec]:
 def availability(spec: ModelSpec) -> str | None:
     """None when the model can run on this machine, else the reason it cannot."""
     target = BACKENDS[spec.backend]
-    spec = for_worker(spec)  # several base_urls: this xdist worker's endpoint (endpoints.py)
+    try:
+        spec = for_worker(spec)  # several base_urls: this xdist worker's endpoint (endpoints.py)
+    except ValueError as exc:
+        return str(exc)
     if target is None:
         return f"backend {spec.backend!r} is not implemented in this version of the harness"
     module_name, _, _ = target.partition(":")

@@ -35,8 +35,10 @@ def test_worker_i_uses_endpoint_i_mod_n() -> None:
 
 
 def test_bad_base_urls_name_the_model() -> None:
+    bad = ModelSpec(name="m", backend="openai", model="m", options={"base_urls": "http://x"})
     with pytest.raises(ValueError, match="model 'm': options.base_urls must be a list of URLs"):
-        for_worker(ModelSpec(name="m", backend="openai", model="m", options={"base_urls": "http://x"}))
+        for_worker(bad)
+    assert "options.base_urls must be a list of URLs" in str(availability(bad))
 
 
 def test_availability_checks_this_workers_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
