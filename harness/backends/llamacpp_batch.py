@@ -3,7 +3,7 @@
 llama-cpp-python's Llama object holds one sequence. Scoring many short prompts one at a time
 leaves most of each micro-batch empty and pays a thread synchronisation per layer per prompt; on
 a small CPU (2 cores, shared) packing up to `n_seq_max` prompts into one decode of up to `n_batch`
-tokens scores them about twice as fast (bench/mmlu_speed.py).
+tokens scores them 2-8x faster, the more so the busier the CPU (bench/mmlu_speed.py).
 
 This keeps a second llama.cpp context on the same loaded weights (no second copy of the model):
 a unified KV cache of `n_batch` cells that every decode starts empty, each sequence at positions
@@ -11,7 +11,7 @@ a unified KV cache of `n_batch` cells that every decode starts empty, each seque
 
 llama.cpp's quantized matrix kernels do not give bit-identical logits for different batch shapes
 (the same prompt alone or among others differs by up to ~0.5 in a logit), so a near tie between
-two answers can go either way; the MMLU predictions agree with the unbatched run on about 97% of
+two answers can go either way; the MMLU predictions agree with the unbatched run on 95-97% of
 the questions (see bench/mmlu_speed.py). transformers in fp32 agrees to ~1e-5.
 """
 
