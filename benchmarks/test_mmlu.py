@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.backends.base import LoglikelihoodRequest
 from harness.plugin import Case, parametrize_cases
 from harness.session import RunSession
-from harness.strategies import single
+from harness.strategies import batched, single
 from harness.suites import mmlu
 
 SAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "mmlu"
@@ -33,24 +34,37 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     parametrize_cases(metafunc, "mmlu", items)
 
 
-def test_mmlu(case: Case, llm, record, harness: RunSession) -> None:
+def test_mmlu(case: Case, llm, record, harness: RunSession, upcoming, request) -> None:
     s = harness.settings
-    item = case.item
-    subject = item.input["subject"]
-    shots = harness.memo(("mmlu-shots", subject, s.mmlu_shots),
-                         lambda: mmlu.few_shot(_source(harness), subject, s.mmlu_shots))
-    prompt = mmlu.prompt(item, shots, style=case.model.prompt_style)
-    if s.mmlu_mode == "loglikelihood" or (s.mmlu_mode == "auto" and llm.supports_loglikelihood):
-        # A chat model is scored on its own template's prompt, the reply starting with the letter.
+
+    def question(c: Case) -> list[LoglikelihoodRequest]:
+        """The case's four scored continuations. A chat model is scored on its own template's
+        prompt, the reply starting with the letter; a base model on the plain prompt."""
+        subject = c.item.input["subject"]
+        shots = harness.memo(("mmlu-shots", subject, s.mmlu_shots),
+                             lambda: mmlu.few_shot(_source(harness), subject, s.mmlu_shots))
+        prompt = mmlu.prompt(c.item, shots, style=c.model.prompt_style)
         context = single.chat_context(llm, prompt)
         if context is None:
-            index, values = single.choose_scored(llm, prompt, mmlu.CONTINUATIONS, reference=" " + item.reference)
-        else:
-            index, values = single.choose_scored(llm, context, mmlu.LETTERS, reference=item.reference)
-        letter = mmlu.LETTERS[index]
-        record(letter, mmlu.score(item, letter), mode="loglikelihood", chat_template=context is not None,
-               loglikelihoods=dict(zip(mmlu.LETTERS, values)))
+            return [LoglikelihoodRequest(prompt, letter, " " + c.item.reference) for letter in mmlu.CONTINUATIONS]
+        return [LoglikelihoodRequest(context, letter, c.item.reference) for letter in mmlu.LETTERS]
+
+    item = case.item
+    if s.mmlu_mode == "loglikelihood" or (s.mmlu_mode == "auto" and llm.supports_loglikelihood):
+        # Questions of this model are scored --score-batch at a time, each still its own case.
+        scorer = batched.batcher(harness.memo, (case.suite, case.model.name), s.score_batch)
+        requests = question(case)
+        values, batch = scorer.scores(llm, request.node.nodeid, requests, question, upcoming)
+        letter = mmlu.LETTERS[max(range(len(values)), key=values.__getitem__)]
+        extra = {"batch": batch} if batch else {}
+        record(letter, mmlu.score(item, letter), mode="loglikelihood",
+               chat_template=requests[0].continuation in mmlu.LETTERS,
+               loglikelihoods=dict(zip(mmlu.LETTERS, values)), **extra)
     else:
+        subject = item.input["subject"]
+        shots = harness.memo(("mmlu-shots", subject, s.mmlu_shots),
+                             lambda: mmlu.few_shot(_source(harness), subject, s.mmlu_shots))
+        prompt = mmlu.prompt(item, shots, style=case.model.prompt_style)
         output = single.complete(llm, prompt, max_tokens=8, reference=item.reference)
         letter = mmlu.extract_answer(output.text)
         record(letter, mmlu.score(item, letter), mode="generate", output=output.text)

@@ -200,6 +200,29 @@ class ModelCall:
         backend's thread, so it never runs beside a call; not counted as a model call."""
         return self._once(lambda: count_tokens(self.backend, content))
 
+    @property
+    def supports_groups(self) -> bool:
+        """True where the backend scores independent loglikelihood groups in one batched call."""
+        return callable(getattr(self.backend, "loglikelihood_groups", None))
+
+    def loglikelihood_groups(self, groups: list[list[LoglikelihoodRequest]]) -> list[Loglikelihoods]:
+        """Several cases' loglikelihood requests in one batched backend call, one result per group.
+
+        Timeout and retries apply to the whole call. Its time and usage are not this call's: each
+        case accounts its own group's share with take(), so records stay per item.
+        """
+        start_calls, start_s = self.log.calls, self.log.model_s
+        try:
+            return self._call(lambda: self.backend.loglikelihood_groups(groups))  # type: ignore[attr-defined]
+        finally:
+            self.log.calls, self.log.model_s = start_calls, start_s
+
+    def take(self, share: Loglikelihoods) -> None:
+        """Account one group of a batched call to this case as one call of its apportioned time."""
+        self.log.calls += 1
+        self.log.model_s += share.timings.total_s
+        self._account(share.usage, share.timings)
+
     def _account(self, usage: Usage, timings: Timings) -> None:
         self.log.usage = self.log.usage + usage
         if timings.first_token_s is not None:

@@ -7,17 +7,47 @@ import csv
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
+from harness.record import CaseRecord, as_records
 from harness.registry import DEFAULT_REGISTRY, RegistryError, availability, load_registry
+from harness.report.aggregate import latest
 from harness.report.hooks import RunData, report_manager, run_reports
 from harness.report.paired import compare_runs
 from harness.report.tables import scoreboard, terminal_extras
 from harness.report.write import read_run, write_summary
 
 
+def _store_run(store_uri: str, run_id: str) -> tuple[list[CaseRecord], dict[str, Any]]:
+    """(latest records, metadata) of one run read back from a result store (SQLite or mongodb://)."""
+    from harness.store import open_store
+
+    store = open_store(store_uri)
+    try:
+        data = store.records(run_id)
+        runs = {run["run_id"]: run for run in store.runs()}
+    finally:
+        store.close()
+    if not data:
+        known = ", ".join(sorted(runs)[-5:]) or "none"
+        raise ValueError(f"run {run_id!r} has no records in the store {store!r} (latest runs: {known})")
+    return latest(as_records(data)), dict(runs.get(run_id, {}).get("metadata") or {})
+
+
+def _run(ref: str, store_uri: str | None) -> tuple[list[CaseRecord], dict[str, Any]]:
+    """A run's latest records and metadata: a run folder, or with --store a run id in that store."""
+    if store_uri is not None and not Path(ref).is_dir():
+        return _store_run(store_uri, ref)
+    return read_run(Path(ref))
+
+
 def _report(args: argparse.Namespace) -> int:
-    """Every file of a run again from its records: the summaries, then every report."""
-    records, metadata = read_run(Path(args.run_dir))
+    """Every file of a run again from its records: the summaries, then every report. With --store,
+    the records come from the store and the files go to <report-dir>/<run id>."""
+    records, metadata = _run(args.run_dir, args.store)
+    if args.store is not None and not Path(args.run_dir).is_dir():
+        args.run_dir = str(Path(args.report_dir) / args.run_dir)
+        Path(args.run_dir).mkdir(parents=True, exist_ok=True)
     if args.html:  # only the page, from the files the run already has
         from harness.report import html
 
@@ -38,7 +68,7 @@ def _compare(args: argparse.Namespace) -> int:
     item (not by test id, which names the model): the same model against itself where both runs
     have it, else every model of A against every model of B. Paired figures: accuracy of each on
     the items both scored, the difference with its 95 % interval, and the exact McNemar p-value."""
-    records_a, records_b = read_run(Path(args.a))[0], read_run(Path(args.b))[0]
+    records_a, records_b = _run(args.a, args.store)[0], _run(args.b, args.store)[0]
     results = compare_runs(records_a, records_b)
     matched = sum(r.items for r in results)
     print(f"{matched} cases in both runs ({len(records_a)} in A, {len(records_b)} in B)")
@@ -163,13 +193,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("report", help="re-render the summaries of a finished run from results.jsonl")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run folder, or with --store the run id")
+    p.add_argument("--store", help="read the run from this store: a SQLite path or mongodb://host:port/db")
+    p.add_argument("--report-dir", default="reports", help="with --store: where <run id>/summary.* go")
     p.add_argument("--html", action="store_true", help="write only report.html (the page of the run) and "
                                                         "print its path")
     p.set_defaults(func=_report)
     p = sub.add_parser("compare", help="compare two runs on the cases both ran")
-    p.add_argument("a")
-    p.add_argument("b")
+    p.add_argument("a", help="a run folder, or with --store a run id")
+    p.add_argument("b", help="a run folder, or with --store a run id")
+    p.add_argument("--store", help="read run ids from this store: a SQLite path or mongodb://host:port/db")
     p.add_argument("--json", action="store_true", help="the paired figures as JSON")
     p.set_defaults(func=_compare)
     p = sub.add_parser("models", help="list the registry and what can run on this machine")

@@ -20,6 +20,7 @@ from harness.backends.base import BackendError, BackendTimeout
 from harness.call import ModelCall
 from harness.case_monitor import CaseWindows
 from harness.controller import WORKER_ANSWERED, WORKER_BACKENDS, WORKER_RUN_ID, Controller
+from harness.endpoints import endpoint_of
 from harness.record import (
     RECORD_KEY,
     TYPED_OUTCOME_FIELDS,
@@ -32,9 +33,12 @@ from harness.record import (
 )
 from harness.registry import ModelSpec, RegistryError
 from harness.report import hooks
+from harness.selection import select_by_expressions
 from harness.session import RunSession, new_run_id
 from harness.settings import add_options, resolve
+from harness.strategies.batched import apportioned_wall
 from harness.suites.base import Item, Score, describe
+from harness.upcoming import same_kind_ahead
 
 SESSION = pytest.StashKey[RunSession]()
 CONTROLLER = pytest.StashKey[Controller]()
@@ -91,6 +95,13 @@ def pytest_configure(config: pytest.Config) -> None:
                                  frozenset(workerinput.get(WORKER_ANSWERED, ())))
     except (RegistryError, OSError, ValueError) as exc:  # a bad registry, or --resume of no run
         raise pytest.UsageError(str(exc)) from None  # pytest exits with 4, the message names it
+    if settings.models is None:  # -k/-m naming a model reach every registry model (harness/selection.py)
+        try:
+            chosen = select_by_expressions(session.registry, config.option.keyword, config.option.markexpr)
+        except SyntaxError:
+            chosen = None  # pytest reports the bad expression itself
+        if chosen is not None:
+            session.models, session.unrunnable = chosen.models, chosen.unrunnable
     config.stash[SESSION] = session
     config.addinivalue_line("markers", "suite(name): the benchmark suite a test module runs")
     markers = {m for spec in session.registry.values() for m in spec.markers} | set(SUITES)
@@ -150,7 +161,10 @@ def parametrize_cases(metafunc: pytest.Metafunc, suite: str, items: Sequence[Ite
     params = []
     for case_id, case in cases:
         markers = {*case.model.markers, *(case.large.markers if case.large else ()), suite}
-        params.append(pytest.param(case, id=case_id, marks=[getattr(pytest.mark, m) for m in sorted(markers)]))
+        marks = [getattr(pytest.mark, m) for m in sorted(markers)]
+        if case.model.name in session.unrunnable:  # selected by -k/-m, but it cannot run here
+            marks.append(pytest.mark.skip(reason=f"{case.model.name}: {session.unrunnable[case.model.name]}"))
+        params.append(pytest.param(case, id=case_id, marks=marks))
     metafunc.parametrize("case", params)
 
 
@@ -181,6 +195,13 @@ def _track(request: pytest.FixtureRequest, call: ModelCall) -> ModelCall:
     if windows is not None:
         windows.add(call.name, call.backend.process())
     return call
+
+
+@pytest.fixture
+def upcoming(request: pytest.FixtureRequest) -> Callable[[], list[tuple[str, Any]]]:
+    """(node id, case) of the cases of this test and model that this process runs after this one,
+    computed when asked: the look-ahead of batched scoring (harness/strategies/batched.py)."""
+    return lambda: same_kind_ahead(request.node)
 
 
 @pytest.fixture
@@ -234,9 +255,17 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
     exc = call.excinfo.value if call.excinfo is not None else None
     if outcome is None and exc is not None:
         failure = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
-    return build_record(info, outcome, models=_usage_by_model(item.stash.get(CALLS, [])), wall_s=call.duration,
-                        failure=failure, timeout=isinstance(exc, BackendTimeout),
-                        resources=item.stash.get(RESOURCES, {}))
+    wall_s = call.duration
+    if outcome is not None and isinstance(outcome.extra.get("batch"), dict):
+        # Batched scoring: this case's own time plus its share of the batch call, not the batch's.
+        wall_s = apportioned_wall(call.duration, outcome.extra["batch"], item.nodeid)
+    calls = item.stash.get(CALLS, [])
+    rec = build_record(info, outcome, models=_usage_by_model(calls), wall_s=wall_s, failure=failure,
+                       timeout=isinstance(exc, BackendTimeout), resources=item.stash.get(RESOURCES, {}))
+    endpoints = {c.name: e for c in calls if (e := endpoint_of(c.backend))}  # options.base_urls
+    if endpoints:
+        rec.extra["endpoint"] = endpoints.pop(case.model.name, None) or next(iter(endpoints.values()))
+    return rec
 
 
 @pytest.hookimpl(hookwrapper=True)

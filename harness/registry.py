@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import Backend
+from harness.endpoints import for_worker
 
 # The registry shipped with the project (top level of a source checkout).
 DEFAULT_REGISTRY = Path(__file__).resolve().parents[1] / "models.toml"
@@ -105,6 +106,10 @@ def load_registry(paths: Sequence[Path]) -> dict[str, ModelSpec]:
 def availability(spec: ModelSpec) -> str | None:
     """None when the model can run on this machine, else the reason it cannot."""
     target = BACKENDS[spec.backend]
+    try:
+        spec = for_worker(spec)  # several base_urls: this xdist worker's endpoint (endpoints.py)
+    except ValueError as exc:
+        return str(exc)
     if target is None:
         return f"backend {spec.backend!r} is not implemented in this version of the harness"
     module_name, _, _ = target.partition(":")
@@ -145,5 +150,5 @@ def create_backend(spec: ModelSpec, *, timeout_s: float | None = None) -> Backen
     module_name, _, factory_name = str(BACKENDS[spec.backend]).partition(":")
     factory = getattr(importlib.import_module(module_name), factory_name)
     if timeout_s is not None and "timeout_s" in inspect.signature(factory).parameters:
-        return factory(spec, timeout_s=timeout_s)
-    return factory(spec)
+        return factory(for_worker(spec), timeout_s=timeout_s)
+    return factory(for_worker(spec))

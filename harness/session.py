@@ -57,6 +57,7 @@ class RunSession:
         self.answered = answered
         self.registry = load_registry(registry_files(settings, rootdir))
         self.models: list[ModelSpec] = select(self.registry, settings.models)
+        self.unrunnable: dict[str, str] = {}  # selected models that cannot run here -> why (skipped)
         self.pair: tuple[ModelSpec, ModelSpec] | None = self._pair()
         self._backends: dict[str, Backend] = {}
         self._memo: dict[Any, Any] = {}

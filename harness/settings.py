@@ -99,6 +99,10 @@ class Settings:
     mmlu_shots: int = option("few-shot examples from the dev split", 0, minimum=0)
     mmlu_mode: str = option("auto (loglikelihood where the backend can), loglikelihood or generate", "auto",
                             choices=("auto", "loglikelihood", "generate"))
+    score_batch: int = option("loglikelihood questions of one model scored together in one call by in-process "
+                              "backends, each still its own case and record (0 or 1: one at a time; llama.cpp's "
+                              "batched kernels round differently, so about 1 answer in 20 near a tie can flip)",
+                              1, minimum=0)
     # -- structured extraction
     extraction_data: Path | None = option("extraction CSV: a `source` column, every other column a target "
                                           "field", shown_default="the project's sample in fixtures/extraction")

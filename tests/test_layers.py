@@ -17,11 +17,13 @@ PACKAGE = PROJECT / "harness"
 # backend does not import another).
 LAYERS: dict[str, int] = {
     "harness": 0, "harness.record": 0, "harness.settings": 0, "harness.registry": 0, "harness.extraction_format": 0,
+    "harness.endpoints": 0,
     "harness.backends.base": 0,
     "harness.backends": 1, "harness.report": 1, "harness.store": 1, "harness.sandbox": 1,
     "harness.isolation": 1, "harness.monitor": 1, "harness.cache": 1, "harness.suites": 1,
     "harness.call": 2,
     "harness.session": 3, "harness.controller": 3, "harness.strategies": 3, "harness.case_monitor": 3,
+    "harness.selection": 3, "harness.upcoming": 3,
     "harness.plugin": 4, "harness.cli": 4, "harness.doctor": 4, "harness.tasks": 4, "harness.chat": 4,
 }
 # Peers that may import each other: the sandbox and its isolation levels; a backend and the
@@ -36,10 +38,22 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """Nodes inside `if TYPE_CHECKING:`: names for the type checker, never imported at run time."""
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            skipped |= {id(inner) for child in node.body for inner in ast.walk(child)}
+    return skipped
+
+
 def imports_of(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found = set()
+    skipped = _type_checking_only(tree)
     for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

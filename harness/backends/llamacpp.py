@@ -13,6 +13,7 @@ import inspect
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from harness.backends.base import (
     Usage,
 )
 from harness.backends.chat_format import FORCED_PREFIX, offered_tools, tool_names
+from harness.backends.llamacpp_batch import SequenceBatch
 from harness.backends.llamacpp_chat import ChatTemplate
 from harness.backends.modelfiles import (
     default_threads,
@@ -114,6 +116,7 @@ class LlamaCppBackend:
         self.model_path = self.llm.model_path
         self.options = options
         self._template: ChatTemplate | None = None
+        self._batch: SequenceBatch | None = None  # made by the first batched loglikelihood
 
     def describe(self) -> dict[str, Any]:
         """How this model runs: the settings in effect (read back from llama.cpp where it keeps
@@ -185,6 +188,57 @@ class LlamaCppBackend:
             values.append(total)
         elapsed = time.perf_counter() - start
         return Loglikelihoods(values, Usage(prompt_tokens, 0, "tokenizer"), Timings(total_s=elapsed))
+
+    def loglikelihood_groups(self, groups: Sequence[Sequence[LoglikelihoodRequest]]) -> list[Loglikelihoods]:
+        """Independent groups (one per case) scored together: up to n_seq_max distinct sequences
+        per llama.cpp decode (llamacpp_batch.py). Each group's usage is what it would be alone;
+        the wall time is apportioned to the groups by their share of the prompt tokens."""
+        start = time.perf_counter()
+        plans: list[list[tuple[tuple[int, ...], list[int]]]] = []
+        contexts: list[int] = []  # prompt tokens per group: its distinct contexts, as loglikelihood()
+        wanted: dict[tuple[int, ...], int] = {}
+        for requests in groups:
+            plan, seen = [], {}
+            for req in requests:
+                context = self._tokens(req.context, bos=True)
+                whole = self._tokens(req.context + req.continuation, bos=True)
+                if whole[: len(context)] != context or len(whole) == len(context):
+                    raise BackendError(f"continuation {req.continuation!r} does not tokenize apart "
+                                       "from its context")
+                seen[req.context] = len(context)
+                sequence = tuple(whole[:-1])
+                plan.append((sequence, whole[len(context):]))
+                wanted[sequence] = max(wanted.get(sequence, 0), len(whole) - len(context))
+            plans.append(plan)
+            contexts.append(sum(seen.values()))
+        batch = self._sequence_batch(len(groups))
+        fitting = {s: k for s, k in wanted.items() if batch.fits(s)}
+        rows = batch.last_logprobs(fitting)
+        for sequence, k in wanted.items():  # longer than a batch: one at a time on the main context
+            if sequence not in rows:
+                rows[sequence] = [self._eval(list(sequence[: len(sequence) - k + 1 + i])) for i in range(k)]
+        elapsed = time.perf_counter() - start
+        results = []
+        for plan, used in zip(plans, contexts):
+            values = [float(sum(rows[sequence][-len(continuation) + i][token]
+                                for i, token in enumerate(continuation)))
+                      for sequence, continuation in plan]
+            share = elapsed * used / sum(contexts) if sum(contexts) else elapsed / len(plans)
+            results.append(Loglikelihoods(values, Usage(used, 0, "tokenizer"), Timings(total_s=share)))
+        return results
+
+    def _sequence_batch(self, groups: int) -> SequenceBatch:
+        """The batch context, made on first use and remade larger when more sequences come."""
+        wanted = max(4, min(64, groups))
+        if self._batch is None or self._batch.n_seq_max < wanted:
+            if self._batch is not None:
+                self._batch.close()
+            ctx = self.llm.context_params
+            self._batch = SequenceBatch(self.llm.model, n_vocab=self.llm.n_vocab(), n_seq_max=wanted,
+                                        n_batch=max(2048, int(self.spec.options.get("n_ctx", 2048))),
+                                        n_threads=ctx.n_threads, n_threads_batch=ctx.n_threads_batch,
+                                        flash_attn=bool(self.spec.options.get("flash_attn", True)))
+        return self._batch
 
     def _chat_template(self) -> ChatTemplate:
         if self._template is None:
@@ -297,4 +351,7 @@ class LlamaCppBackend:
         return os.getpid()
 
     def close(self) -> None:
+        if self._batch is not None:
+            self._batch.close()
+            self._batch = None
         self.llm.close()

@@ -291,22 +291,33 @@ class TransformersBackend:
         Each request runs as context + continuation minus its last token; requests that share
         that sequence (one context, single-token continuations) share one row of the batch.
         """
+        return self.loglikelihood_groups([requests])[0]
+
+    def loglikelihood_groups(self, groups: Sequence[Sequence[LoglikelihoodRequest]]) -> list[Loglikelihoods]:
+        """Independent groups (one per case) scored together, batch_size rows per forward pass.
+
+        Each group's usage is what it would be alone (its distinct sequences); the wall time is
+        apportioned to the groups by their share of the tokens.
+        """
         import torch
 
         start = time.perf_counter()
-        plans: list[tuple[tuple[int, ...], list[int]]] = []
+        plans: list[list[tuple[tuple[int, ...], list[int]]]] = []
         needed: dict[tuple[int, ...], int] = {}  # sequence -> how many final positions are read
-        for req in requests:
-            context = self._ids(req.context)
-            whole = self._ids(req.context + req.continuation)
-            if whole[: len(context)] != context or len(whole) == len(context):
-                raise BackendError(f"continuation {req.continuation!r} does not tokenize apart "
-                                   "from its context")
-            if len(whole) < 2:
-                raise BackendError("an empty context leaves nothing to condition on")
-            sequence, continuation = tuple(whole[:-1]), whole[len(context):]
-            plans.append((sequence, continuation))
-            needed[sequence] = max(needed.get(sequence, 0), len(continuation))
+        for requests in groups:
+            plan = []
+            for req in requests:
+                context = self._ids(req.context)
+                whole = self._ids(req.context + req.continuation)
+                if whole[: len(context)] != context or len(whole) == len(context):
+                    raise BackendError(f"continuation {req.continuation!r} does not tokenize apart "
+                                       "from its context")
+                if len(whole) < 2:
+                    raise BackendError("an empty context leaves nothing to condition on")
+                sequence, continuation = tuple(whole[:-1]), whole[len(context):]
+                plan.append((sequence, continuation))
+                needed[sequence] = max(needed.get(sequence, 0), len(continuation))
+            plans.append(plan)
         rows: dict[tuple[int, ...], Any] = {}
         ordered = sorted(needed, key=len)  # similar lengths together: less padding
         for at in range(0, len(ordered), self.batch_size):
@@ -323,12 +334,17 @@ class TransformersBackend:
             logprobs = torch.log_softmax(logits[:, -keep:].float(), dim=-1)
             for row, sequence in enumerate(chunk):
                 rows[sequence] = logprobs[row]
-        values = []
-        for sequence, continuation in plans:
-            last = rows[sequence][-len(continuation):]
-            values.append(float(sum(last[i, token] for i, token in enumerate(continuation))))
-        usage = Usage(sum(len(s) for s in needed), 0, "tokenizer")
-        return Loglikelihoods(values, usage, Timings(total_s=time.perf_counter() - start))
+        elapsed = time.perf_counter() - start
+        tokens = [sum(len(s) for s in {sequence for sequence, _ in plan}) for plan in plans]
+        results = []
+        for plan, used in zip(plans, tokens):
+            values = []
+            for sequence, continuation in plan:
+                last = rows[sequence][-len(continuation):]
+                values.append(float(sum(last[i, token] for i, token in enumerate(continuation))))
+            share = elapsed * used / sum(tokens) if sum(tokens) else elapsed / len(plans)
+            results.append(Loglikelihoods(values, Usage(used, 0, "tokenizer"), Timings(total_s=share)))
+        return results
 
     # -- the rest of the protocol ------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
