@@ -46,6 +46,7 @@ def _report(args: argparse.Namespace) -> int:
     the records come from the store and the files go to <report-dir>/<run id>."""
     records, metadata = _run(args.run_dir, args.store)
     if args.store is not None and not Path(args.run_dir).is_dir():
+        print(f"{len(records)} records of run {args.run_dir} from the store")
         args.run_dir = str(Path(args.report_dir) / args.run_dir)
         Path(args.run_dir).mkdir(parents=True, exist_ok=True)
     if args.html:  # only the page, from the files the run already has

@@ -100,6 +100,9 @@ class ToolCallRecord:
     ok: bool
     result: str
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
     @classmethod
     def from_value(cls, data: Any) -> ToolCallRecord:
         if isinstance(data, ToolCallRecord):

@@ -15,7 +15,9 @@ from harness.selection import select_by_expressions
 
 REGISTRY = load_registry([PROJECT / "models.toml"])
 LARGE = {"codellama-7b", "qwen2.5-7b", "qwen2.5-14b", "qwen2.5-7b-nf4", "qwen2.5-7b-int8", "qwen2.5-14b-nf4",
-         "qwen2.5-14b-int8", "llama3.1-8b", "llama3.1-70b", "mistral-7b", "qwq-32b", "deepseek-r1", "gpt-4o"}
+         "qwen2.5-14b-int8", "llama3.1-8b", "llama3.1-70b", "mistral-7b", "qwq-32b", "deepseek-r1", "gpt-4o",
+         # the replaced projects' own models (issue 12)
+         "qwen2.5-coder-7b", "qwen2.5-32b", "qwen2.5-72b", "mistral-small"}
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +36,7 @@ def test_a_model_name_in_k_selects_it_among_all_models() -> None:
     assert chosen is not None and [m.name for m in chosen.models] == ["tinyllama"]
     assert "no Ollama server answers" in chosen.unrunnable["tinyllama"]
     assert names("gemma3 and not hf") == {"gemma3-270m-q4", "gemma3-270m-server"}
-    assert names("tinyllama or mistral") == {"tinyllama", "mistral-7b"}
+    assert names("tinyllama or mistral") == {"tinyllama", "mistral-7b", "mistral-small"}
 
 
 def test_words_the_registry_does_not_know_keep_a_model_possible() -> None:
@@ -48,7 +50,8 @@ def test_words_the_registry_does_not_know_keep_a_model_possible() -> None:
 def test_m_selects_by_model_markers_and_names_each_reason() -> None:
     assert names(None, "tier_large") == LARGE
     assert names(None, "tier_large and backend_ollama") == {"codellama-7b", "llama3.1-8b", "llama3.1-70b",
-                                                            "mistral-7b", "qwq-32b"}
+                                                            "mistral-7b", "qwq-32b", "qwen2.5-coder-7b",
+                                                            "qwen2.5-32b", "qwen2.5-72b", "mistral-small"}
     assert names("qwen", "tier_large") == {n for n in LARGE if n.startswith("qwen")}
     chosen = select_by_expressions(REGISTRY, None, "tier_large")
     assert chosen is not None and set(chosen.unrunnable) == LARGE
@@ -75,7 +78,8 @@ def test_m_tier_large_without_models_skips_each_model_with_its_reason(bench: Ben
 def test_plain_run_without_k_keeps_the_defaults(bench: BenchRun) -> None:
     result = bench("--collect-only", "-q", "-m", "mmlu", "--mmlu-per-subject", "1")
     ids = [line for line in result.stdout.lines if "::test_mmlu[" in line]
-    assert ids and all("[gemma3-270m-q4-" in line for line in ids)
+    # The default models: gemma (base) and smollm2 (chat), nothing else of the registry.
+    assert ids and {line.split("[")[1].split("-")[0] for line in ids} == {"gemma3", "smollm2"}
 
 
 def _chat(handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:

@@ -141,6 +141,14 @@ class LlamaCppBackend:
         }
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _split(self, req: LoglikelihoodRequest) -> tuple[list[int], list[int]]:
+        """The context's tokens and the whole text's; the continuation must tokenize apart."""
+        context = self._tokens(req.context, bos=True)
+        whole = self._tokens(req.context + req.continuation, bos=True)
+        if whole[: len(context)] != context or len(whole) == len(context):
+            raise BackendError(f"continuation {req.continuation!r} does not tokenize apart from its context")
+        return context, whole
+
     def _tokens(self, text: str, *, bos: bool) -> list[int]:
         # special=True: a context rendered by a chat template (single.chat_context) writes its
         # special tokens as text; plain prompts hold none, so they tokenize as before.
@@ -170,11 +178,7 @@ class LlamaCppBackend:
         prompt_tokens = 0
         evaluated: dict[str, np.ndarray] = {}
         for req in requests:
-            context = self._tokens(req.context, bos=True)
-            whole = self._tokens(req.context + req.continuation, bos=True)
-            if whole[: len(context)] != context or len(whole) == len(context):
-                raise BackendError(f"continuation {req.continuation!r} does not tokenize apart "
-                                   "from its context")
+            context, whole = self._split(req)
             continuation = whole[len(context):]
             if req.context not in evaluated:
                 # One forward pass over the context serves every single-token continuation.
@@ -200,11 +204,7 @@ class LlamaCppBackend:
         for requests in groups:
             plan, seen = [], {}
             for req in requests:
-                context = self._tokens(req.context, bos=True)
-                whole = self._tokens(req.context + req.continuation, bos=True)
-                if whole[: len(context)] != context or len(whole) == len(context):
-                    raise BackendError(f"continuation {req.continuation!r} does not tokenize apart "
-                                       "from its context")
+                context, whole = self._split(req)
                 seen[req.context] = len(context)
                 sequence = tuple(whole[:-1])
                 plan.append((sequence, whole[len(context):]))

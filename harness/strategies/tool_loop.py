@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from harness.backends.base import Request, ToolCall
 from harness.call import ModelCall
+from harness.record import ToolCallRecord  # a call as the case record keeps it
 
 StopReason = Literal["answer", "finish_tool", "max_turns"]
 ToolChoice = Literal["auto", "required"]
@@ -34,18 +35,6 @@ class Tool:
 
 class ToolError(Exception):
     """Raised by a tool for a refused or failed call; its message goes back to the model."""
-
-
-@dataclass
-class ToolCallRecord:
-    turn: int
-    name: str
-    arguments: str  # raw, as the model wrote them
-    ok: bool
-    result: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 @dataclass
