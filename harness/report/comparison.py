@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.record import CaseRecord
-from harness.report.aggregate import Group, aggregate
+from harness.report.aggregate import Group, aggregate, by_suite
 from harness.report.hooks import RunData, hookimpl
 from harness.report.paired import headlines, paired
 
@@ -43,7 +43,11 @@ def compare(records: Iterable[CaseRecord | Mapping[str, Any]]) -> dict[str, Any]
     Accuracy, errors, latency, tokens and cost are the aggregation's (harness/report/aggregate.py),
     so they agree with the scoreboard on the same records.
     """
-    groups = aggregate(records)
+    return compare_groups(aggregate(records))
+
+
+def compare_groups(groups: list[Group]) -> dict[str, Any]:
+    """compare() for one suite's groups, already aggregated."""
     common = set.intersection(*(g.item_ids for g in groups)) if groups else set()
     rows = {}
     for group in sorted(groups, key=lambda g: g.variant):
@@ -72,19 +76,21 @@ def compare(records: Iterable[CaseRecord | Mapping[str, Any]]) -> dict[str, Any]
 
 @hookimpl
 def pytest_harness_report(run: RunData) -> None:
-    write(run.run_dir, run.records)
+    write_groups(run.run_dir, run.groups)
 
 
 def write(run_dir: Path, records: Iterable[CaseRecord | Mapping[str, Any]]) -> list[Path]:
     """Write one comparison folder per suite; returns the folders written."""
-    suites: dict[str, list[Group]] = {}
-    for group in aggregate(records):
-        suites.setdefault(group.suite, []).append(group)
+    return write_groups(run_dir, aggregate(records))
+
+
+def write_groups(run_dir: Path, all_groups: list[Group]) -> list[Path]:
+    """write() for the run's groups, already aggregated (each suite's are compared once)."""
     folders = []
-    for suite, groups in sorted(suites.items()):
+    for suite, groups in sorted(by_suite(all_groups).items()):
         folder = Path(run_dir) / FOLDER / suite
         folder.mkdir(parents=True, exist_ok=True)
-        result = compare([r for g in groups for r in g.records])
+        result = compare_groups(groups)
         (folder / "comparison.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
         for group in groups:
             chosen = [r.to_dict() for r in group.records]
