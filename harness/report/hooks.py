@@ -10,6 +10,7 @@ that fails is reported by name and fails the run, and the others still write.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -83,7 +84,7 @@ class ReportFailure:
 def report_manager(extra: Iterable[object] = ()) -> pluggy.PluginManager:
     """A plugin manager holding the hook and the built-in reports (for use outside pytest)."""
     manager = pluggy.PluginManager("pytest")
-    manager.add_hookspecs(__import__(__name__, fromlist=["_"]))
+    manager.add_hookspecs(sys.modules[__name__])
     register_builtin(manager.register)
     for plugin in extra:
         manager.register(plugin)
