@@ -19,19 +19,26 @@ from harness.report.write import read_run, write_summary
 
 
 def _store_run(store_uri: str, run_id: str) -> tuple[list[CaseRecord], dict[str, Any]]:
-    """(latest records, metadata) of one run read back from a result store (SQLite or mongodb://)."""
+    """(latest records, metadata) of one run read back from a result store (SQLite or mongodb://).
+    A run split into shards is merged: its shards must agree (harness/report/merge.py)."""
+    from harness.report.merge import check_shards, merged_metadata
     from harness.store import open_store
 
     store = open_store(store_uri)
     try:
         data = store.records(run_id)
         runs = {run["run_id"]: run for run in store.runs()}
+        shards = store.shards(run_id)
     finally:
         store.close()
     if not data:
         known = ", ".join(sorted(runs)[-5:]) or "none"
         raise ValueError(f"run {run_id!r} has no records in the store {store!r} (latest runs: {known})")
-    return latest(as_records(data)), dict(runs.get(run_id, {}).get("metadata") or {})
+    records, metadata = latest(as_records(data)), dict(runs.get(run_id, {}).get("metadata") or {})
+    if shards:
+        check_shards(run_id, shards)
+        metadata = merged_metadata(metadata, shards, len(records))
+    return records, metadata
 
 
 def _run(ref: str, store_uri: str | None) -> tuple[list[CaseRecord], dict[str, Any]]:
@@ -55,6 +62,15 @@ def _report(args: argparse.Namespace) -> int:
         print(html.write(RunData.of(Path(args.run_dir), records, metadata)))
         return 0
     rows = write_summary(args.run_dir, records, metadata)
+    if metadata.get("shards") and args.store is not None:  # the merged run's summary, kept in the store
+        from harness.store import open_store
+
+        store = open_store(args.store)
+        try:
+            store.finish_run(str(metadata.get("run_id") or Path(args.run_dir).name), [r.to_dict() for r in rows])
+        finally:
+            store.close()
+        print(f"merged {len(metadata['shards'])} shards from {', '.join(metadata['hosts'])}")
     failures = run_reports(report_manager(), RunData.of(Path(args.run_dir), records, metadata))
     print(scoreboard(rows))
     print(terminal_extras(rows, records))

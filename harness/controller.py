@@ -29,12 +29,14 @@ from harness.report.hooks import ReportFailure, RunData, run_reports
 from harness.report.tables import scoreboard, terminal_extras
 from harness.report.write import RESULTS_FILE, ResultsLog, load_records, write_summary
 from harness.settings import Settings
+from harness.shard import Shard, code_fingerprint, shard_metadata
 from harness.store import Store, open_store
 
 # What a worker sends back (pytest-xdist workeroutput) and receives (workerinput).
 WORKER_BACKENDS = "harness_backends"
 WORKER_RUN_ID = "harness_run_id"
 WORKER_ANSWERED = "harness_answered"
+WORKER_ITEMS = "harness_items_fingerprint"
 
 # Library versions worth saving with a run: results move when these do.
 _LIBRARIES = ("pytest", "pytest-xdist", "llama_cpp_python", "numpy", "transformers", "torch",
@@ -45,8 +47,12 @@ class Controller:
     """Collects the run's records, writes results.jsonl, the store, the summaries and reports."""
 
     def __init__(self, config: pytest.Config, settings: Settings, run_id: str, models: list[ModelSpec],
-                 pair: tuple[ModelSpec, ModelSpec] | None) -> None:
+                 pair: tuple[ModelSpec, ModelSpec] | None, shard: Shard | None = None) -> None:
         self.config = config
+        self.shard = shard
+        # A fingerprint of every case of the whole run (harness/shard.py), from the collection:
+        # this process's, or the workers' under xdist.
+        self.items_fingerprint: str | None = None
         self.settings = settings
         self.run_id = run_id
         self.models = models
@@ -55,7 +61,8 @@ class Controller:
         self.started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         # --resume: the earlier attempt's records count again, and the cases it answered are
         # skipped; its errors and timeouts run again, their new record replacing the old one.
-        earlier = self._earlier_records() if settings.resume else []
+        earlier = (self._earlier_shard_records() if shard is not None else self._earlier_records()) \
+            if settings.resume else []
         self.records: dict[str, CaseRecord] = {r.case_id: r for r in earlier}
         self.answered = frozenset(r.case_id for r in earlier if r.status in SCORED_STATUSES)
         self.backends: dict[str, dict[str, Any]] = {}
@@ -78,6 +85,20 @@ class Controller:
             raise FileNotFoundError(f"--resume {self.run_id}: {path} not found, nothing to resume")
         return latest(load_records(path))
 
+    def _earlier_shard_records(self) -> list[CaseRecord]:
+        """A shard resumes from the shared store: its machine may be a new one with no folder. A
+        shard that wrote nothing yet starts afresh, so a scheduler may pass --resume to every try
+        of a shard (a restarted pod, a requeued array task)."""
+        from harness.record import as_records
+
+        assert self.shard is not None
+        store = open_store(self.settings.store or str(self.report_dir / "harness.sqlite"))
+        try:
+            data = [r for r in store.records(self.run_id) if self.shard.holds(str(r.get("case_id")))]
+        finally:
+            store.close()
+        return latest(as_records(data))
+
     # -- pytest-xdist: what travels to and from the workers ---------------------------------------
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
@@ -88,6 +109,8 @@ class Controller:
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         output = getattr(node, "workeroutput", None) or {}
         self.add_backends(json.loads(output.get(WORKER_BACKENDS) or "{}"))
+        if output.get(WORKER_ITEMS):
+            self.items_fingerprint = str(output[WORKER_ITEMS])  # every worker collects the same cases
 
     # -- records ----------------------------------------------------------------------------------
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -114,6 +137,17 @@ class Controller:
             if self._store is None:
                 self._store = open_store(self.settings.store or str(self.report_dir / "harness.sqlite"))
             self._store.start_run(self.run_id, self.metadata())
+            self._put_shard(finished=False)
+
+    def _put_shard(self, finished: bool) -> None:
+        """This shard's entry in the store: written when it starts, again when it finishes."""
+        if self.shard is None or self._store is None:
+            return
+        entry = shard_metadata(self.shard, machine=_machine(), git_commit=_git_commit(self.config.rootpath),
+                               code=code_fingerprint(self.config.rootpath), items=self.items_fingerprint,
+                               cases=len(self.records), started=self.started,
+                               finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds") if finished else None)
+        self._store.put_shard(self.run_id, {**entry, "settings": self.settings.to_dict()})
 
     # -- the end ----------------------------------------------------------------------------------
     def add_backends(self, described: dict[str, dict[str, Any]]) -> None:
@@ -145,7 +179,10 @@ class Controller:
         self.rows = write_summary(self.run_dir, records, metadata)
         self._open()  # a resumed run may have had nothing left to run
         assert self._store is not None
-        self._store.finish_run(self.run_id, [row.to_dict() for row in self.rows])
+        if self.shard is None:
+            self._store.finish_run(self.run_id, [row.to_dict() for row in self.rows])
+        else:  # one shard's rows are not the run's: `harness report --store` writes the merged ones
+            self._put_shard(finished=True)
         self.failures = run_reports(self.config.pluginmanager, RunData.of(self.run_dir, records, metadata))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -182,6 +219,9 @@ class Controller:
             # effect, the inference settings (threads, batch sizes, flash attention, sampling).
             "backends": dict(sorted(self.backends.items())),
         }
+        if self.shard is not None:
+            data["shard"] = self.shard.label
+            data["items_fingerprint"] = self.items_fingerprint
         if finished:
             records = list(self.records.values())
             data["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

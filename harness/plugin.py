@@ -19,7 +19,7 @@ import pytest
 from harness.backends.base import BackendError, BackendTimeout
 from harness.call import ModelCall
 from harness.case_monitor import CaseWindows
-from harness.controller import WORKER_ANSWERED, WORKER_BACKENDS, WORKER_RUN_ID, Controller
+from harness.controller import WORKER_ANSWERED, WORKER_BACKENDS, WORKER_ITEMS, WORKER_RUN_ID, Controller
 from harness.endpoints import endpoint_of
 from harness.record import (
     RECORD_KEY,
@@ -36,6 +36,7 @@ from harness.report import hooks
 from harness.selection import select_by_expressions
 from harness.session import RunSession, new_run_id
 from harness.settings import add_options, resolve
+from harness.shard import Shard, items_fingerprint, resolve_shard
 from harness.strategies.batched import apportioned_wall
 from harness.suites.base import Item, Score, describe
 from harness.upcoming import same_kind_ahead
@@ -48,6 +49,8 @@ RESOURCES = pytest.StashKey[dict[str, Any]]()
 WINDOWS = pytest.StashKey[CaseWindows]()
 # Each suite's name is also a marker.
 SUITES = ("mmlu", "extraction", "vue", "mbpp", "humaneval", "gsm8k", "chat_memory")
+SHARD = pytest.StashKey[Shard | None]()
+ITEMS = pytest.StashKey[str]()  # the items fingerprint of the whole run (harness/shard.py)
 
 
 @dataclass(frozen=True)
@@ -82,10 +85,15 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = resolve(config)
     workerinput = getattr(config, "workerinput", None)
     try:
+        # --shard I/N, or the scheduler's index (harness/shard.py); every shard names the one run.
+        shard = config.stash[SHARD] = resolve_shard(settings.shard, settings.shard_count)
+        if shard is not None and not (settings.run_id or settings.resume):
+            raise ValueError(f"shard {shard.label} (from {shard.source}) needs the run id all shards share: "
+                             "give --run-id RUN (HARNESS_RUN_ID)")
         if workerinput is None:  # a plain run, or the controller of an xdist run
             run_id = settings.resume or settings.run_id or new_run_id()
             session = RunSession(settings, config.rootpath, run_id)
-            controller = Controller(config, settings, run_id, session.models, session.pair)
+            controller = Controller(config, settings, run_id, session.models, session.pair, shard)
             session.answered = controller.answered
             config.stash[CONTROLLER] = controller
             config.pluginmanager.register(controller, "harness-controller")
@@ -109,12 +117,34 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{marker}: harness case selection")
 
 
+@pytest.hookimpl(trylast=True)  # after -k/-m: the fingerprint covers the cases the run selected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    shard = config.stash.get(SHARD, None)
+    if shard is not None:
+        _keep_shard(config, items, shard)
     # --resume: a case the earlier attempt answered is not asked again; its record still counts.
     run = config.stash[SESSION]
     for item in items:
         if item.nodeid in run.answered:
             item.add_marker(pytest.mark.skip(reason=f"already answered in run {run.run_id}"))
+
+
+def _keep_shard(config: pytest.Config, items: list[pytest.Item], shard: Shard) -> None:
+    """Deselect the cases of other shards, after fingerprinting every case of the run."""
+    cases = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        case = callspec.params.get("case") if callspec is not None else None
+        if isinstance(case, Case):
+            cases.append((item.nodeid, case.item.input, case.item.reference))
+    fingerprint = config.stash[ITEMS] = items_fingerprint(cases)
+    if CONTROLLER in config.stash:  # a plain run: this process is the controller
+        config.stash[CONTROLLER].items_fingerprint = fingerprint
+    kept = [item for item in items if shard.holds(item.nodeid)]
+    dropped = [item for item in items if not shard.holds(item.nodeid)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -128,6 +158,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         config.stash[CONTROLLER].add_backends(loaded)
     elif hasattr(config, "workeroutput"):
         config.workeroutput[WORKER_BACKENDS] = json.dumps(loaded, default=str)
+        if ITEMS in config.stash:
+            config.workeroutput[WORKER_ITEMS] = config.stash[ITEMS]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -35,6 +35,12 @@ def _bool(value: str | bool) -> bool:
     raise ValueError("expected true/false, yes/no, on/off or 1/0")
 
 
+def _shard_text(value: str) -> str:
+    from harness.shard import parse_shard  # checked here, kept as text: the session builds the Shard
+
+    return parse_shard(str(value)).label
+
+
 @dataclass(frozen=True)
 class Spec:
     """How one setting reads and checks its value (kept in the field's metadata)."""
@@ -68,6 +74,14 @@ class Settings:
     run_id: str | None = option("name of this run", shown_default="a timestamp")
     resume: str | None = option("continue the run RUN_ID after a crash: same id and folder, its answered "
                                 "cases skipped (errors and timeouts run again)")
+    # -- beyond one machine (harness/shard.py)
+    shard: str | None = option("run shard I of N (I from 0): the cases whose SHA-256 of the case id is I mod N; "
+                               "all shards take one --run-id and --store, `harness report --store URI RUN` "
+                               "merges them", convert=_shard_text,
+                               shown_default="JOB_COMPLETION_INDEX/--shard-count, SLURM_ARRAY_TASK_ID/"
+                                             "SLURM_ARRAY_TASK_COUNT, else the whole run")
+    shard_count: int | None = option("the number of shards where the scheduler gives only the index "
+                                     "(a Kubernetes Indexed Job's completions)", minimum=1)
     # -- model calls
     small_model: str | None = option("the small model of pair strategies (cascade, delegation), by name")
     large_model: str | None = option("the large model of pair strategies (cascade, delegation), by name")

@@ -36,6 +36,13 @@ class Store(Protocol):
     def records(self, run_id: str) -> list[dict[str, Any]]:
         """The case records of one run, in the order they were first added."""
 
+    def put_shard(self, run_id: str, shard: dict[str, Any]) -> None:
+        """Keep what one shard of a run says about itself (harness/shard.py shard_metadata),
+        upserted by (run_id, shard index): a resumed shard replaces its own entry."""
+
+    def shards(self, run_id: str) -> list[dict[str, Any]]:
+        """Every shard entry of a run, by index; empty for a run that was not sharded."""
+
     def runs(self) -> list[dict[str, Any]]:
         """Every run: run_id, started, finished (None while running), metadata and summary."""
 

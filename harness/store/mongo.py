@@ -1,8 +1,9 @@
 """The MongoDB result store (`--store mongodb://host:port/db`) and importing a suite's items into it.
 
-Three collections in the URI's database (default `harness`): `runs` (one document per run:
-metadata, start, finish, summary), `cases` (one document per case record, the record itself) and
-`tasks` (a suite's items, from `harness import-tasks`). Every write is an upsert on a unique key
+Four collections in the URI's database (default `harness`): `runs` (one document per run:
+metadata, start, finish, summary), `cases` (one document per case record, the record itself),
+`shards` (one document per shard of a run split over machines, harness/shard.py) and `tasks` (a
+suite's items, from `harness import-tasks`). Every write is an upsert on a unique key
 ((run_id, case_id) for cases, (suite, split, item_id) for tasks), so a retried write or a second
 import replaces the document rather than adding one.
 
@@ -92,12 +93,14 @@ class MongoStore:
             self._runs = self._db["runs"]
             self._cases = self._db["cases"]
             self._tasks = self._db["tasks"]
+            self._shards = self._db["shards"]
             self._runs.create_index("run_id", unique=True)
             self._cases.create_index([("run_id", ASCENDING), ("case_id", ASCENDING)], unique=True)
             self._cases.create_index([("suite", ASCENDING), ("model", ASCENDING)])
             self._tasks.create_index(
                 [("suite", ASCENDING), ("split", ASCENDING), ("item_id", ASCENDING)], unique=True
             )
+            self._shards.create_index([("run_id", ASCENDING), ("index", ASCENDING)], unique=True)
         except PyMongoError as exc:
             self._client.close()
             wait = options.get("serverSelectionTimeoutMS")
@@ -143,6 +146,18 @@ class MongoStore:
         # ObjectIds from one server grow with time and a per-process counter: insertion order.
         found = self._cases.find({"run_id": run_id}).sort("_id", ASCENDING)
         return [_strip(document) for document in found]
+
+    def put_shard(self, run_id: str, shard: dict[str, Any]) -> None:
+        key = {"run_id": run_id, "index": int(shard["index"])}
+        document = {**_plain(shard), **key}
+        try:
+            self._shards.replace_one(key, document, upsert=True)
+        except DuplicateKeyError:  # two upserts of one new key at once: the document exists now
+            self._shards.replace_one(key, document, upsert=True)
+
+    def shards(self, run_id: str) -> list[dict[str, Any]]:
+        found = self._shards.find({"run_id": run_id}).sort("index", ASCENDING)
+        return [{k: v for k, v in _strip(document).items() if k != "run_id"} for document in found]
 
     def runs(self) -> list[dict[str, Any]]:
         found = self._runs.find({}).sort([("started", ASCENDING), ("run_id", ASCENDING)])

@@ -34,6 +34,12 @@ CREATE TABLE IF NOT EXISTS cases (
     PRIMARY KEY (run_id, case_id)
 );
 CREATE INDEX IF NOT EXISTS cases_by_suite_model ON cases (suite, model);
+CREATE TABLE IF NOT EXISTS shards (
+    run_id   TEXT NOT NULL,
+    idx      INTEGER NOT NULL,
+    shard    TEXT NOT NULL,
+    PRIMARY KEY (run_id, idx)
+);
 """
 
 # Upsert keyed by (run_id, case_id): a retried write replaces the row in place, keeping its rowid,
@@ -124,6 +130,19 @@ class SQLiteStore:
             rows = self._db.execute(
                 "SELECT record FROM cases WHERE run_id = ? ORDER BY rowid", (run_id,)
             ).fetchall()
+        return [json.loads(text) for (text,) in rows]
+
+    def put_shard(self, run_id: str, shard: dict[str, Any]) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO shards (run_id, idx, shard) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id, idx) DO UPDATE SET shard = excluded.shard",
+                (run_id, int(shard["index"]), _dumps(shard)),
+            )
+
+    def shards(self, run_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT shard FROM shards WHERE run_id = ? ORDER BY idx", (run_id,)).fetchall()
         return [json.loads(text) for (text,) in rows]
 
     def runs(self) -> list[dict[str, Any]]:
