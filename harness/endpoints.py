@@ -1,27 +1,57 @@
-"""Many endpoints, one model: a server backend's registry entry may list several base URLs.
+"""Many servers, one model: a pool of endpoints that takes each request by load, with failover.
+
+A server backend's registry entry may list several base URLs:
 
     options = { base_urls = ["http://10.0.0.1:8080/v1", "http://10.0.0.2:8080/v1"], loglikelihood = true }
 
-pytest-xdist worker i (PYTEST_XDIST_WORKER=gw<i>) talks to endpoint i mod n, so `pytest -n 4` over
-two servers puts two workers on each; a run without xdist uses the first. The chosen URL becomes
-the entry's `base_url` (`host` for Ollama) before the backend is made, and `options.endpoint`
-names it, so each record can say which server answered (extra["endpoint"]). A `tokenize_url` on
-the first endpoint's host and port follows the chosen endpoint to its host and port.
+The model is then one `EndpointPool` over one backend per URL (registry.create_backend):
+
+- each request goes to the healthy endpoint with the fewest requests in flight from every process
+  of this machine (pytest-xdist workers, other runs): the pool keeps a marker file per request in
+  flight under the temp folder, so workers see each other's load without talking; ties go to the
+  endpoint this process asked least, starting at a different one in each worker;
+- an endpoint whose request fails in a way worth another try (refused connection, 5xx, 429) or
+  times out (`endpoint_timeout_s`, by default the call timeout over the number of endpoints, so
+  trying each once fits in one call) leaves the pool for `endpoint_cooldown_s` (30 s) on the whole
+  machine, and the request is retried at once on another; a request no endpoint answers is a
+  retryable error (the call wrapper's retries and backoff apply);
+- a wrong request (HTTP 400, unsupported) is not retried elsewhere: another server would say the same.
+
+Each record names the endpoint that answered (`extra.endpoint`) and how many requests each endpoint
+answered for the case (`extra.endpoint_requests`); the summary adds them up per model.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse, urlunparse
+
+from harness.backends.base import (
+    Backend,
+    BackendTimeout,
+    Generation,
+    LoglikelihoodRequest,
+    Loglikelihoods,
+    Request,
+    RetryableError,
+)
 
 if TYPE_CHECKING:  # registry.py imports this module; the spec type only for checkers
     from harness.registry import ModelSpec
 
+T = TypeVar("T")
 _WORKER = re.compile(r"gw(\d+)$")
+COOLDOWN_S = 30.0
 
 
 def worker_index(env: Mapping[str, str] | None = None) -> int:
@@ -38,24 +68,211 @@ def _move(url: str, first: str, chosen: str) -> str:
     return urlunparse(parsed._replace(scheme=new.scheme, netloc=new.netloc))
 
 
-def for_worker(spec: ModelSpec, env: Mapping[str, str] | None = None) -> ModelSpec:
-    """The spec with this worker's endpoint as its base URL; unchanged without `base_urls`."""
+def pool_urls(spec: ModelSpec) -> list[str] | None:
+    """The entry's `base_urls`, checked; None for a single-server entry."""
     urls = spec.options.get("base_urls")
-    if not urls:
-        return spec
-    if not isinstance(urls, list) or not all(isinstance(u, str) and u for u in urls):
+    if urls is None:
+        return None
+    if not isinstance(urls, list) or not urls or not all(isinstance(u, str) and u for u in urls):
         raise ValueError(f"model {spec.name!r}: options.base_urls must be a list of URLs, not {urls!r}")
-    index = worker_index(env) % len(urls)
+    return urls
+
+
+def endpoint_spec(spec: ModelSpec, index: int) -> ModelSpec:
+    """The entry as one endpoint's backend sees it: that URL as its `base_url` (`host` for Ollama),
+    and a `tokenize_url` on the first endpoint's host moved to this one's."""
+    urls = pool_urls(spec) or []
     chosen = urls[index]
-    options: dict[str, Any] = {**spec.options, "endpoint": chosen, "endpoint_index": index}
+    options: dict[str, Any] = {k: v for k, v in spec.options.items() if k != "base_urls"}
+    options.update(endpoint=chosen, endpoint_index=index)
     options["host" if spec.backend == "ollama" else "base_url"] = chosen
     if isinstance(options.get("tokenize_url"), str):
         options["tokenize_url"] = _move(options["tokenize_url"], urls[0], chosen)
     return replace(spec, options=options)
 
 
+class LoadBoard:
+    """Requests in flight and endpoints out of the pool, shared by this machine's processes.
+
+    A folder per pool (named by a digest of the model and its URLs) holds, per endpoint, one empty
+    file per request in flight (`<pid>-<n>`) and a `down` file with the time it may come back.
+    Files of a process that died are not counted and are cleared.
+    """
+
+    def __init__(self, key: str, count: int, root: Path | None = None) -> None:
+        self.root = (root or Path(tempfile.gettempdir())) / f"llm-bench-pool-{key}"
+        self.count = count
+        for index in range(count):
+            (self.root / str(index)).mkdir(parents=True, exist_ok=True)
+        self._serial = itertools.count()
+
+    def enter(self, index: int) -> Path:
+        marker = self.root / str(index) / f"{os.getpid()}-{next(self._serial)}"
+        marker.touch()
+        return marker
+
+    @staticmethod
+    def leave(marker: Path) -> None:
+        marker.unlink(missing_ok=True)
+
+    def in_flight(self, index: int) -> int:
+        count = 0
+        for entry in os.scandir(self.root / str(index)):
+            pid = entry.name.split("-", 1)[0]
+            if not pid.isdigit():
+                continue
+            if _alive(int(pid)):
+                count += 1
+            else:
+                Path(entry.path).unlink(missing_ok=True)
+        return count
+
+    def down_until(self, index: int) -> float:
+        try:
+            return float((self.root / f"{index}.down").read_text() or 0)
+        except (OSError, ValueError):
+            return 0.0
+
+    def set_down(self, index: int, until: float) -> None:
+        path = self.root / f"{index}.down"
+        temporary = path.with_name(f"{path.name}.{os.getpid()}")
+        temporary.write_text(repr(until))
+        os.replace(temporary, path)  # readers see the old time or the new one, never half
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class _Failure:
+    endpoint: str
+    error: Exception
+
+
+class EndpointPool:
+    """One model served by several endpoints; the Backend protocol, each call on the best endpoint."""
+
+    def __init__(self, spec: ModelSpec, backends: list[Backend], *, cooldown_s: float = COOLDOWN_S,
+                 board: LoadBoard | None = None, env: Mapping[str, str] | None = None) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.urls = [str(endpoint_spec(spec, i).options["endpoint"]) for i in range(len(backends))]
+        self.backends = backends
+        self.supports_loglikelihood = all(getattr(b, "supports_loglikelihood", False) for b in backends)
+        self.cooldown_s = cooldown_s
+        key = hashlib.sha256("\n".join([spec.name, *self.urls]).encode()).hexdigest()[:12]
+        self.board = board or LoadBoard(key, len(backends))
+        self._offset = worker_index(env)
+        self._lock = threading.Lock()
+        self._asked = [0] * len(backends)  # requests this process sent to each endpoint
+        self.answered: dict[str, int] = {}  # per endpoint, since the last take_answered()
+        self.last_endpoint: str | None = None
+
+    # -- choosing ---------------------------------------------------------------------------------
+    def _order(self, tried: set[int]) -> list[int]:
+        """Untried endpoints, best first: healthy before resting, then fewest in flight on this
+        machine, then fewest asked by this process (from this worker's own starting point)."""
+        now = time.time()
+        n = len(self.backends)
+        ranked = []
+        for index in range(n):
+            if index in tried:
+                continue
+            resting = self.board.down_until(index) > now
+            ranked.append(((resting, self.board.in_flight(index), self._asked[index], (index - self._offset) % n),
+                           index))
+        return [index for _, index in sorted(ranked)]
+
+    def _run(self, method: str, fn: Callable[[Backend], T]) -> T:
+        tried: set[int] = set()
+        failures: list[_Failure] = []
+        while True:
+            with self._lock:  # pick and mark in one step, so two threads do not pick the same idle one
+                order = self._order(tried)
+                if not order:
+                    break
+                index = order[0]
+                self._asked[index] += 1
+                marker = self.board.enter(index)
+            tried.add(index)
+            try:
+                result = fn(self.backends[index])
+            except (RetryableError, BackendTimeout) as exc:
+                self.board.set_down(index, time.time() + self.cooldown_s)
+                failures.append(_Failure(self.urls[index], exc))
+                continue
+            finally:
+                self.board.leave(marker)
+            with self._lock:
+                self.answered[self.urls[index]] = self.answered.get(self.urls[index], 0) + 1
+                self.last_endpoint = self.urls[index]
+            return result
+        detail = "; ".join(f"{f.endpoint}: {f.error}" for f in failures)
+        raise RetryableError(f"{self.name}: no endpoint of the pool answered {method} ({detail})")
+
+    # -- the backend protocol -----------------------------------------------------------------------
+    def generate(self, request: Request) -> Generation:
+        return self._run("generate", lambda backend: backend.generate(request))
+
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> Loglikelihoods:
+        return self._run("loglikelihood", lambda backend: backend.loglikelihood(requests))
+
+    def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
+        return self._run("count_tokens", lambda backend: int(backend.count_tokens(content)))  # type: ignore[attr-defined]
+
+    def process(self) -> int | None:
+        return None  # several servers: no one process to sample
+
+    def describe(self) -> dict[str, Any]:
+        first = getattr(self.backends[0], "describe", None)
+        return {**(first() if callable(first) else {}), "endpoints": list(self.urls),
+                "balance": "least in flight on this machine, failover", "cooldown_s": self.cooldown_s}
+
+    def take_answered(self) -> dict[str, int]:
+        """The requests each endpoint answered since the last take (a process runs one case at a
+        time, so taken at the end of a case: that case's)."""
+        with self._lock:
+            answered, self.answered = self.answered, {}
+        return answered
+
+    def close(self) -> None:
+        for backend in self.backends:
+            backend.close()
+
+
+def make_pool(spec: ModelSpec, factory: Callable[[ModelSpec, float | None], Backend],
+              timeout_s: float | None) -> EndpointPool:
+    """The pool of an entry with base_urls: one backend per URL, each with the endpoint timeout."""
+    urls = pool_urls(spec) or []
+    per_endpoint = spec.options.get("endpoint_timeout_s")
+    if per_endpoint is None and timeout_s is not None:
+        per_endpoint = timeout_s / len(urls)
+    cooldown = float(spec.options.get("endpoint_cooldown_s", COOLDOWN_S))
+    backends = [factory(endpoint_spec(spec, index), None if per_endpoint is None else float(per_endpoint))
+                for index in range(len(urls))]
+    return EndpointPool(spec, backends, cooldown_s=cooldown)
+
+
 def endpoint_of(backend: Any) -> str | None:
-    """The endpoint a backend made by for_worker talks to, for the record."""
+    """The endpoint that answered a backend's latest request (a pool), or the one it talks to."""
+    if isinstance(backend, EndpointPool):
+        return backend.last_endpoint
     spec = getattr(backend, "spec", None)
     options = getattr(spec, "options", None) or {}
     return options.get("endpoint")
+
+
+def requests_by_endpoint(backends: list[Any]) -> dict[str, int]:
+    """For the record: the requests each endpoint of the case's pools answered during the case."""
+    counts: dict[str, int] = {}
+    for backend in {id(b): b for b in backends if isinstance(b, EndpointPool)}.values():
+        for url, n in backend.take_answered().items():
+            counts[url] = counts.get(url, 0) + n
+    return counts

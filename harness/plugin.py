@@ -20,7 +20,7 @@ from harness.backends.base import BackendError, BackendTimeout
 from harness.call import ModelCall
 from harness.case_monitor import CaseWindows
 from harness.controller import WORKER_ANSWERED, WORKER_BACKENDS, WORKER_ITEMS, WORKER_RUN_ID, Controller
-from harness.endpoints import endpoint_of
+from harness.endpoints import endpoint_of, requests_by_endpoint
 from harness.record import (
     RECORD_KEY,
     TYPED_OUTCOME_FIELDS,
@@ -297,6 +297,9 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
     endpoints = {c.name: e for c in calls if (e := endpoint_of(c.backend))}  # options.base_urls
     if endpoints:
         rec.extra["endpoint"] = endpoints.pop(case.model.name, None) or next(iter(endpoints.values()))
+    answered = requests_by_endpoint([c.backend for c in calls])  # a pool: which server took each request
+    if answered:
+        rec.extra["endpoint_requests"] = answered
     return rec
 
 

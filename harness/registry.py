@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import Backend
-from harness.endpoints import for_worker
+from harness.endpoints import endpoint_spec, make_pool, pool_urls
 
 # The registry shipped with the project (top level of a source checkout).
 DEFAULT_REGISTRY = Path(__file__).resolve().parents[1] / "models.toml"
@@ -107,9 +107,13 @@ def availability(spec: ModelSpec) -> str | None:
     """None when the model can run on this machine, else the reason it cannot."""
     target = BACKENDS[spec.backend]
     try:
-        spec = for_worker(spec)  # several base_urls: this xdist worker's endpoint (endpoints.py)
+        urls = pool_urls(spec)  # several base_urls: a pool (endpoints.py) runs while one endpoint does
     except ValueError as exc:
         return str(exc)
+    if urls is not None:
+        reasons = [availability(endpoint_spec(spec, index)) for index in range(len(urls))]
+        return None if any(r is None for r in reasons) else "no endpoint of the pool can run: " + "; ".join(
+            f"{url}: {reason}" for url, reason in zip(urls, reasons, strict=True))
     if target is None:
         return f"backend {spec.backend!r} is not implemented in this version of the harness"
     module_name, _, _ = target.partition(":")
@@ -149,6 +153,11 @@ def create_backend(spec: ModelSpec, *, timeout_s: float | None = None) -> Backen
         raise RegistryError(f"model {spec.name!r} cannot run here: {reason}")
     module_name, _, factory_name = str(BACKENDS[spec.backend]).partition(":")
     factory = getattr(importlib.import_module(module_name), factory_name)
-    if timeout_s is not None and "timeout_s" in inspect.signature(factory).parameters:
-        return factory(for_worker(spec), timeout_s=timeout_s)
-    return factory(for_worker(spec))
+    takes_timeout = "timeout_s" in inspect.signature(factory).parameters
+
+    def make(entry: ModelSpec, timeout: float | None) -> Backend:
+        return factory(entry, timeout_s=timeout) if timeout is not None and takes_timeout else factory(entry)
+
+    if pool_urls(spec) is not None:  # several servers of one model: a pool by load, with failover
+        return make_pool(spec, make, timeout_s)
+    return make(spec, timeout_s)

@@ -138,6 +138,7 @@ def write_summary(
     # Normalize metadata through JSON first (paths to strings, tuples to lists) so rendering from
     # the live objects and from metadata.json read back later gives the same bytes.
     plain_metadata = json.loads(_json_text(dict(metadata)))
+    records = list(records)
     groups = aggregate(records)
     rows = [group.row for group in groups]
     shares = [share for group in groups for share in group.shares]
@@ -145,6 +146,9 @@ def write_summary(
     summary = {"metadata": plain_metadata, "summary": [row.to_dict() for row in rows],
                "per_model": [s.to_dict() for s in shares], "headlines": [h.to_dict() for h in heads],
                "paired": [p.to_dict() for p in pairs]}
+    served = requests_per_endpoint(latest(records))
+    if served:
+        summary["endpoints"] = served
     _write_text(run_dir / METADATA_FILE, _json_text(plain_metadata))
     _write_text(run_dir / SUMMARY_JSON, _json_text(summary))
     _write_text(run_dir / SUMMARY_MD, markdown(rows, plain_metadata) + markdown_sections(rows, shares, heads, pairs))
@@ -152,6 +156,16 @@ def write_summary(
     write_csv(rows, temporary_csv)
     os.replace(temporary_csv, run_dir / SUMMARY_CSV)
     return rows
+
+
+def requests_per_endpoint(records: Iterable[CaseRecord]) -> dict[str, dict[str, int]]:
+    """model -> endpoint -> requests it answered, from the records of a model served by a pool."""
+    served: dict[str, dict[str, int]] = {}
+    for record in records:
+        for url, n in (record.extra.get("endpoint_requests") or {}).items():
+            per_model = served.setdefault(record.model, {})
+            per_model[url] = per_model.get(url, 0) + int(n)
+    return {model: dict(sorted(urls.items())) for model, urls in sorted(served.items())}
 
 
 def read_run(run_dir: str | Path) -> tuple[list[CaseRecord], dict[str, Any]]:
