@@ -173,6 +173,9 @@ class Controller:
     def finish(self, workers: int) -> None:
         """Write the summaries, metadata and every report once, at the end."""
         if not self.records:
+            if self.shard is not None:  # a shard none of whose cases were selected has still finished
+                self._open()
+                self._put_shard(finished=True)
             return
         records = list(self.records.values())
         metadata = self.metadata(finished=True, workers=workers)

@@ -44,6 +44,7 @@ from harness.backends.base import (
     Loglikelihoods,
     Request,
     RetryableError,
+    Unsupported,
 )
 
 if TYPE_CHECKING:  # registry.py imports this module; the spec type only for checkers
@@ -157,7 +158,11 @@ class _Failure:
 
 
 class EndpointPool:
-    """One model served by several endpoints; the Backend protocol, each call on the best endpoint."""
+    """One model served by several endpoints; the Backend protocol, each call on the best endpoint.
+
+    Its optional abilities are those every endpoint's backend offers."""
+
+    retired: str | None = None  # a pool is never retired: a failing endpoint only rests
 
     def __init__(self, spec: ModelSpec, backends: list[Backend], *, cooldown_s: float = COOLDOWN_S,
                  board: LoadBoard | None = None, env: Mapping[str, str] | None = None) -> None:
@@ -166,6 +171,7 @@ class EndpointPool:
         self.urls = [str(endpoint_spec(spec, i).options["endpoint"]) for i in range(len(backends))]
         self.backends = backends
         self.supports_loglikelihood = all(getattr(b, "supports_loglikelihood", False) for b in backends)
+        self.token_count_source = getattr(backends[0], "token_count_source", "tokenizer")
         self.cooldown_s = cooldown_s
         key = hashlib.sha256("\n".join([spec.name, *self.urls]).encode()).hexdigest()[:12]
         self.board = board or LoadBoard(key, len(backends))
@@ -224,7 +230,17 @@ class EndpointPool:
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> Loglikelihoods:
         return self._run("loglikelihood", lambda backend: backend.loglikelihood(requests))
 
+    @property
+    def abilities(self) -> frozenset[str]:
+        offered = [frozenset(getattr(b, "abilities", frozenset())) for b in self.backends]
+        return frozenset.intersection(*offered)
+
+    def _optional(self, ability: str) -> None:
+        if not all(callable(getattr(b, ability, None)) for b in self.backends):
+            raise Unsupported(f"{self.name}: the pool's backends cannot {ability.replace('_', ' ')}")
+
     def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
+        self._optional("count_tokens")
         return self._run("count_tokens", lambda backend: int(backend.count_tokens(content)))  # type: ignore[attr-defined]
 
     def process(self) -> int | None:
