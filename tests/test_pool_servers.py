@@ -76,8 +76,8 @@ def test_a_server_killed_mid_run_loses_no_case(tmp_path: Path,
     results = reports / "pool" / "results.jsonl"
     run = subprocess.Popen(
         [sys.executable, "-m", "pytest", str(BENCHMARKS / "test_mmlu.py"), "-q", "-p", "no:cacheprovider",
-         "--models-file", str(registry), "--models", "pool", "--samples", str(SAMPLES), "--mmlu-mode", "generate", "--run-id", "pool",
-         "--report-dir", str(reports), "-n", "2", "--retries", "0", "--monitor-interval", "0"],
+         "--models-file", str(registry), "--models", "pool", "--samples", str(SAMPLES), "--mmlu-mode", "generate",
+         "--run-id", "pool", "--report-dir", str(reports), "-n", "2", "--retries", "0", "--monitor-interval", "0"],
         cwd=PROJECT, env={**os.environ, "PYTHONPATH": str(PROJECT)}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     killed_after = None

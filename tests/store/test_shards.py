@@ -162,3 +162,20 @@ def test_sharding_needs_the_shared_run_id(tmp_path: Path, mongo_uri: str) -> Non
     out = finish(start(tmp_path, mongo_uri, env={"JOB_COMPLETION_INDEX": "1"}, targets=("test_mmlu.py",)),
                  expected=4)
     assert "JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job) but not the number of shards" in out
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "mongodb"])
+def test_shard_entries_are_upserted_by_index(kind: str, tmp_path: Path, mongo_uri: str) -> None:
+    from harness.store import open_store
+
+    store = open_store(mongo_uri if kind == "mongodb" else str(tmp_path / "s.sqlite"))
+    try:
+        store.put_shard("r", {"index": 1, "count": 2, "finished": None, "settings": {"seed": 0}})
+        store.put_shard("r", {"index": 0, "count": 2, "finished": "t0"})
+        store.put_shard("r", {"index": 1, "count": 2, "finished": "t1", "settings": {"seed": 0}})  # resumed
+        store.put_shard("other", {"index": 0, "count": 1, "finished": "t"})
+        assert store.shards("r") == [{"index": 0, "count": 2, "finished": "t0"},
+                                     {"index": 1, "count": 2, "finished": "t1", "settings": {"seed": 0}}]
+        assert store.shards("none") == []
+    finally:
+        store.close()
