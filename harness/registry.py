@@ -148,16 +148,23 @@ def select(models: dict[str, ModelSpec], wanted: Iterable[str] | None) -> list[M
 def create_backend(spec: ModelSpec, *, timeout_s: float | None = None) -> Backend:
     """Load the model a registry entry names. `timeout_s` (the run's --call-timeout) reaches the
     backends that talk to a server, so a call that times out stops its request too."""
-    reason = availability(spec)
+    # A pool is not pinged here: a busy server may miss the ping's second while it answers another
+    # worker, and one that is down rests out of the pool at its first request (endpoints.py).
+    pooled = pool_urls(spec) is not None
+    reason = availability(spec) if not pooled else None
     if reason is not None:
         raise RegistryError(f"model {spec.name!r} cannot run here: {reason}")
     module_name, _, factory_name = str(BACKENDS[spec.backend]).partition(":")
-    factory = getattr(importlib.import_module(module_name), factory_name)
+    try:
+        factory = getattr(importlib.import_module(module_name), factory_name)
+    except ModuleNotFoundError as exc:
+        raise RegistryError(f"model {spec.name!r} cannot run here: backend {spec.backend!r} needs "
+                            f"{exc.name!r} (not installed)") from None
     takes_timeout = "timeout_s" in inspect.signature(factory).parameters
 
     def make(entry: ModelSpec, timeout: float | None) -> Backend:
         return factory(entry, timeout_s=timeout) if timeout is not None and takes_timeout else factory(entry)
 
-    if pool_urls(spec) is not None:  # several servers of one model: a pool by load, with failover
+    if pooled:  # several servers of one model: a pool by load, with failover
         return make_pool(spec, make, timeout_s)
     return make(spec, timeout_s)

@@ -58,6 +58,11 @@ def test_a_pool_runs_while_one_endpoint_answers() -> None:
     reason = availability(spec(urls=["http://127.0.0.1:9/v1", "http://127.0.0.1:7/v1"]))
     assert reason is not None and reason.startswith("no endpoint of the pool can run")
     assert "127.0.0.1:9" in reason and "127.0.0.1:7" in reason
+    # Making the pool pings nothing (a busy server may miss a ping): its requests find out.
+    dead = create_backend(spec(urls=["http://127.0.0.1:9/v1", "http://127.0.0.1:7/v1"]), timeout_s=4)
+    with pytest.raises(RetryableError, match="no endpoint of the pool answered generate"):
+        dead.generate(Request(prompt="q"))
+    dead.close()
 
 
 class Fake:
