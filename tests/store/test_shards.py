@@ -102,7 +102,12 @@ def test_three_shards_at_once_merge_into_the_one_process_run(tmp_path: Path, mon
     assert unmeasured(merged) == unmeasured(one)  # figure for figure, but for the measured times
     assert [(r["model"], r["suite"], r["items"], r["accuracy"]) for r in merged["summary"]] == \
         [("oracle", "extraction", 8, 1.0), ("oracle", "mmlu", 32, 1.0)]
-    assert [s["index"] for s in merged["metadata"]["shards"]] == [0, 1, 2]
+    entries = merged["metadata"]["shards"]
+    assert [s["index"] for s in entries] == [0, 1, 2] and sum(s["cases"] for s in entries) == CASES
+    # Each shard names its machine, the code and the items; all three agree here.
+    assert all(s["hostname"] and s["machine"]["cpus"] and s["finished"] for s in entries)
+    assert len({(s["code_fingerprint"], s["items_fingerprint"], s["git_commit"]) for s in entries}) == 1
+    assert entries[0]["items_fingerprint"] and entries[0]["code_fingerprint"]
     assert merged["metadata"]["cases"] == CASES
     for name in ("report.html", "summary.csv", "summary.md", "extraction/metrics.csv", "mmlu"):
         assert (out_dir / "split" / name).exists(), name
