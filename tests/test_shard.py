@@ -88,13 +88,14 @@ def entry(index: int, count: int = 3, **changes: Any) -> dict[str, Any]:
     data = {"index": index, "count": count, "hostname": f"node-{index}", "git_commit": "abc",
             "code_fingerprint": "c0de", "items_fingerprint": "17e5", "cases": 10,
             "started": f"2026-01-01T00:0{index}:00+00:00", "finished": f"2026-01-01T00:1{index}:00+00:00",
-            "settings": {"samples": 8, "seed": 0, "shard": f"{index}/{count}", "report_dir": f"/r{index}"}}
+            "settings": {"samples": 8, "seed": 0, "shard": f"{index}/{count}", "report_dir": f"/r{index}",
+                         "mmlu_data": f"/mnt/node-{index}/mmlu"}}
     return {**data, **changes}
 
 
 def test_agreeing_shards_merge_into_one_run() -> None:
     shards = [entry(0), entry(1), entry(2)]
-    check_shards("r", shards)  # the shard and report_dir settings may differ
+    check_shards("r", shards)  # the shard, report_dir and data path settings may differ
     merged = merged_metadata({"run_id": "r", "shard": "2/3"}, shards, 30)
     assert merged["hosts"] == ["node-0", "node-1", "node-2"] and merged["cases"] == 30
     assert merged["started"] == "2026-01-01T00:00:00+00:00" and merged["finished"] == "2026-01-01T00:12:00+00:00"

@@ -15,6 +15,9 @@ from typing import Any
 # how often it samples resources. Everything else decides what is asked and how it is scored.
 LOCAL_SETTINGS = frozenset({"shard", "shard_count", "resume", "run_id", "report_dir", "store", "cache_dir",
                             "cache", "monitor_interval"})
+# Settings naming files, whose paths may differ from machine to machine (another checkout, a data
+# mount): what the data files hold is compared through the items fingerprint instead.
+PATH_SETTINGS = ("_data", "_template", "models_file", "bertscore_model")
 
 
 class ShardMismatch(ValueError):
@@ -27,7 +30,7 @@ def _name(entry: dict[str, Any]) -> str:
 
 
 def _settings_difference(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    keys = sorted((set(a) | set(b)) - LOCAL_SETTINGS)
+    keys = sorted(k for k in (set(a) | set(b)) - LOCAL_SETTINGS if not k.endswith(PATH_SETTINGS))
     return [f"{key}={a.get(key)!r} vs {b.get(key)!r}" for key in keys if a.get(key) != b.get(key)]
 
 
