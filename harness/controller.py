@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from harness import locations
 from harness.record import RECORD_KEY, SCORED_STATUSES, CaseRecord
 from harness.registry import ModelSpec
 from harness.report.aggregate import SummaryRow, latest
@@ -45,13 +46,18 @@ class Controller:
     """Collects the run's records, writes results.jsonl, the store, the summaries and reports."""
 
     def __init__(self, config: pytest.Config, settings: Settings, run_id: str, models: list[ModelSpec],
-                 pair: tuple[ModelSpec, ModelSpec] | None) -> None:
+                 pair: tuple[ModelSpec, ModelSpec] | None, suites: dict[str, dict[str, Any]] | None = None,
+                 suite_settings: dict[str, Any] | None = None) -> None:
         self.config = config
         self.settings = settings
+        # The registered suites (their tags and reports) and their options, kept in metadata.json so
+        # reports and `harness report` know them without importing the suites.
+        self.suites = dict(suites or {})
+        self.suite_settings = dict(suite_settings or {})
         self.run_id = run_id
         self.models = models
         self.pair = pair
-        self.report_dir = settings.report_dir or config.rootpath / "reports"
+        self.report_dir = locations.report_dir(settings.report_dir, config.rootpath)
         self.started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         # --resume: the earlier attempt's records count again, and the cases it answered are
         # skipped; its errors and timeouts run again, their new record replacing the old one.
@@ -173,7 +179,8 @@ class Controller:
             "started": self.started,
             "models": [{**m.__dict__, "tiers": list(m.tiers)} for m in self.models],
             "pair": [m.name for m in self.pair] if self.pair else None,
-            "settings": self.settings.to_dict(),
+            "settings": {**self.settings.to_dict(), **self.suite_settings},
+            "suites": self.suites,
             "git_commit": _git_commit(self.config.rootpath),
             "machine": _machine(),
             "libraries": _versions(),

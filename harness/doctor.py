@@ -14,7 +14,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.registry import DEFAULT_REGISTRY, ModelSpec, availability, load_registry
+from harness.locations import registry_files
+from harness.registry import ModelSpec, availability, load_registry
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -159,7 +160,7 @@ def check_node() -> list[Finding]:
 
 
 def run_checks(models_file: Path | None = None) -> list[Finding]:
-    registry = load_registry([DEFAULT_REGISTRY, *([models_file] if models_file else [])])
+    registry = load_registry(registry_files(models_file, Path.cwd()))
     return (check_python() + check_packages() + check_models(registry) + check_gpus() + check_sandbox()
             + check_node())
 

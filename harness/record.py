@@ -177,6 +177,7 @@ class CaseRecord:
     prediction: str | None = None
     reference: str | None = None
     input_text: str | None = None  # the item as a person reads it (suites/base.py describe)
+    tags: dict[str, str] = field(default_factory=dict)  # the suite's item tags (MMLU: subject), as data
     scores: dict[str, float] = field(default_factory=dict)
     correct: bool | None = None
     status: Status = "ok"
@@ -330,6 +331,7 @@ class CaseInfo:
     strategy: str = "single"
     reference: str | None = None
     input_text: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 def build_record(info: CaseInfo, outcome: Outcome | None, *, models: Mapping[str, ModelUsage],
@@ -342,7 +344,7 @@ def build_record(info: CaseInfo, outcome: Outcome | None, *, models: Mapping[str
     """
     rec = CaseRecord(run_id=info.run_id, case_id=info.case_id, suite=info.suite, item_id=info.item_id,
                      model=info.model, backend=info.backend, strategy=info.strategy, reference=info.reference,
-                     input_text=info.input_text)
+                     input_text=info.input_text, tags=dict(info.tags))
     if outcome is not None:
         rec.prediction, rec.mode = outcome.prediction, outcome.mode
         rec.scores, rec.correct = dict(outcome.scores), outcome.correct

@@ -16,9 +16,10 @@ from typing import Any
 
 from harness.backends.base import Backend
 from harness.endpoints import for_worker
+from harness.locations import PACKAGED_REGISTRY
 
-# The registry shipped with the project (top level of a source checkout).
-DEFAULT_REGISTRY = Path(__file__).resolve().parents[1] / "models.toml"
+# The registry shipped inside the package (harness/locations.py says which file a run reads).
+DEFAULT_REGISTRY = PACKAGED_REGISTRY
 
 # backend name -> "module:factory". The factory takes a ModelSpec and returns a Backend; the
 # module may also define `available(spec) -> str | None` (None when it can run, else the reason).

@@ -24,7 +24,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from harness.extraction_format import OUTPUT_PREFIXES, SOURCE, same_answer
+from harness.settings import option
 from harness.suites.base import DataError, Item, Score, sample
+from harness.suites.unit import LoadContext, Suite
 
 PLACEHOLDER = "{source}"
 
@@ -210,3 +212,39 @@ def score(item: Item, values: Mapping[str, str] | None) -> Score:
              for name, expected in reference.items()}
     scores = {"valid": float(values is not None), **{f"exact_{n}": float(v) for n, v in exact.items()}}
     return Score(correct=values is not None and all(exact.values()), scores=scores)
+
+
+# -- the suite as the harness registers it (harness/suites/unit.py) --------------------------------
+
+SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "extraction"
+
+
+@dataclass(frozen=True)
+class Options:
+    data: Path | None = option("extraction CSV: a `source` column, every other column a target field",
+                               shown_default="the project's sample in fixtures/extraction")
+    template: Path | None = option("extraction prompt template with a {source} placeholder",
+                                   shown_default="the sample's prompt.txt")
+    max_tokens: int = option("most tokens an extraction answer may take", 256, minimum=1)
+    metrics: bool = option("write the extraction metrics CSV and plots at the end of the run (off: inference "
+                           "only; `harness rescore` later)", True, flag=True)
+    bertscore_model: Path | None = option("a local model folder for BERTScore (bert-score); without it the "
+                                          "bertscore column stays empty")
+
+    @property
+    def csv(self) -> Path:
+        return self.data or SAMPLE / "sample.csv"
+
+    @property
+    def prompt_template(self) -> Path:
+        return self.template or SAMPLE / "prompt.txt"
+
+
+def _load(options: Options, context: LoadContext) -> list[Item]:
+    read_template(options.prompt_template)  # a bad template stops the run at collection, not per case
+    return load(options.csv, samples=context.samples, seed=context.seed)
+
+
+SUITE = Suite("extraction", load=_load, options=Options,
+              reports=("harness.report.extraction_metrics", "harness.report.extraction_more"),
+              description="structured extraction: JSON with the target fields from a text")
