@@ -42,7 +42,7 @@ from harness.selection import select_by_expressions
 from harness.session import RunSession, new_run_id
 from harness.settings import add_options, given, resolve
 from harness.strategies.batched import apportioned_wall
-from harness.suites import unit
+from harness.suites import task, taskfile, unit
 from harness.suites.base import Item, Score, describe
 from harness.suites.unit import Suite
 from harness.upcoming import same_kind_ahead
@@ -125,6 +125,12 @@ def start(config: pytest.Config) -> RunSession:
     if SESSION in config.stash:
         return config.stash[SESSION]
     settings = resolve(config)
+    if settings.task:  # task files are suites too (harness/suites/taskfile.py)
+        try:
+            for path in taskfile.task_files(settings.task, config.invocation_params.dir):
+                unit.register(config.pluginmanager, task.suite(path))
+        except ValueError as exc:  # the message names the file, the key and what it takes
+            raise pytest.UsageError(str(exc)) from None
     suites = unit.registered(config.pluginmanager)
     suite_settings = {k: v for s in suites.values() for k, v in s.settings(s.values(config)).items()}
     workerinput = getattr(config, "workerinput", None)
@@ -204,13 +210,22 @@ def parametrize_cases(metafunc: pytest.Metafunc, suite: str | Suite, items: Sequ
     With --small-model and --large-model, each of `pair_strategies` adds cases
     `strategy-small-large-item`, and both models also run alone on the same items.
     """
-    session = start(metafunc.config)
-    found = suite if isinstance(suite, Suite) else unit.registered(metafunc.config.pluginmanager).get(suite)
+    metafunc.parametrize("case", case_params(metafunc.config, suite, items, pair_strategies, strategies))
+
+
+def case_params(config: pytest.Config, suite: str | Suite, items: Sequence[Item] | None = None,
+                pair_strategies: Sequence[str] = (), strategies: Sequence[str] = ("single",)) -> list[Any]:
+    """The `case` parameters of parametrize_cases, for a test that runs several suites (task files)."""
+    session = start(config)
+    found = suite if isinstance(suite, Suite) else unit.registered(config.pluginmanager).get(suite)
     name = suite.name if isinstance(suite, Suite) else suite
     if items is None:
         if found is None:
             raise pytest.UsageError(f"parametrize_cases: no suite {name!r} is registered, and no items were given")
-        items = found.items(metafunc.config, session.settings.samples, session.settings.seed)
+        try:
+            items = found.items(config, session.settings.samples, session.settings.seed)
+        except ValueError as exc:  # bad data or a bad task file: the message names the file and the key
+            raise pytest.UsageError(f"suite {name}: {exc}") from None
     tagged = found.item_tags if found is not None else (lambda item: {})
     models = list(session.models)
     pair = session.pair
@@ -235,7 +250,7 @@ def parametrize_cases(metafunc: pytest.Metafunc, suite: str | Suite, items: Sequ
         if case.model.name in session.unrunnable:  # selected by -k/-m, but it cannot run here
             marks.append(pytest.mark.skip(reason=f"{case.model.name}: {session.unrunnable[case.model.name]}"))
         params.append(pytest.param(case, id=case_id, marks=marks))
-    metafunc.parametrize("case", params)
+    return params
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,8 @@ LAYERS: dict[str, int] = {
     "harness.call": 2,
     "harness.session": 3, "harness.controller": 3, "harness.strategies": 3, "harness.case_monitor": 3,
     "harness.selection": 3, "harness.upcoming": 3,
-    "harness.plugin": 4, "harness.cli": 4, "harness.doctor": 4, "harness.tasks": 4, "harness.chat": 4,
+    "harness.plugin": 4, "harness.api": 4, "harness.task_cases": 4,
+    "harness.cli": 4, "harness.doctor": 4, "harness.tasks": 4, "harness.chat": 4,
 }
 # Peers that may import each other: the sandbox and its isolation levels; a backend and the
 # backends' shared helpers.
