@@ -1,8 +1,8 @@
 """Which cases this process will run next: the look-ahead of batched scoring.
 
 After collection and -k/-m deselection, `session.items` is what a plain run will run, in order.
-A pytest-xdist worker runs only what the controller sends it: its queue (the worker interactor's
-`torun`, plus the next item already taken from it). Cases skipped before they start (--resume's
+A pytest-xdist worker runs only what the controller sends it: its queue, read from xdist's private
+parts in harness/internals.py (the one module that touches them). Cases skipped before they start (--resume's
 answered cases, skip marks) run nothing and are left out. Anything unknown yields just the case
 itself, so batching degrades to scoring one case at a time, never to scoring the wrong cases.
 """
