@@ -17,42 +17,33 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.backends.base import BackendError, BackendTimeout
-from harness.call import ModelCall
-from harness.case_monitor import CaseWindows
-from harness.controller import WORKER_ANSWERED, WORKER_BACKENDS, WORKER_RUN_ID, Controller
-from harness.endpoints import endpoint_of
-from harness.record import (
-    RECORD_KEY,
-    TYPED_OUTCOME_FIELDS,
-    CaseInfo,
-    CaseRecord,
-    ModelUsage,
-    Outcome,
-    build_record,
-    junit_properties,
-)
-from harness.registry import ModelSpec, RegistryError
+from harness.record import RECORD_KEY, TYPED_OUTCOME_FIELDS, CaseRecord, ModelUsage, Outcome
 from harness.report import hooks
-from harness.selection import select_by_expressions
-from harness.session import RunSession, new_run_id
 from harness.settings import add_options, given, resolve
-from harness.strategies.batched import apportioned_wall
-from harness.suites import task, taskfile, unit
-from harness.suites.base import Item, Score, describe
+from harness.suites import unit
+from harness.suites.base import Item, Score
 from harness.suites.unit import Suite
-from harness.upcoming import same_kind_ahead
 
-SESSION = pytest.StashKey[RunSession]()
-CONTROLLER = pytest.StashKey[Controller]()
+# What a session that never uses the harness need not load: the run's machinery is imported where
+# it is first needed (start, the fixtures, the record), so an unrelated pytest run stays about as
+# fast as one without the plugin.
+if TYPE_CHECKING:
+    from harness.call import ModelCall
+    from harness.case_monitor import CaseWindows
+    from harness.controller import Controller
+    from harness.registry import ModelSpec
+    from harness.session import RunSession
+
+SESSION: pytest.StashKey[RunSession] = pytest.StashKey()
+CONTROLLER: pytest.StashKey[Controller] = pytest.StashKey()
 OUTCOME = pytest.StashKey[Outcome]()
-CALLS = pytest.StashKey[list[ModelCall]]()
+CALLS: pytest.StashKey[list[ModelCall]] = pytest.StashKey()
 RESOURCES = pytest.StashKey[dict[str, Any]]()
-WINDOWS = pytest.StashKey[CaseWindows]()
+WINDOWS: pytest.StashKey[CaseWindows] = pytest.StashKey()
 RUN_ID = pytest.StashKey[str]()  # the run id handed to xdist workers before the harness starts
 
 
@@ -111,6 +102,9 @@ class _Idle:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
+        from harness.controller import WORKER_RUN_ID
+        from harness.session import new_run_id
+
         node.workerinput[WORKER_RUN_ID] = self.config.stash.setdefault(RUN_ID, new_run_id())
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -124,6 +118,12 @@ def start(config: pytest.Config) -> RunSession:
     controller the Controller that writes the run."""
     if SESSION in config.stash:
         return config.stash[SESSION]
+    from harness.controller import WORKER_ANSWERED, WORKER_RUN_ID, Controller
+    from harness.registry import RegistryError
+    from harness.selection import select_by_expressions
+    from harness.session import RunSession, new_run_id
+    from harness.suites import task, taskfile
+
     settings = resolve(config)
     if settings.task:  # task files are suites too (harness/suites/taskfile.py)
         try:
@@ -190,6 +190,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if CONTROLLER in config.stash:
         config.stash[CONTROLLER].add_backends(loaded)
     elif hasattr(config, "workeroutput"):
+        from harness.controller import WORKER_BACKENDS
+
         config.workeroutput[WORKER_BACKENDS] = json.dumps(loaded, default=str)
 
 
@@ -295,6 +297,8 @@ def _track(request: pytest.FixtureRequest, call: ModelCall) -> ModelCall:
 def upcoming(request: pytest.FixtureRequest) -> Callable[[], list[tuple[str, Any]]]:
     """(node id, case) of the cases of this test and model that this process runs after this one,
     computed when asked: the look-ahead of batched scoring (harness/strategies/batched.py)."""
+    from harness.upcoming import same_kind_ahead
+
     return lambda: same_kind_ahead(request.node)
 
 
@@ -339,6 +343,12 @@ def _usage_by_model(calls: list[ModelCall]) -> dict[str, ModelUsage]:
 
 
 def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
+    from harness.backends.base import BackendError, BackendTimeout
+    from harness.endpoints import endpoint_of
+    from harness.record import CaseInfo, build_record
+    from harness.strategies.batched import apportioned_wall
+    from harness.suites.base import describe
+
     case: Case = item.callspec.params["case"]  # type: ignore[attr-defined]
     run = item.config.stash[SESSION]
     backend = case.model.backend if case.large is None else f"{case.model.backend}+{case.large.backend}"
@@ -366,7 +376,11 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     # Sample the processes doing the inference (this one, or a server's tree) during the case.
     run = item.config.stash.get(SESSION, None)
-    windows = CaseWindows(run.monitor) if run is not None and run.settings.monitor_interval > 0 else None
+    windows = None
+    if run is not None and run.settings.monitor_interval > 0:
+        from harness.case_monitor import CaseWindows
+
+        windows = CaseWindows(run.monitor)
     if windows is not None:
         item.stash[WINDOWS] = windows
         for call in item.stash.get(CALLS, []):
@@ -389,6 +403,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     failed_setup = call.when == "setup" and call.excinfo is not None and \
         not call.excinfo.errisinstance(pytest.skip.Exception)
     if is_case and (call.when == "call" or failed_setup):
+        from harness.record import junit_properties
+
         rec = _build_record(item, call)
         item.user_properties.extend(junit_properties(rec))
         item.user_properties.append((RECORD_KEY, rec.to_json()))

@@ -15,12 +15,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from harness.record import CaseRecord
-from harness.report.aggregate import Group, aggregate, latest
+
+if TYPE_CHECKING:  # the aggregation loads when a report runs, not when pytest adds this hook
+    from harness.report.aggregate import Group
 
 hookspec = pluggy.HookspecMarker("pytest")
 hookimpl = pluggy.HookimplMarker("pytest")
@@ -45,10 +47,14 @@ class RunData:
     @classmethod
     def of(cls, run_dir: Path, records: Iterable[CaseRecord | Mapping[str, Any]],
            metadata: Mapping[str, Any] | None = None) -> RunData:
+        from harness.report.aggregate import latest
+
         return cls(Path(run_dir), latest(records), dict(metadata or {}))
 
     @cached_property
     def groups(self) -> list[Group]:
+        from harness.report.aggregate import aggregate
+
         return aggregate(self.records)
 
     def suite(self, *names: str) -> list[CaseRecord]:

@@ -19,14 +19,15 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from typing import TYPE_CHECKING, Any
 
 from harness.extraction_format import OUTPUT_PREFIXES, SOURCE, same_answer
 from harness.settings import option
 from harness.suites.base import DataError, Item, Score, sample
 from harness.suites.unit import LoadContext, Suite
+
+if TYPE_CHECKING:  # pydantic loads when answers are validated, not when the suite registers its options
+    from pydantic import BaseModel
 
 PLACEHOLDER = "{source}"
 
@@ -153,6 +154,8 @@ def answer_model(fields: Sequence[str]) -> type[BaseModel]:
     Column names need not be Python identifiers, so each is an alias of a generated attribute.
     Numbers are taken as their text ("dosierung": 500); extra keys are ignored.
     """
+    from pydantic import ConfigDict, Field, create_model
+
     definitions: dict[str, Any] = {f"field_{i}": (str, Field(alias=name)) for i, name in enumerate(fields)}
     config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
     return create_model("ExtractionAnswer", __config__=config, **definitions)
@@ -193,6 +196,8 @@ class Parsed:
 
 
 def parse(text: str, model: type[BaseModel]) -> Parsed:
+    from pydantic import ValidationError
+
     found = find_json_object(strip_thinking(text))
     if found is None:
         return Parsed(None, "no JSON object in the output")

@@ -110,9 +110,9 @@ class Suite:
 # -- finding the registered suites ----------------------------------------------------------------
 def entry_point_suites() -> list[Suite]:
     """The suites of the `harness.suites` entry point group, in name order."""
-    found = [(ep.name, ep.value) for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)]
-    if not any(ep.dist is not None and ep.dist.name == DISTRIBUTION
-               for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)):
+    points = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+    found = [(ep.name, ep.value) for ep in points]
+    if not any(ep.dist is not None and ep.dist.name == DISTRIBUTION for ep in points):
         # An editable install made before the group existed keeps stale metadata: read the built-ins'
         # entry points from the checkout's own pyproject.toml instead (the one list of them).
         found += _checkout_entry_points()
