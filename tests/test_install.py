@@ -58,6 +58,11 @@ def test_the_install_is_the_package_with_its_registry(installed: Path, tmp_path:
                  cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert "gemma3-270m-q4" in {m["name"] for m in json.loads(listed.stdout)}  # the packaged default
+    # The built-in suites register through the installed entry points (group harness.suites).
+    found = run(installed, "-c", "from harness.suites.unit import entry_point_suites; "
+                                 "print(' '.join(s.name for s in entry_point_suites()))", cwd=tmp_path)
+    assert found.stdout.split() == ["chat_memory", "extraction", "gsm8k", "humaneval", "mbpp", "mmlu", "vue"]
+    assert "--mmlu-mode" in run(installed, "-m", "pytest", "--help", cwd=tmp_path).stdout
 
 
 def test_an_unrelated_test_file_passes_untouched(installed: Path, tmp_path: Path) -> None:
