@@ -20,8 +20,9 @@ the model), is this one declaration, so a new suite is one module plus its bench
   when the suite is; `run.suites_reported_by(module)` tells a report which suites declared it.
 
 A Suite is a pytest plugin object (it adds its options), registered in one of these ways:
-- an entry point in the group `harness.suites` (`name = "package.module:SUITE"`): the built-in
-  suites register so, as a third-party package does;
+- an entry point in the group `harness.suites`: `name = "package.module:SUITE"`, or a package
+  whose modules hold a `SUITE` each (`builtin = "harness.suites"`: the built-in suites register so,
+  as a third-party package does, and a new module there needs no other edit);
 - a root conftest.py or a `-p` plugin module with `harness_suites = [SUITE, ...]`.
 """
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import pkgutil
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -109,20 +111,25 @@ class Suite:
 
 # -- finding the registered suites ----------------------------------------------------------------
 def entry_point_suites() -> list[Suite]:
-    """The suites of the `harness.suites` entry point group, in name order."""
+    """The suites of the `harness.suites` entry point group, in name order.
+
+    An entry point names one Suite (`package.module:SUITE`, the entry point's name is the suite's)
+    or a package (`package.suites`), whose every module with a `SUITE` is a suite: the built-in ones
+    register so, and a new module in harness/suites/ is a new suite with no other edit."""
     points = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
     found = [(ep.name, ep.value) for ep in points]
     if not any(ep.dist is not None and ep.dist.name == DISTRIBUTION for ep in points):
         # An editable install made before the group existed keeps stale metadata: read the built-ins'
-        # entry points from the checkout's own pyproject.toml instead (the one list of them).
+        # entry point from the checkout's own pyproject.toml instead.
         found += _checkout_entry_points()
-    suites = []
+    suites: dict[str, Suite] = {}
     for name, value in sorted(dict(found).items()):
-        suite = _load(value)
-        if suite.name != name:
-            raise ValueError(f"entry point {ENTRY_POINT_GROUP}:{name} = {value!r} holds the suite {suite.name!r}")
-        suites.append(suite)
-    return suites
+        for suite in _load(name, value):
+            if suite.name in suites:
+                raise ValueError(f"entry point {ENTRY_POINT_GROUP}:{name} = {value!r}: a second suite named "
+                                 f"{suite.name!r}")
+            suites[suite.name] = suite
+    return [suites[name] for name in sorted(suites)]
 
 
 def _checkout_entry_points() -> list[tuple[str, str]]:
@@ -136,12 +143,19 @@ def _checkout_entry_points() -> list[tuple[str, str]]:
     return [(str(k), str(v)) for k, v in group.items()]
 
 
-def _load(value: str) -> Suite:
+def _load(name: str, value: str) -> list[Suite]:
     module_name, _, attribute = value.partition(":")
-    suite = getattr(importlib.import_module(module_name), attribute or "SUITE")
+    module = importlib.import_module(module_name)
+    if not attribute and hasattr(module, "__path__"):  # a package of suite modules
+        found = [getattr(importlib.import_module(f"{module_name}.{info.name}"), "SUITE", None)
+                 for info in sorted(pkgutil.iter_modules(module.__path__), key=lambda i: i.name)]
+        return [suite for suite in found if isinstance(suite, Suite)]
+    suite = getattr(module, attribute or "SUITE")
     if not isinstance(suite, Suite):
         raise TypeError(f"{value} is a {type(suite).__name__}, not a harness Suite")
-    return suite
+    if suite.name != name:
+        raise ValueError(f"entry point {ENTRY_POINT_GROUP}:{name} = {value!r} holds the suite {suite.name!r}")
+    return [suite]
 
 
 def declared_in(plugin: object) -> list[Suite]:
