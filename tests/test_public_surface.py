@@ -109,3 +109,12 @@ def test_an_unrelated_session_is_untouched(pytester: pytest.Pytester, args: tupl
     assert result.ret == 0, result.stdout.str() + result.stderr.str()
     assert "harness" not in result.stdout.str().replace("llm-bench-harness", "")
     assert not (pytester.path / "reports").exists()
+
+
+def test_a_harness_option_starts_it(pytester: pytest.Pytester) -> None:
+    # The same unrelated session, given a harness option: now the registry is read (and is broken).
+    (pytester.path / "models.toml").write_text("this is [not toml")
+    pytester.makepyfile(test_unrelated=UNRELATED)
+    result = pytester.runpytest_subprocess("--samples", "3", "-p", "no:cacheprovider")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines([f"*{pytester.path / 'models.toml'}: not valid TOML*"])
