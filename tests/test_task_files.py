@@ -152,3 +152,12 @@ def test_a_bad_task_file_stops_the_run_with_exit_4(bench: BenchRun) -> None:
     result = bench("--models", "oracle", "--task", str(bad), target="test_tasks.py")
     assert result.ret == 4
     result.stderr.fnmatch_lines([f"*{bad}: mode.max_tokens: 0: takes most tokens of an answer*"])
+
+
+def test_task_files_run_under_xdist(bench: BenchRun) -> None:
+    # Every worker registers the task files and must collect the same cases in the same order.
+    result = bench("--models", "oracle", "--task", str(TASKS), "-n", "2", "--run-id", "x", target="test_tasks.py")
+    assert result.ret == 0, result.stdout.str()
+    records = bench.records(bench.reports / "x")
+    assert len(records) == 24 and all(r["correct"] for r in records)
+    assert {r["suite"] for r in records} == {"mmlu_astronomy", "gsm8k_task", "extraction_task"}

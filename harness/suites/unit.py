@@ -175,8 +175,10 @@ def declared_in(plugin: object) -> list[Suite]:
 
 
 def registered(pluginmanager: Any) -> dict[str, Suite]:
-    """The suites registered with this pytest session, by name."""
-    return {p.name: p for p in pluginmanager.get_plugins() if isinstance(p, Suite)}
+    """The suites registered with this pytest session, by name in name order (a stable order, which
+    pytest-xdist needs: every worker must collect the same cases in the same order)."""
+    found = {p.name: p for p in pluginmanager.get_plugins() if isinstance(p, Suite)}
+    return {name: found[name] for name in sorted(found)}
 
 
 def register(pluginmanager: Any, suite: Suite) -> None:
