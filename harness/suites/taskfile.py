@@ -154,8 +154,7 @@ def read(path: Path) -> TaskSpec:
         raise TaskError(path, "mode.choices", "kind = \"loglikelihood\" needs " + KEYS["mode"]["choices"])
     if len(labels) != len(choices):
         raise TaskError(path, "mode.labels", f"{len(labels)} labels for {len(choices)} choices: one label per choice")
-    extract = _choice(path, "answer.extract", answer.get("extract", "none" if kind == "generate" else "none"),
-                      EXTRACTORS)
+    extract = _choice(path, "answer.extract", answer.get("extract", "none"), EXTRACTORS)
     pattern = _regex(path, "answer.pattern", answer.get("pattern")) if "pattern" in answer else None
     if extract == "regex" and pattern is None:
         raise TaskError(path, "answer.pattern", "extract = \"regex\" needs " + KEYS["answer"]["pattern"])
