@@ -118,3 +118,16 @@ def test_a_harness_option_starts_it(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--samples", "3", "-p", "no:cacheprovider")
     assert result.ret == 4
     result.stderr.fnmatch_lines([f"*{pytester.path / 'models.toml'}: not valid TOML*"])
+
+
+def test_the_readme_task_file_runs(pytester: pytest.Pytester) -> None:
+    readme = (PROJECT / "README.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```toml\n(.*?)```", readme, re.DOTALL) if 'name = "capitals_file"' in b]
+    (pytester.path / "capitals.toml").write_text(block)
+    (pytester.path / "capitals.csv").write_text("country,capital,continent\nFrance,Paris,europe\nJapan,Tokyo,asia\n")
+    (pytester.path / "models.toml").write_text(readme_example()["models.toml"])
+    pytester.makepyfile(test_tasks="from harness.task_cases import pytest_generate_tests, test_task  # noqa\n")
+    result = pytester.runpytest_subprocess("--task", "capitals.toml", "--models", "oracle,always-paris",
+                                           "-p", "no:cacheprovider")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*always-paris*capitals_file*single*2*0.500*", "*oracle*capitals_file*2*1.000*"])
