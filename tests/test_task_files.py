@@ -8,6 +8,7 @@ prediction and scores. Then both run end to end with test doubles and their reco
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,19 @@ def test_task_files_run_under_xdist(bench: BenchRun) -> None:
     records = bench.records(bench.reports / "x")
     assert len(records) == 24 and all(r["correct"] for r in records)
     assert {r["suite"] for r in records} == {"mmlu_astronomy", "gsm8k_task", "extraction_task"}
+
+
+def test_hf_data_goes_through_the_datasets_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = []
+
+    def load_dataset(name, config, split):  # the one call the task makes, recorded
+        asked.append((name, config, split))
+        return [{"q": "2+2?", "a": 4}, {"q": "3+3?", "a": 6}]
+
+    monkeypatch.setitem(sys.modules, "datasets", type("datasets", (), {"load_dataset": load_dataset}))
+    path = tmp_path / "sums.toml"
+    path.write_text('name = "sums"\n[data]\npath = "hf:org/sums@easy:validation"\nreference = "a"\n'
+                    '[prompt]\ntemplate = "{q}"\n[answer]\nextract = "number"\nscore = "numeric"\n')
+    items = Task.from_file(path).items()
+    assert asked == [("org/sums", "easy", "validation")]
+    assert [(i.id, i.input["q"], i.reference) for i in items] == [("0", "2+2?", "4"), ("1", "3+3?", "6")]
