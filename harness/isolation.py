@@ -9,7 +9,8 @@ Levels, strongest first; `auto` takes the first that works and never the last:
   /tmp/work), /var/tmp, /run and /dev/shm, size-limited; not the checkout, the home folders or
   data folders. As root, bwrap itself runs as `nobody` (setpriv, no_new_privs); an interpreter
   `nobody` cannot reach (a venv under /root) is bind-mounted where it can, in a private mount
-  namespace.
+  namespace, under a jail folder nobody can reach: in TMPDIR, or in /tmp when TMPDIR is private
+  (`mktemp -d`, mode 0700; see jail_parent).
 - unshare: the same view built by util-linux (`unshare`, `mount`, `pivot_root`) when bubblewrap
   is missing: new mount, PID, network, IPC and UTS namespaces, then the program runs as `nobody`
   (as root) or as an unprivileged mapped user, with no capabilities and no_new_privs.
@@ -181,13 +182,12 @@ def site_packages(python: str) -> tuple[str, ...]:
     return tuple(str(p) for p in sorted(venv.glob("lib/python3*/site-packages")) if (venv / "pyvenv.cfg").is_file())
 
 
-def _reachable_by_nobody(path: Path) -> bool:
-    """Whether `nobody` can pass through every folder above `path` (mode bits for others)."""
-    return _closed_to_nobody(path) is None
+def _mode(path: Path) -> str:
+    return f"mode {stat.S_IMODE(path.stat().st_mode):o}"
 
 
 def _closed_to_nobody(path: Path) -> Path | None:
-    """The first folder on the way to `path` that `nobody` may not pass through, if any."""
+    """The first folder on the way to `path` that `nobody` may not pass through (mode bits for others)."""
     for folder in (*reversed(path.parents), path):
         try:
             if not folder.stat().st_mode & stat.S_IXOTH:
@@ -204,7 +204,7 @@ def unreadable_by_nobody(python: str) -> str | None:
         for folder in (path, *(path / sub for sub in ("lib", "bin") if (path / sub).is_dir())):
             if folder.stat().st_mode & 0o005 != 0o005:
                 return (f"the sandbox runs generated code as nobody, who cannot read the interpreter's folder "
-                        f"{folder} (mode {stat.S_IMODE(folder.stat().st_mode):o}): run `chmod -R o+rX {path}` "
+                        f"{folder} ({_mode(folder)}): run `chmod -R o+rX {path}` "
                         f"or use a Python installed outside a private folder")
     return None
 
@@ -233,7 +233,7 @@ def staged_folders(plan: Plan, python: str, stage: Path) -> list[tuple[Path, Pat
     if not (plan.as_root and plan.level == "bwrap"):
         return []
     return [(path, stage / f"python{index}") for index, path in enumerate(interpreter_paths(python))
-            if not str(path).startswith("/usr/") and not _reachable_by_nobody(path)]
+            if not str(path).startswith("/usr/") and _closed_to_nobody(path) is not None]
 
 
 def jail_parent(plan: Plan, python: str) -> str:
@@ -245,13 +245,13 @@ def jail_parent(plan: Plan, python: str) -> str:
     if not staged_folders(plan, python, Path(temp)):
         return temp
     for folder in (temp, *SHARED_TEMP_FOLDERS):
-        if os.path.isdir(folder) and os.access(folder, os.W_OK) and _reachable_by_nobody(Path(folder)):
+        if os.path.isdir(folder) and os.access(folder, os.W_OK) and _closed_to_nobody(Path(folder)) is None:
             return folder
     closed = _closed_to_nobody(Path(temp)) or Path(temp)
     raise PermissionError(
         f"bwrap runs as nobody, who must reach the interpreter folders staged in the jail's folder, but "
-        f"cannot enter the temporary folder {closed} (mode {stat.S_IMODE(closed.stat().st_mode):o}), and none "
-        f"of {', '.join(SHARED_TEMP_FOLDERS)} is a writable folder nobody can reach: set TMPDIR to a folder "
+        f"cannot enter the temporary folder {closed} ({_mode(closed)}), and none of "
+        f"{', '.join(SHARED_TEMP_FOLDERS)} is a writable folder nobody can reach: set TMPDIR to a folder "
         f"others may pass through (chmod o+x), or use --sandbox unshare")
 
 
@@ -259,7 +259,7 @@ def diagnose(plan: Plan, message: str) -> str:
     """The jail's own error line (bwrap: ...), with its cause where it is a known one."""
     source = re.search(r"Can't find source path (.+): Permission denied", message)
     if source and plan.as_root and (closed := _closed_to_nobody(Path(source.group(1)))) is not None:
-        return f"{message} (nobody, the jail's user, cannot enter {closed}, mode {stat.S_IMODE(closed.stat().st_mode):o})"
+        return f"{message} (nobody, the jail's user, cannot enter {closed}, {_mode(closed)})"
     if "setting up uid map" in message or "Creating new namespace failed" in message \
             or "No permissions to create new namespace" in message:
         return (f"{message} (this kernel, container or security policy refuses user namespaces: the sysctls "

@@ -142,7 +142,8 @@ def _choose_plan(level: str, python: str) -> tuple[Plan, str]:
             if level == "auto" and plan.level != "bwrap":  # said once per process and interpreter
                 warnings.warn(f"the sandbox runs generated code at level {plan.level}, not bwrap"
                               + (f" ({'; '.join(tried)})" if tried else " (bubblewrap is not installed)")
-                              + ": apt-get install bubblewrap for the strongest isolation", stacklevel=3)
+                              + ("" if shutil.which("bwrap") else
+                                 ": apt-get install bubblewrap for the strongest isolation"), stacklevel=3)
             return plan, cgroup
         tried.append(f"{plan.level}: {result.outcome} {result.detail}".strip())
     fix = "pass --sandbox rlimits to run generated code unisolated"

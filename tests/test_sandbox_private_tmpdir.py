@@ -9,6 +9,7 @@ work says why, in words that fit (never "install bubblewrap" when it is installe
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -104,13 +105,16 @@ def test_no_folder_nobody_can_reach_names_the_folder_and_the_fix(
     monkeypatch.setattr(isolation, "SHARED_TEMP_FOLDERS", ())
     with pytest.raises(PermissionError) as caught:
         jail_parent(Plan("bwrap", as_root=True), hidden_python)
-    message = str(caught.value)
-    assert f"{private_tmpdir} (mode 700)" in message and "set TMPDIR" in message
+    # The folder named is the first nobody cannot enter: TMPDIR, or one above it (this test may run
+    # under a private TMPDIR itself).
+    named = re.search(r"cannot enter the temporary folder (\S+) \(mode 700\)", str(caught.value))
+    assert named is not None and Path(named.group(1)) in (private_tmpdir, *private_tmpdir.parents), caught.value
+    assert "set TMPDIR to a folder others may pass through" in str(caught.value)
     if not _installed("bwrap"):
         return
     with pytest.raises(SandboxError) as failed:
         Sandbox(LIMITS, level="bwrap", python=hidden_python)
-    assert f"{private_tmpdir} (mode 700)" in str(failed.value)
+    assert f"bwrap: {caught.value}" in str(failed.value)
     assert "install bubblewrap" not in str(failed.value)  # it is installed: that fix would mislead
 
 
@@ -138,12 +142,30 @@ def test_install_bubblewrap_is_only_advised_where_it_is_missing(monkeypatch: pyt
 
     monkeypatch.setattr(sandbox_module._Worker, "start", classmethod(refuse))  # type: ignore[arg-type]
     monkeypatch.setattr(sandbox_module, "candidates", lambda level: [Plan("bwrap", as_root=False)])
-    monkeypatch.setattr(sandbox_module.shutil, "which", lambda name: "/usr/bin/bwrap")
+    monkeypatch.setattr(sandbox_module.shutil, "which", lambda name, **kw: "/usr/bin/bwrap")
     with pytest.raises(SandboxError) as installed:
         Sandbox(LIMITS, level="bwrap")
     assert "Operation not permitted" in str(installed.value)
     assert "install bubblewrap" not in str(installed.value)
     monkeypatch.setattr(sandbox_module, "candidates", lambda level: [Plan("unshare", as_root=False)])
-    monkeypatch.setattr(sandbox_module.shutil, "which", lambda name: None)
+    monkeypatch.setattr(sandbox_module.shutil, "which", lambda name, **kw: None)
     with pytest.raises(SandboxError, match="install bubblewrap"):
         Sandbox(LIMITS, level="unshare")
+
+
+def test_doctor_says_what_stops_an_installed_bubblewrap(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.doctor import check_sandbox
+
+    if not _installed("bwrap") or not _installed("unshare"):
+        pytest.skip("needs bubblewrap and util-linux's unshare")
+    monkeypatch.setattr(sandbox_module, "_plans", {})
+    # bubblewrap as a kernel that refuses user namespaces leaves it (Ubuntu 24.04's AppArmor default)
+    refused = ["/bin/sh", "-c", "echo 'bwrap: setting up uid map: Permission denied' >&2; exit 1"]
+    monkeypatch.setattr(isolation, "bwrap_argv", lambda *args: refused)
+    with pytest.warns(UserWarning, match="not bwrap .*user namespaces") as warned:
+        findings = {f.name: f for f in check_sandbox()}
+    assert all("install bubblewrap" not in str(w.message) for w in warned)
+    assert findings["isolation"].seen.startswith("unshare")
+    assert "bubblewrap is installed" in findings["isolation"].fix
+    bwrap = findings["level bwrap"]
+    assert not bwrap.ok and "user namespaces" in bwrap.seen and "install bubblewrap" not in bwrap.seen + bwrap.fix
