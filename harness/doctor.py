@@ -115,7 +115,8 @@ def check_sandbox() -> list[Finding]:
         from harness.sandbox import Sandbox, SandboxError
     except ImportError as exc:
         return [Finding("sandbox", "isolation", False, f"unavailable: {exc}", "reinstall the project")]
-    bwrap_fix = "apt-get install bubblewrap (the strongest level: no network, no filesystem but the interpreter)"
+    bwrap_fix = ("apt-get install bubblewrap (the strongest level: no network, no filesystem but the interpreter)"
+                 if not shutil.which("bwrap") else "bubblewrap is installed: the `level bwrap` line says what stops it")
     found = []
     try:
         sandbox = Sandbox()
