@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import BenchRun, requires_llamacpp
 
 from harness.backends.base import BackendError, HostCrash, Request, Unsupported
 from harness.backends.hosted import HostedBackend
@@ -135,6 +136,16 @@ def test_a_probe_crash_turns_extra_buffer_types_off(pytester: pytest.Pytester) -
     assert "## Model hosts" in (pytester.path / "reports" / "p" / "summary.md").read_text()
 
 
+def test_each_xdist_worker_has_hosts_of_its_own(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, ["a", "b", "c", "d"], "--run-id", "x", "-n", "2")
+    assert result.ret == 0, result.stdout.str()
+    described = _summary(pytester, "x")["metadata"]["backends"]["scripted"]
+    hosts = described["hosts"]
+    assert described["processes"] == 2 and len(hosts) == 2 and len({h["pid"] for h in hosts}) == 2
+    assert {r["status"] for r in _records(pytester, "x")} == {"ok"}
+    assert _summary(pytester, "x")["models"]["scripted"]["hosts"] == 2
+
+
 def _spec(**options: Any) -> ModelSpec:
     return ModelSpec(name="scripted", backend="scripted", model="script", host=True,
                      options={"steps": ["one", "two"], **options})
@@ -178,3 +189,23 @@ def test_a_model_that_fails_to_load_is_an_error_not_a_crash(tmp_path: Path) -> N
     with pytest.raises(BackendError, match="the model did not load: JSONDecodeError") as caught:
         create_backend(spec)
     assert not isinstance(caught.value, HostCrash)
+
+
+@requires_llamacpp
+@pytest.mark.slow
+def test_two_local_models_in_one_run_each_measure_their_own_memory(bench: BenchRun) -> None:
+    """Each model's peak RSS is its host's: the same with the other model loaded beside it."""
+    def peaks(*models: str) -> dict[str, float]:
+        run_id = "-".join(models)
+        result = bench("--models", ",".join(models), "--samples", "4", "--run-id", run_id)
+        assert result.ret == 0, result.stdout.str()[-3000:]
+        summary = bench.summary(bench.reports / run_id)
+        for name in models:  # each model's load went into the summary
+            assert summary["models"][name]["load_s"] > 0 and summary["models"][name]["rss_after_load_mb"] > 50
+        return {row["model"]: float(row["rss_peak_mb"]) for row in summary["summary"]}
+
+    alone = {**peaks("gemma3-270m-q4"), **peaks("smollm2-135m")}
+    together = peaks("gemma3-270m-q4", "smollm2-135m")
+    for name, value in alone.items():
+        assert abs(together[name] - value) <= 0.2 * value, (name, together[name], value)
+    assert together["smollm2-135m"] < together["gemma3-270m-q4"]

@@ -372,7 +372,8 @@ class HostedBackend(BackendBase):
         if self.streak >= MAX_CRASH_STREAK:
             self.retired = (f"{self.name}: the model host crashed {self.streak} times in a row "
                             f"(last: {how}); its remaining cases are skipped")
-        last_line = tail.strip().splitlines()[0 if tail.startswith("Fatal Python error") else -1] if tail.strip() else ""
+        lines = tail.strip().splitlines()
+        last_line = (lines[0] if tail.startswith("Fatal Python error") else lines[-1]) if lines else ""
         if last_line:
             message += f": {last_line}"
         return HostCrash(message, model=self.name, signal=name,
