@@ -125,15 +125,20 @@ class Controller:
     def add_backends(self, described: dict[str, dict[str, Any]]) -> None:
         """What one process loaded. Processes that loaded a model the same way count as one entry
         (`processes`); a process that loaded it differently (another endpoint, say) is kept beside
-        it under `differing`."""
-        for name, data in described.items():
+        it under `differing`. Each process's model host (its PID, load time, RSS after load,
+        crashes) is its own: they are listed under `hosts`."""
+        for name, described_data in described.items():
+            data = dict(described_data)
+            host = data.pop("host", None)
             known = self.backends.get(name)
             if known is None:
-                self.backends[name] = {**data, "processes": 1}
-            elif {k: v for k, v in known.items() if k not in ("processes", "differing")} == data:
+                known = self.backends[name] = {**data, "processes": 1}
+            elif {k: v for k, v in known.items() if k not in ("processes", "differing", "hosts")} == data:
                 known["processes"] += 1
             else:
                 known.setdefault("differing", []).append(data)
+            if host is not None:
+                known.setdefault("hosts", []).append(host)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -162,6 +167,11 @@ class Controller:
             if any((r.isolation or "").startswith("UNISOLATED") for r in self.records.values()):
                 terminalreporter.write_line("generated code ran UNISOLATED (--sandbox rlimits): limits only, "
                                             "no namespaces", yellow=True, bold=True)
+            crashed = [r for r in self.records.values() if r.status == "crash"]
+            if crashed:
+                terminalreporter.write_line(f"{len(crashed)} case(s) crashed their model's host (status crash): "
+                                            + ", ".join(r.case_id for r in crashed[:5])
+                                            + (" ..." if len(crashed) > 5 else ""), yellow=True, bold=True)
             terminalreporter.write_line(f"reports: {self.run_dir}")
         for failure in self.failures:
             terminalreporter.write_line(f"harness: {failure} (the run fails; its records are in "

@@ -32,6 +32,7 @@ from harness.suites.unit import Suite
 # it is first needed (start, the fixtures, the record), so an unrelated pytest run stays about as
 # fast as one without the plugin.
 if TYPE_CHECKING:
+    from harness.backends.base import HostCrash
     from harness.call import ModelCall
     from harness.case_monitor import CaseWindows
     from harness.controller import Controller
@@ -285,7 +286,10 @@ def large_llm(request: pytest.FixtureRequest, case: Case, harness: RunSession) -
 
 def _track(request: pytest.FixtureRequest, call: ModelCall) -> ModelCall:
     """Count the call's usage in the case; a model first asked for while the case runs (the
-    lazily loaded large model of a pair) is sampled from then on."""
+    lazily loaded large model of a pair) is sampled from then on. A model retired after crashing
+    again and again (backends/hosted.py) skips its remaining cases, with the reason."""
+    if call.backend.retired is not None:
+        pytest.skip(call.backend.retired)
     request.node.stash.setdefault(CALLS, []).append(call)
     windows = request.node.stash.get(WINDOWS, None)
     if windows is not None:
@@ -357,7 +361,10 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
     failure = None
     outcome = item.stash.get(OUTCOME, None)
     exc = call.excinfo.value if call.excinfo is not None else None
-    if outcome is None and exc is not None:
+    crash = _host_crash(exc)
+    if crash is not None:  # whatever the test recorded after it: the model's host died in this case
+        failure = str(crash)
+    elif outcome is None and exc is not None:
         failure = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
     wall_s = call.duration
     if outcome is not None and isinstance(outcome.extra.get("batch"), dict):
@@ -365,11 +372,23 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
         wall_s = apportioned_wall(call.duration, outcome.extra["batch"], item.nodeid)
     calls = item.stash.get(CALLS, [])
     rec = build_record(info, outcome, models=_usage_by_model(calls), wall_s=wall_s, failure=failure,
-                       timeout=isinstance(exc, BackendTimeout), resources=item.stash.get(RESOURCES, {}))
+                       timeout=isinstance(exc, BackendTimeout), resources=item.stash.get(RESOURCES, {}),
+                       crash=crash.to_dict() if crash is not None else None)
     endpoints = {c.name: e for c in calls if (e := endpoint_of(c.backend))}  # options.base_urls
     if endpoints:
         rec.extra["endpoint"] = endpoints.pop(case.model.name, None) or next(iter(endpoints.values()))
     return rec
+
+
+def _host_crash(exc: BaseException | None) -> HostCrash | None:
+    """The HostCrash behind a failure, also where a strategy wrapped it in another error."""
+    from harness.backends.base import HostCrash
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, HostCrash):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -101,8 +101,7 @@ class RunSession:
         the quantization really in effect); the registry entry where it says nothing more."""
         described = {}
         for name, backend in self._backends.items():
-            describe = getattr(backend, "describe", None)
-            data = describe() if callable(describe) else {}
+            data = backend.describe()
             described[name] = {"backend": self.registry[name].backend if name in self.registry else "", **data}
         return described
 
