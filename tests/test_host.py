@@ -209,3 +209,22 @@ def test_two_local_models_in_one_run_each_measure_their_own_memory(bench: BenchR
     for name, value in alone.items():
         assert abs(together[name] - value) <= 0.2 * value, (name, together[name], value)
     assert together["smollm2-135m"] < together["gemma3-270m-q4"]
+
+
+def test_a_call_past_its_timeout_stops_its_host_and_the_next_call_gets_a_fresh_one() -> None:
+    import time
+
+    from harness.backends.base import BackendTimeout
+
+    hosted = create_backend(_spec(sleep_s=2.0), timeout_s=0.5)
+    try:
+        first = hosted.process()
+        start = time.perf_counter()
+        with pytest.raises(BackendTimeout, match="no answer within 0.5 s"):
+            hosted.generate(Request(prompt="x"))
+        assert time.perf_counter() - start < 1.9  # not waited out
+        assert isinstance(hosted, HostedBackend) and hosted.crashes == 0  # a timeout is no crash
+        second = hosted.process()
+        assert second is not None and second != first
+    finally:
+        hosted.close()

@@ -36,6 +36,7 @@ from typing import Any
 from harness.backends.base import (
     BackendBase,
     BackendError,
+    BackendTimeout,
     Generation,
     HostCrash,
     LoglikelihoodRequest,
@@ -144,6 +145,7 @@ class HostedBackend(BackendBase):
         self._info: dict[str, Any] = {}
         self._options: dict[str, Any] = {}  # what the probe decided, applied to every restart
         self._choice: dict[str, Any] = {}
+        self._described: dict[str, Any] | None = None
         self.crashes = 0
         self.streak = 0  # crashes in a row
         self.starts = 0
@@ -185,10 +187,13 @@ class HostedBackend(BackendBase):
     def describe(self) -> dict[str, Any]:
         """The hosted backend's own description, with the host's: load time, RSS after load,
         restarts and crashes, and for llama.cpp what the probe chose for extra buffer types."""
-        try:
-            data = dict(self._call("describe", _ability=None)) if self.retired is None else {}
-        except BackendError as exc:
-            data = {"describe_error": str(exc)}
+        running = self._proc is not None and self._proc.poll() is None
+        if self._described is None and self.retired is None or running:
+            try:  # a host that is not running is not started only to be described
+                self._described = dict(self._call("describe", _ability=None))
+            except BackendError as exc:
+                self._described = {"describe_error": str(exc)}
+        data = dict(self._described or {})
         host = {"pid": self._info.get("pid"), "load_s": self._info.get("load_s"),
                 "rss_after_load_mb": self._info.get("rss_after_load_mb"), "starts": self.starts,
                 "crashes": self.crashes, "retired": self.retired}
@@ -259,6 +264,12 @@ class HostedBackend(BackendBase):
         assert self._conn is not None
         try:
             self._conn.send((operation, args))
+            # A call past the run's --call-timeout ends its host, as an HTTP backend's request is
+            # dropped: the next case gets a fresh host instead of queueing behind a hung one.
+            limit = None if operation == "hello" else self._timeout_s
+            if limit is not None and not self._conn.poll(limit):
+                self._stop_host(polite=False)
+                raise BackendTimeout(f"{self.name}: no answer within {limit:g} s; its host was stopped")
             kind, value = self._conn.recv()
         except (EOFError, OSError):
             raise self._crashed(operation) from None
