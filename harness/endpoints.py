@@ -38,6 +38,7 @@ from urllib.parse import urlparse, urlunparse
 
 from harness.backends.base import (
     Backend,
+    BackendBase,
     BackendTimeout,
     Generation,
     LoglikelihoodRequest,
@@ -157,7 +158,7 @@ class _Failure:
     error: Exception
 
 
-class EndpointPool:
+class EndpointPool(BackendBase):
     """One model served by several endpoints; the Backend protocol, each call on the best endpoint.
 
     Its optional abilities are those every endpoint's backend offers."""
@@ -170,8 +171,8 @@ class EndpointPool:
         self.name = spec.name
         self.urls = [str(endpoint_spec(spec, i).options["endpoint"]) for i in range(len(backends))]
         self.backends = backends
-        self.supports_loglikelihood = all(getattr(b, "supports_loglikelihood", False) for b in backends)
-        self.token_count_source = getattr(backends[0], "token_count_source", "tokenizer")
+        self.supports_loglikelihood = all(b.supports_loglikelihood for b in backends)
+        self.token_count_source = backends[0].token_count_source
         self.cooldown_s = cooldown_s
         key = hashlib.sha256("\n".join([spec.name, *self.urls]).encode()).hexdigest()[:12]
         self.board = board or LoadBoard(key, len(backends))
@@ -232,23 +233,29 @@ class EndpointPool:
 
     @property
     def abilities(self) -> frozenset[str]:
-        offered = [frozenset(getattr(b, "abilities", frozenset())) for b in self.backends]
-        return frozenset.intersection(*offered)
+        return frozenset.intersection(*(frozenset(b.abilities) for b in self.backends))
 
     def _optional(self, ability: str) -> None:
-        if not all(callable(getattr(b, ability, None)) for b in self.backends):
+        if ability not in self.abilities:
             raise Unsupported(f"{self.name}: the pool's backends cannot {ability.replace('_', ' ')}")
+
+    def loglikelihood_groups(self, groups: list[list[LoglikelihoodRequest]]) -> list[Loglikelihoods]:
+        self._optional("loglikelihood_groups")
+        return self._run("loglikelihood_groups", lambda backend: backend.loglikelihood_groups(groups))
+
+    def chat_text(self, messages: tuple[dict[str, Any], ...]) -> str:
+        self._optional("chat_text")
+        return self._run("chat_text", lambda backend: backend.chat_text(messages))
 
     def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
         self._optional("count_tokens")
-        return self._run("count_tokens", lambda backend: int(backend.count_tokens(content)))  # type: ignore[attr-defined]
+        return self._run("count_tokens", lambda backend: int(backend.count_tokens(content)))
 
     def process(self) -> int | None:
         return None  # several servers: no one process to sample
 
     def describe(self) -> dict[str, Any]:
-        first = getattr(self.backends[0], "describe", None)
-        return {**(first() if callable(first) else {}), "endpoints": list(self.urls),
+        return {**self.backends[0].describe(), "endpoints": list(self.urls),
                 "balance": "least in flight on this machine, failover", "cooldown_s": self.cooldown_s}
 
     def take_answered(self) -> dict[str, int]:
@@ -280,8 +287,7 @@ def endpoint_of(backend: Any) -> str | None:
     """The endpoint that answered a backend's latest request (a pool), or the one it talks to."""
     if isinstance(backend, EndpointPool):
         return backend.last_endpoint
-    spec = getattr(backend, "spec", None)
-    options = getattr(spec, "options", None) or {}
+    options = getattr(backend.spec, "options", None) or {}  # spec: None for a backend made from code
     return options.get("endpoint")
 
 

@@ -17,7 +17,16 @@ import pytest
 from fake_servers import serve
 from support import BenchRun
 
-from harness.backends.base import BackendError, Generation, Request, RetryableError
+from harness.backends.base import (
+    Backend,
+    BackendBase,
+    BackendError,
+    Generation,
+    Request,
+    RetryableError,
+    Unsupported,
+    count_tokens,
+)
 from harness.endpoints import EndpointPool, LoadBoard, endpoint_spec, worker_index
 from harness.registry import ModelSpec, availability, create_backend
 
@@ -65,10 +74,8 @@ def test_a_pool_runs_while_one_endpoint_answers() -> None:
     dead.close()
 
 
-class Fake:
+class Fake(BackendBase):
     """An endpoint's backend: answers its label, or fails as told, and counts who asked when."""
-
-    supports_loglikelihood = False
 
     def __init__(self, label: str, fail: Exception | None = None, delay_s: float = 0.0) -> None:
         self.name, self.label, self.fail, self.delay_s = label, label, fail, delay_s
@@ -90,14 +97,15 @@ class Fake:
             with self._lock:
                 self.busy -= 1
 
-    def loglikelihood(self, requests: list[Any]) -> Any:
-        raise NotImplementedError
 
-    def process(self) -> int | None:
-        return None
+class Counting(Fake):
+    """A Fake that also counts tokens (one per character), as a server with a tokenizer does."""
 
-    def close(self) -> None:
-        pass
+    token_count_source = "server"
+
+    def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
+        self.calls += 1
+        return len(str(content))
 
 
 def pool_of(tmp_path: Path, *backends: Fake, cooldown_s: float = 30.0, worker: str = "gw0") -> EndpointPool:
@@ -171,6 +179,27 @@ def test_no_endpoint_answering_is_a_retryable_error_naming_each(tmp_path: Path) 
     with pytest.raises(RetryableError) as raised:
         pool.generate(Request(prompt="q"))
     assert f"{URLS[0]}: refused" in str(raised.value) and f"{URLS[1]}: 503" in str(raised.value)
+
+
+def test_a_pool_is_a_backend_whose_abilities_every_endpoint_offers(tmp_path: Path) -> None:
+    counting = pool_of(tmp_path / "c", Counting("a"), Counting("b"))
+    assert isinstance(counting, Backend) and counting.retired is None and counting.process() is None
+    assert counting.abilities == frozenset({"count_tokens"}) and counting.token_count_source == "server"
+    assert count_tokens(counting, "four") == 4 and count_tokens(counting, "sixsix") == 6
+    assert counting.backends[0].calls == 1 and counting.backends[1].calls == 1  # type: ignore[attr-defined]
+    assert counting.describe()["endpoints"] == URLS[:2]
+    mixed = pool_of(tmp_path / "m", Counting("a"), Fake("b"))  # one endpoint cannot count: the pool cannot
+    assert mixed.abilities == frozenset() and not mixed.supports_loglikelihood
+    with pytest.raises(Unsupported, match="cannot count tokens"):
+        count_tokens(mixed, "q")
+    with pytest.raises(Unsupported, match="cannot chat text"):
+        mixed.chat_text(({"role": "user", "content": "q"},))
+
+
+def test_a_pool_is_for_server_backends_not_hosted_ones() -> None:
+    hosted = ModelSpec(name="m", backend="llamacpp", model="m.gguf", options={"base_urls": URLS})
+    with pytest.raises(ValueError, match="options.base_urls is for server backends"):
+        create_backend(hosted)
 
 
 def _answer(letter: str, stall_s: float = 0.0, die_after: int | None = None) -> Any:

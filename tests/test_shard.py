@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from collections import Counter
 from typing import Any
 
 import pytest
-from support import PROJECT
+from support import BENCHMARKS, PROJECT
 
 from harness.report.merge import ShardMismatch, check_shards, merged_metadata
+from harness.report.write import model_loads
 from harness.shard import Shard, items_fingerprint, parse_shard, resolve_shard, shard_of
 
 IDS = [f"benchmarks/test_mmlu.py::test_mmlu[oracle-astronomy-{n}]" for n in range(300)]
@@ -102,6 +104,20 @@ def test_agreeing_shards_merge_into_one_run() -> None:
     assert merged["shard"] is None and [s["index"] for s in merged["shards"]] == [0, 1, 2]
 
 
+def test_the_models_each_shard_hosted_add_up_in_the_merged_metadata() -> None:
+    def loaded(pid: int) -> dict[str, Any]:
+        return {"tiny": {"backend": "llamacpp", "processes": 2, "hosts": [{"pid": pid, "load_s": 1.0},
+                                                                         {"pid": pid + 1, "load_s": 3.0}]}}
+
+    shards = [entry(0, backends=loaded(10)), entry(1, backends=loaded(20)), entry(2, backends={})]
+    merged = merged_metadata({"run_id": "r", "backends": {}}, shards, 30)
+    assert merged["backends"]["tiny"]["processes"] == 4
+    assert [h["pid"] for h in merged["backends"]["tiny"]["hosts"]] == [10, 11, 20, 21]
+    assert all("backends" not in s for s in merged["shards"])  # listed once, under backends
+    assert model_loads(merged)["tiny"] == {"load_s": 2.0, "rss_after_load_mb": None, "hosts": 4, "starts": 0,
+                                           "crashes": 0, "extra_bufts": None}
+
+
 @pytest.mark.parametrize(("shards", "message"), [
     ([entry(0), entry(2)], "shard(s) 1/3 never wrote to this store"),
     ([entry(0), entry(1, count=2), entry(2)], "shard 1/2 (on node-1) splits the run into 2 shards"),
@@ -115,8 +131,38 @@ def test_agreeing_shards_merge_into_one_run() -> None:
      "shard 1/3 (on node-1) ran other items than shard 0/3 (on node-0): items fingerprint d1ff vs 17e5"),
     ([entry(0), entry(1), entry(2, settings={"samples": 8, "seed": 1})],
      "shard 2/3 (on node-2) ran with other settings than shard 0/3 (on node-0): seed=1 vs 0"),
+    ([entry(0), entry(1), entry(2, settings={**entry(2)["settings"], "mmlu_mode": "generate"})],  # a suite's option
+     "shard 2/3 (on node-2) ran with other settings than shard 0/3 (on node-0): mmlu_mode='generate' vs None"),
 ])
 def test_shards_that_differ_are_refused_naming_the_difference(shards: list[dict[str, Any]], message: str) -> None:
     with pytest.raises(ShardMismatch) as raised:
         check_shards("r", shards)
     assert message in str(raised.value)
+
+
+def test_a_shard_the_environment_names_keeps_its_run_id_under_xdist(pytester: pytest.Pytester,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # No harness option on the command line: the xdist controller starts the harness at the first
+    # record, yet hands its workers the run id before that; it must be the environment's, the one
+    # every shard of the run shares, not a new one.
+    reports = pytester.path / "reports"
+    env = {"HARNESS_RUN_ID": "env-run", "HARNESS_SHARD": "1/2", "HARNESS_MODELS": "oracle",
+           "HARNESS_REPORT_DIR": str(reports), "HARNESS_SAMPLES": "6"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = pytester.runpytest_subprocess(str(BENCHMARKS / "test_mmlu.py"), "-p", "no:cacheprovider", "-n", "2")
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    records = [json.loads(line) for line in (reports / "env-run" / "results.jsonl").read_text().splitlines()]
+    assert records and {r["run_id"] for r in records} == {"env-run"}
+    assert all(shard_of(r["case_id"], 2) == 1 for r in records)  # this shard's cases only
+
+
+def test_a_session_that_does_not_use_the_harness_is_not_sharded(pytester: pytest.Pytester,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # A scheduler's index in the environment (and no run id) leaves another project's tests whole.
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "3")
+    pytester.makepyfile("\n".join(f"def test_{n}():\n    pass\n" for n in range(9)))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == 0 and "9 passed" in result.stdout.str() and "deselected" not in result.stdout.str()
+    assert not (pytester.path / "reports").exists()

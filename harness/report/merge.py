@@ -78,7 +78,27 @@ def merged_metadata(metadata: dict[str, Any], shards: list[dict[str, Any]], case
     started = min(str(e.get("started") or "") for e in shards) or metadata.get("started")
     finished = max(str(e.get("finished") or "") for e in shards) or None
     hosts = sorted({str(e.get("hostname")) for e in shards})
-    entries = [{k: v for k, v in e.items() if k != "settings"} for e in shards]
+    entries = [{k: v for k, v in e.items() if k not in ("settings", "backends")} for e in shards]
     return {**metadata, "started": started, "finished": finished, "cases": cases, "shard": None,
             "shards": entries, "hosts": hosts, "items_fingerprint": shards[0].get("items_fingerprint"),
-            "code_fingerprint": shards[0].get("code_fingerprint")}
+            "code_fingerprint": shards[0].get("code_fingerprint"),
+            # The store's run metadata is written when the first shard starts, before any model loads.
+            "backends": merged_backends([e.get("backends") or {} for e in shards]) or metadata.get("backends") or {}}
+
+
+def merged_backends(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The models every shard loaded, as one run's: processes added up, model hosts listed together
+    (the summary's Model hosts table); the first shard's description of each model kept."""
+    merged: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for name, data in part.items():
+            known = merged.get(name)
+            if known is None:
+                merged[name] = {**data, "hosts": list(data.get("hosts") or [])}
+                continue
+            known["processes"] = int(known.get("processes") or 0) + int(data.get("processes") or 0)
+            known["hosts"] += list(data.get("hosts") or [])
+    for data in merged.values():
+        if not data["hosts"]:
+            del data["hosts"]
+    return merged
