@@ -93,3 +93,9 @@ def paired_difference(b: int, c: int, n: int, z: float = 1.96) -> tuple[float, f
     variance = ((b2 + c2) / n2 - adjusted * adjusted) / n2
     half = z * math.sqrt(max(variance, 0.0))
     return diff, max(-1.0, adjusted - half), min(1.0, adjusted + half)
+
+
+def near_chance(low: float | None, high: float | None, chance: float | None) -> bool:
+    """An accuracy whose 95 % interval includes the chance level (a guesser's accuracy): the
+    sample cannot tell the variant from guessing. No interval or no chance level: False."""
+    return low is not None and high is not None and chance is not None and low <= chance <= high
