@@ -58,11 +58,12 @@ def _overlap(a: Box, b: Box) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def place_labels(anchors: Sequence[tuple[float, float]], labels: Sequence[str], area: Box) -> list[Box]:
+def place_labels(anchors: Sequence[tuple[float, float]], labels: Sequence[str], area: Box,
+                 obstacles: Sequence[Box] = ()) -> list[Box]:
     """A box per label near its anchor (pixels), overlapping no other label, no point and staying
     in `area`: candidate spots on growing rings around the anchor, first free one wins; where none
     is free (a crowded plot), the spot that overlaps least."""
-    points = [(x - RADIUS, y - RADIUS, x + RADIUS, y + RADIUS) for x, y in anchors]
+    points = [(x - RADIUS, y - RADIUS, x + RADIUS, y + RADIUS) for x, y in anchors] + list(obstacles)
     placed: list[Box] = []
     for (x, y), label in zip(anchors, labels):
         w, h = len(label) * CHAR_W, LINE_H
@@ -125,9 +126,11 @@ def svg(points: Sequence[Point], xlabel: str, chance: float | None = None) -> st
     for t in _ticks(y_low, y_high):
         out.append(f'<line class="grid" x1="{plot[0]}" x2="{plot[2]}" y1="{py(t):.1f}" y2="{py(t):.1f}"/>'
                    f'<text class="tick" x="{plot[0] - 5}" y="{py(t) + 4:.1f}" text-anchor="end">{100 * t:.0f}%</text>')
+    taken: list[Box] = []  # the chance line's caption: labels keep off it
     if chance is not None and y_low <= chance <= y_high:
         out.append(f'<line class="chance" x1="{plot[0]}" x2="{plot[2]}" y1="{py(chance):.1f}" y2="{py(chance):.1f}"/>'
-                   f'<text class="tick" x="{plot[2] - 4}" y="{py(chance) - 4:.1f}" text-anchor="end">chance</text>')
+                   f'<text class="tick chance-label" x="{plot[0] + 4}" y="{py(chance) - 4:.1f}">chance</text>')
+        taken.append((plot[0] + 2, py(chance) - 15, plot[0] + 8 + 6 * CHAR_W, py(chance) - 1))
     steps = [points[i] for i in sorted(front, key=lambda i: (points[i].x, points[i].y))]
     if len(steps) > 1:
         path = [f"M{px(steps[0].x):.1f},{py(steps[0].y):.1f}"]
@@ -135,7 +138,8 @@ def svg(points: Sequence[Point], xlabel: str, chance: float | None = None) -> st
             path.append(f"H{px(nxt.x):.1f}V{py(nxt.y):.1f}")
         out.append(f'<path class="front" d="{"".join(path)}"/>')
     anchors = [(px(p.x), py(p.y)) for p in points]
-    boxes = place_labels(anchors, [p.label for p in points], (plot[0] + 2, plot[1] + 2, plot[2] - 2, plot[3] - 2))
+    boxes = place_labels(anchors, [p.label for p in points], (plot[0] + 2, plot[1] + 2, plot[2] - 2, plot[3] - 2),
+                         taken)
     for i, (p, (x, y), box) in enumerate(zip(points, anchors, boxes)):
         cls = "on-front" if i in front else "dominated"
         out.append(f'<circle class="{cls}" cx="{x:.1f}" cy="{y:.1f}" r="{RADIUS}"><title>{escape(p.label)}: '

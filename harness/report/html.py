@@ -263,15 +263,16 @@ def render(run: RunData, sections: Sequence[tuple[str, str]] = ()) -> str:
         parts += [f"<h2>{escape(title)}</h2>", block]
     parts.append(item_browser(groups))
     parts += ['<h2 id="run">Run</h2>', _metadata(run.metadata)]
-    return page(f"Benchmark run {run_id}", "".join(parts), _STYLE, [SORT_SCRIPT])
+    return page(f"Benchmark run {run_id}", "".join(parts))
 
 
-def page(title: str, body: str, style: str, scripts: Sequence[str] = ()) -> str:
-    """A self-contained HTML document: the style and scripts inline, nothing fetched."""
-    code = "".join(f"<script>{script}</script>" for script in scripts)
+def page(title: str, body: str, style: str = "") -> str:
+    """A self-contained HTML document with the pages' style (and `style`) and the table sorting
+    script inline: nothing is fetched at view time."""
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width\"><title>{escape(title)}</title>"
-            f"<style>{style}</style></head><body><main>{body}</main>{code}</body></html>\n")
+            f"<style>{_STYLE}{style}</style></head><body><main>{body}</main><script>{SORT_SCRIPT}</script>"
+            "</body></html>\n")
 
 
 def write(run: RunData) -> Path:
