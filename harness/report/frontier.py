@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from html import escape
 
 from harness.report.aggregate import Group, SummaryRow
-from harness.report.verdict import chance_level, names, per_item
+from harness.report.verdict import chance_level, names, on_common_items, per_item
 
 WIDTH, HEIGHT = 600, 340
 LEFT, RIGHT, TOP, BOTTOM = 58, 18, 16, 46
@@ -154,12 +154,12 @@ def svg(points: Sequence[Point], xlabel: str, chance: float | None = None) -> st
     return "".join(out)
 
 
-def panels(groups: Sequence[Group]) -> list[tuple[str, list[Point]]]:
+def panels(groups: Sequence[Group], common: Sequence[tuple[Group, SummaryRow]] | None = None,
+           ) -> list[tuple[str, list[Point]]]:
     """(measure, points) for each measure some variant of the suite has a non-zero figure for,
-    on the items every variant answered."""
-    common = set.intersection(*(g.item_ids for g in groups)) if groups else set()
+    on the items every variant answered (verdict.on_common_items, given or computed)."""
     label = names(groups)
-    rows = [(label[g.variant], g.on(common).row) for g in groups]
+    rows = [(label[g.variant], row) for g, row in (on_common_items(groups) if common is None else common)]
     out = []
     for title, figure in MEASURES:
         points = [Point(name, figure(row) or 0.0, row.accuracy) for name, row in rows
@@ -169,12 +169,13 @@ def panels(groups: Sequence[Group]) -> list[tuple[str, list[Point]]]:
     return out
 
 
-def suite_frontier(groups: Sequence[Group]) -> str:
+def suite_frontier(groups: Sequence[Group], common: Sequence[tuple[Group, SummaryRow]] | None = None) -> str:
     """The suite's panels as HTML (empty with fewer than two variants: one point is no frontier)."""
     if len(groups) < 2:
         return ""
     chance = chance_level(groups[0].suite, (r for g in groups for r in g.records))
-    figures = [f'<figure class="panel">{svg(points, title, chance)}</figure>' for title, points in panels(groups)]
+    figures = [f'<figure class="panel">{svg(points, title, chance)}</figure>'
+               for title, points in panels(groups, common)]
     if not figures:
         return ""
     return ('<p class="muted">Accuracy against what it costs, on the items every variant answered. '

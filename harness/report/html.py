@@ -28,7 +28,7 @@ from harness.report.frontier import FRONTIER_STYLE, suite_frontier
 from harness.report.hooks import RunData, hookimpl
 from harness.report.html_table import SORT_SCRIPT, TABLE_STYLE
 from harness.report.paired import headlines, paired
-from harness.report.verdict import Verdict, verdicts
+from harness.report.verdict import Verdict, on_common_items, suite_verdict
 
 REPORT_FILE = "report.html"
 MAX_ITEMS = 50000  # items in the browser (the whole MMLU test split is 14,042); beyond, said on the page
@@ -126,7 +126,8 @@ _SCRIPT = """
   var typing;
   search.addEventListener('input', function(){ clearTimeout(typing); typing = setTimeout(filter, 150); });
   filter();
-  document.body.setAttribute('data-ready', '1');
+  document.body.setAttribute('data-ready', '1');  // tests and timings wait for this
+  if(window.performance && performance.mark) performance.mark('items-ready');
 })();
 """
 
@@ -228,12 +229,15 @@ def item_browser(groups: Sequence[Group]) -> str:
 def render(run: RunData, sections: Sequence[tuple[str, str]] = ()) -> str:
     """The page's HTML. `sections` are extra (title, html) blocks from suite reports."""
     groups, rows = run.groups, [g.row for g in run.groups]
+    row_of = {g.key: row for g, row in zip(groups, rows)}
+    suites = sorted(by_suite(groups).items())
+    common = {suite: on_common_items(members) for suite, members in suites}  # verdicts and frontiers share them
     run_id = str(run.metadata.get("run_id") or run.run_dir.name)
     parts = [f"<h1>Benchmark run {escape(run_id)}</h1>",
              ('<nav><a href="#verdicts">Verdicts</a><a href="#scoreboard">Scoreboard</a>'
               '<a href="#statistics">Statistics</a><a href="#suites">Suites</a><a href="#browser">Items</a>'
               '<a href="#run">Run</a></nav>'),
-             '<h2 id="verdicts">Verdicts</h2>', _verdicts(verdicts(groups)),
+             '<h2 id="verdicts">Verdicts</h2>', _verdicts([suite_verdict(s, m, common[s]) for s, m in suites]),
              '<h2 id="scoreboard">Scoreboard</h2>', html_columns.scoreboard("scoreboard-table", rows)]
     shares = [s for g in groups for s in g.shares]
     if shares:
@@ -251,10 +255,11 @@ def render(run: RunData, sections: Sequence[tuple[str, str]] = ()) -> str:
     else:
         parts.append('<p class="muted">One variant per suite: nothing to pair.</p>')
     parts.append('<h2 id="suites">Suites</h2>')
-    for suite, members in sorted(by_suite(groups).items()):
+    for suite, members in suites:
         parts.append(f'<h2 id="suite-{escape(suite)}">Suite: {escape(suite)}</h2>')
-        parts.append(html_columns.scoreboard(f"suite-{suite}-table", [g.row for g in members], with_suite=False))
-        parts.append(suite_frontier(members))
+        parts.append(html_columns.scoreboard(f"suite-{suite}-table", [row_of[g.key] for g in members],
+                                             with_suite=False))
+        parts.append(suite_frontier(members, common[suite]))
         # comparison.png is the frontier's older, smaller cousin: the SVG panels above replace it
         plots = [p for p in suite_plots(run.run_dir, suite) if p.name != "comparison.png"]
         if plots:

@@ -128,18 +128,26 @@ def names(groups: Sequence[Group]) -> dict[str, str]:
     return {g.variant: g.model if one_strategy else f"{g.model} ({g.strategy})" for g in groups}
 
 
-def suite_verdict(suite: str, groups: Sequence[Group]) -> Verdict:
-    """The verdict of one suite's groups (the aggregation's)."""
+def on_common_items(groups: Sequence[Group]) -> list[tuple[Group, SummaryRow]]:
+    """A suite's groups on the items every one of them answered, each with its summary row."""
     common = set.intersection(*(g.item_ids for g in groups)) if groups else set()
-    chosen = [g.on(common) for g in groups]
-    rows = {g.variant: g.row for g in chosen}
+    return [(chosen, chosen.row) for chosen in (g.on(common) for g in groups)]
+
+
+def suite_verdict(suite: str, groups: Sequence[Group],
+                  common: Sequence[tuple[Group, SummaryRow]] | None = None) -> Verdict:
+    """The verdict of one suite's groups (the aggregation's); `common` is on_common_items(groups)
+    where the caller has it already."""
+    common = on_common_items(groups) if common is None else common
+    chosen = [g for g, _ in common]
+    rows = {g.variant: row for g, row in common}
     label = names(groups)
     scored = [g for g in chosen if rows[g.variant].accuracy is not None]
     chance = chance_level(suite, (r for g in chosen for r in g.records))
     flagged = [label[g.variant] for g in scored
                if near_chance(rows[g.variant].ci_low, rows[g.variant].ci_high, chance)]
     if not scored:
-        return Verdict(suite, len(common), "-", None, "-", None, None, chance=chance, variants=len(groups))
+        return Verdict(suite, _items(common), "-", None, "-", None, None, chance=chance, variants=len(groups))
     measure = next((name for name in ("cost", "CPU time", "latency")
                     if all(_measures(rows[g.variant])[name] is not None for g in scored)), None)
 
@@ -159,7 +167,7 @@ def suite_verdict(suite: str, groups: Sequence[Group]) -> Verdict:
         return p is not None and p >= ALPHA
 
     cheapest = min((g for g in scored if close_enough(g)), key=lambda g: (spend(g), -accuracy(g), g.variant))
-    verdict = Verdict(suite, len(common), label[best.variant], accuracy(best), label[cheapest.variant],
+    verdict = Verdict(suite, _items(common), label[best.variant], accuracy(best), label[cheapest.variant],
                       accuracy(cheapest), measure, chance=chance, near_chance=flagged, variants=len(scored))
     verdict.cheaper_but_worse = [label[g.variant] for g in scored if spend(g) < spend(cheapest)]
     if cheapest is not best:
@@ -172,6 +180,10 @@ def suite_verdict(suite: str, groups: Sequence[Group]) -> Verdict:
             if value is not None and base:
                 verdict.ratios[name] = value / base
     return verdict
+
+
+def _items(common: Sequence[tuple[Group, SummaryRow]]) -> int:
+    return len(common[0][0].records) if common else 0
 
 
 def verdicts(groups: Iterable[Group]) -> list[Verdict]:
