@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import tempfile
@@ -55,8 +56,9 @@ class Browser:
     def _read(self, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while b"\0" not in self._buffer:
-            if time.monotonic() > deadline:
-                raise TimeoutError("no message from Chromium")
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._replies], [], [], left)[0]:
+                raise TimeoutError(f"no message from Chromium in {timeout:.0f} s")
             chunk = os.read(self._replies, 1 << 16)
             if not chunk:
                 raise RuntimeError("Chromium closed the pipe")
@@ -94,7 +96,12 @@ class Browser:
             self.events.append(message)
 
     def open(self, path: Path, fragment: str = "") -> float:
-        """Load a file; returns the seconds until its load event."""
+        """Load a file; returns the seconds until its load event. A page opened again with another
+        fragment would only scroll (no new document, no load event): about:blank comes between."""
+        if fragment:
+            self.events.clear()
+            self.send("Page.navigate", url="about:blank")
+            self.wait_for("Page.loadEventFired")
         self.events.clear()
         started = time.monotonic()
         self.send("Page.navigate", url=path.resolve().as_uri() + fragment)

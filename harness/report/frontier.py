@@ -23,7 +23,9 @@ from harness.report.verdict import chance_level, names, on_common_items, per_ite
 
 WIDTH, HEIGHT = 600, 340
 LEFT, RIGHT, TOP, BOTTOM = 58, 18, 16, 46
-CHAR_W, LINE_H = 6.6, 13.0  # a label's box at 11 px sans-serif (a generous estimate of Chromium's)
+# A label's box at 11 px: DejaVu Sans (Debian's sans-serif) averages 0.6 em a character and 0.64 em
+# a digit; the text is anchored on the side facing its point, so a wider font grows away from it.
+CHAR_W, LINE_H = 7.0, 13.0
 RADIUS = 5.0
 
 # (axis title, figure of a row), in the order the panels appear.
@@ -38,9 +40,12 @@ MEASURES: tuple[tuple[str, Callable[[SummaryRow], float | None]], ...] = (
 
 @dataclass(frozen=True)
 class Point:
-    label: str
+    label: str  # what the plot writes beside the point: the variant, or its key in the legend
     x: float  # the measure: lower is better
     y: float  # accuracy: higher is better
+    name: str = ""  # the variant's full name (the point's tooltip), where the label is a key
+
+LONGEST_LABEL = 28  # characters; with a longer name the points are keyed (1, 2, ...) and a legend names them
 
 
 def pareto_front(points: Sequence[Point]) -> list[int]:
@@ -68,11 +73,13 @@ def place_labels(anchors: Sequence[tuple[float, float]], labels: Sequence[str], 
     for (x, y), label in zip(anchors, labels):
         w, h = len(label) * CHAR_W, LINE_H
         best: tuple[int, Box] | None = None
+        # a label wider than the room on either side slides along above or below its point
+        slid = min(max(x - w / 2, area[0]), area[2] - w) - x
         for ring in range(8):
             gap = RADIUS + 3 + ring * (h + 2)
             for dx, dy in ((gap, -h / 2), (-gap - w, -h / 2), (-w / 2, -gap - h), (-w / 2, gap),
                            (gap * 0.7, -gap * 0.7 - h), (gap * 0.7, gap * 0.7), (-gap * 0.7 - w, -gap * 0.7 - h),
-                           (-gap * 0.7 - w, gap * 0.7)):
+                           (-gap * 0.7 - w, gap * 0.7), (slid, -gap - h), (slid, gap)):
                 box = (x + dx, y + dy, x + dx + w, y + dy + h)
                 if box[0] < area[0] or box[2] > area[2] or box[1] < area[1] or box[3] > area[3]:
                     continue
@@ -134,20 +141,26 @@ def svg(points: Sequence[Point], xlabel: str, chance: float | None = None) -> st
     steps = [points[i] for i in sorted(front, key=lambda i: (points[i].x, points[i].y))]
     if len(steps) > 1:
         path = [f"M{px(steps[0].x):.1f},{py(steps[0].y):.1f}"]
-        for nxt in steps[1:]:
+        for prev, nxt in zip(steps, steps[1:]):
             path.append(f"H{px(nxt.x):.1f}V{py(nxt.y):.1f}")
+            # the staircase's segments: labels keep off them too
+            taken.append((px(prev.x), py(prev.y) - 1.5, px(nxt.x), py(prev.y) + 1.5))
+            taken.append((px(nxt.x) - 1.5, py(nxt.y), px(nxt.x) + 1.5, py(prev.y)))
         out.append(f'<path class="front" d="{"".join(path)}"/>')
     anchors = [(px(p.x), py(p.y)) for p in points]
     boxes = place_labels(anchors, [p.label for p in points], (plot[0] + 2, plot[1] + 2, plot[2] - 2, plot[3] - 2),
                          taken)
     for i, (p, (x, y), box) in enumerate(zip(points, anchors, boxes)):
         cls = "on-front" if i in front else "dominated"
-        out.append(f'<circle class="{cls}" cx="{x:.1f}" cy="{y:.1f}" r="{RADIUS}"><title>{escape(p.label)}: '
+        out.append(f'<circle class="{cls}" cx="{x:.1f}" cy="{y:.1f}" r="{RADIUS}"><title>{escape(p.name or p.label)}: '
                    f'{100 * p.y:.1f}%, {_tick_text(p.x)} {escape(xlabel)}</title></circle>')
         near_x, near_y = min(max(x, box[0]), box[2]), min(max(y, box[1]), box[3])
         if math.hypot(near_x - x, near_y - y) > RADIUS + 8:  # pushed away: a leader line to its point
             out.append(f'<line class="leader" x1="{x:.1f}" y1="{y:.1f}" x2="{near_x:.1f}" y2="{near_y:.1f}"/>')
-        out.append(f'<text class="label {cls}" x="{box[0]:.1f}" y="{box[3] - 3:.1f}">{escape(p.label)}</text>')
+        anchor, at = (("end", box[2]) if box[2] <= x else ("start", box[0]) if box[0] >= x
+                      else ("middle", (box[0] + box[2]) / 2))
+        out.append(f'<text class="label {cls}" x="{at:.1f}" y="{box[3] - 3:.1f}" text-anchor="{anchor}">'
+                   f"{escape(p.label)}</text>")
     out.append(f'<text class="axis" x="{(plot[0] + plot[2]) / 2}" y="{HEIGHT - 8}" text-anchor="middle">'
                f'{escape(xlabel)}</text><text class="axis" transform="rotate(-90)" x="{-(plot[1] + plot[3]) / 2}" '
                f'y="14" text-anchor="middle">accuracy</text></svg>')
@@ -156,15 +169,17 @@ def svg(points: Sequence[Point], xlabel: str, chance: float | None = None) -> st
 
 def panels(groups: Sequence[Group], common: Sequence[tuple[Group, SummaryRow]] | None = None,
            ) -> list[tuple[str, list[Point]]]:
-    """(measure, points) for each measure some variant of the suite has a non-zero figure for,
+    """(measure, points) for each measure two variants or more have, not zero for all of them,
     on the items every variant answered (verdict.on_common_items, given or computed)."""
     label = names(groups)
     rows = [(label[g.variant], row) for g, row in (on_common_items(groups) if common is None else common)]
+    keyed = any(len(name) > LONGEST_LABEL for name, _ in rows)
+    keys = {name: str(index) if keyed else name for index, (name, _) in enumerate(rows, start=1)}
     out = []
     for title, figure in MEASURES:
-        points = [Point(name, figure(row) or 0.0, row.accuracy) for name, row in rows
+        points = [Point(keys[name], figure(row) or 0.0, row.accuracy, name) for name, row in rows
                   if row.accuracy is not None and figure(row) is not None]
-        if points and any(p.x > 0 for p in points):
+        if len(points) > 1 and any(p.x > 0 for p in points):  # one point is no comparison
             out.append((title, points))
     return out
 
@@ -174,13 +189,17 @@ def suite_frontier(groups: Sequence[Group], common: Sequence[tuple[Group, Summar
     if len(groups) < 2:
         return ""
     chance = chance_level(groups[0].suite, (r for g in groups for r in g.records))
-    figures = [f'<figure class="panel">{svg(points, title, chance)}</figure>'
-               for title, points in panels(groups, common)]
+    found = panels(groups, common)
+    figures = [f'<figure class="panel">{svg(points, title, chance)}</figure>' for title, points in found]
     if not figures:
         return ""
+    keyed = {p.label: p.name for _, points in found for p in points if p.label != p.name}
+    legend = ('<p class="legend">' + " ".join(f"<span><b>{escape(key)}</b> {escape(name)}</span>"
+                                              for key, name in sorted(keyed.items(), key=lambda kv: int(kv[0])))
+              + "</p>") if keyed else ""
     return ('<p class="muted">Accuracy against what it costs, on the items every variant answered. '
             "Filled points and the staircase: the Pareto front (no other variant is both cheaper and more "
-            'accurate); hollow points are dominated.</p><div class="frontiers">' + "".join(figures) + "</div>")
+            f'accurate); hollow points are dominated.</p>{legend}<div class="frontiers">' + "".join(figures) + "</div>")
 
 
 FRONTIER_STYLE = """
@@ -192,4 +211,5 @@ svg .axis{fill:#1d2330;font-size:12px}svg .chance{stroke:#b3261e;stroke-dasharra
 svg .front{fill:none;stroke:#3b5bdb;stroke-width:1.5}svg .leader{stroke:#9aa3b2}
 svg circle.on-front{fill:#3b5bdb}svg circle.dominated{fill:#fff;stroke:#8b93a3;stroke-width:1.5}
 svg text.label{fill:#1d2330}svg text.label.dominated{fill:#5b6475}
+.legend span{margin-right:18px;white-space:nowrap;display:inline-block}.legend b{color:#3b5bdb}
 """

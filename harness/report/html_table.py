@@ -73,6 +73,8 @@ class Column:
         if raw is None or (isinstance(raw, float) and math.isnan(raw)):
             return f'<td class="{"t " if self.is_text else ""}na" data-v="">{MISSING}</td>'
         shown = escape(self.shown(row) if self.shown else self.form(raw))
+        if self.is_text:  # long names (`small+large`, `strategy:model`) may wrap after + and :
+            shown = shown.replace("+", "+<wbr>").replace(":", ":<wbr>").replace("_", "_<wbr>")
         key = escape(str(raw), quote=True) if self.is_text else repr(float(raw))
         align = ' class="t"' if self.is_text else ""
         return f'<td{align} data-v="{key}">{shown}</td>'
@@ -145,12 +147,13 @@ SORT_SCRIPT = """
 TABLE_STYLE = """
 table{border-collapse:collapse;background:#fff;margin:6px 0 4px;font-size:13px;max-width:100%}
 th,td{border:1px solid #d5d9e0;padding:3px 7px;text-align:right;vertical-align:top}
-td.t,th.t{text-align:left;overflow-wrap:anywhere}td.na{color:#8b93a3}
+td.t,th.t{text-align:left}td.na{color:#8b93a3}
 th{background:#eef1f5;font-weight:600}
 th.sortable{cursor:pointer;user-select:none;padding-right:16px;position:relative}
 th.sortable::after{content:'\\2195';position:absolute;right:4px;color:#9aa3b2;font-size:11px}
 th[aria-sort=ascending]::after{content:'\\25B2';color:#1d2330}
 th[aria-sort=descending]::after{content:'\\25BC';color:#1d2330}
 details.more{margin:0 0 12px}details.more summary{cursor:pointer;color:#3b5bdb;font-size:13px}
+table.detail{font-size:12px}table.detail th,table.detail td{padding:2px 5px}table.detail th.sortable{padding-right:14px}
 .scroll{overflow-x:auto;max-width:100%}
 """

@@ -5,8 +5,9 @@ Per suite, on the items every variant of it answered (as comparison.py compares 
 - the most accurate variant (ties: the cheaper one);
 - the cheapest variant whose accuracy is not significantly lower than the best's: the exact
   McNemar test of the two on the items both scored gives p >= ALPHA (or it is at least as
-  accurate), and of those the one lowest in the suite's cost measure (dollars where a model was
-  priced, else CPU seconds where measured, else mean latency);
+  accurate), and of those the one lowest in the suite's cost measure: dollars where every variant
+  was priced (API models), CPU seconds where none was and CPU was measured, else mean latency (the
+  one measure that means the same for a local model and a remote one);
 - the paired difference of the two with its 95 % interval and p-value (report/paired.py), and
   what the cheaper one uses of the best's cost, CPU time, memory or latency;
 - the variants whose accuracy interval includes the chance level (multiple choice: 1 / number of
@@ -74,9 +75,9 @@ class Verdict:
         if self.best_accuracy is None:
             return f"{self.suite}: nothing was scored."
         head = (f"{self.suite}: {self.best} is the most accurate, {_pct(self.best_accuracy)} of "
-                f"{self.items} items")
+                f"{self.items:,} items")
         if self.variants == 1:
-            text = f"{self.suite}: {self.best} alone, {_pct(self.best_accuracy)} of {self.items} items."
+            text = f"{self.suite}: {self.best} alone, {_pct(self.best_accuracy)} of {self.items:,} items."
         elif self.measure is None:
             text = f"{head}; no cost, CPU time or latency was measured to weigh against it."
         elif self.cheapest == self.best and self.cheaper_but_worse:
@@ -105,7 +106,7 @@ class Verdict:
         shares = [f"{100.0 * ratio:.0f}% of the {name}" for name, ratio in self.ratios.items()]
         tail = f", at {_join(shares)}" if shares else ""
         return (f"{self.cheapest}: {amount} on {self.suite} {interval}, p = {format_p(c.p_value)}, "
-                f"{c.items} items{tail}")
+                f"{c.items:,} items{tail}")
 
 
 def format_p(p: float | None) -> str:
@@ -148,7 +149,9 @@ def suite_verdict(suite: str, groups: Sequence[Group],
                if near_chance(rows[g.variant].ci_low, rows[g.variant].ci_high, chance)]
     if not scored:
         return Verdict(suite, _items(common), "-", None, "-", None, None, chance=chance, variants=len(groups))
-    measure = next((name for name in ("cost", "CPU time", "latency")
+    priced = [_measures(rows[g.variant])["cost"] is not None for g in scored]
+    candidates = ("cost",) if all(priced) else ("CPU time", "latency") if not any(priced) else ("latency",)
+    measure = next((name for name in candidates
                     if all(_measures(rows[g.variant])[name] is not None for g in scored)), None)
 
     def spend(group: Group) -> float:
