@@ -97,6 +97,8 @@ def _ll_changes(a: CaseRecord, b: CaseRecord) -> tuple[str, float | None]:
     for choice in sorted(set(la) | set(lb)):
         x, y = la.get(choice), lb.get(choice)
         delta = None if x is None or y is None else y - x
+        if delta is not None and abs(delta) < 0.005:
+            delta = 0.0  # shown as +0.00, not -0.00
         if choice == a.reference:
             key = delta
         mark = "*" if choice == a.reference else " "
