@@ -26,6 +26,7 @@ from harness.record import CaseRecord
 from harness.report import html_columns
 from harness.report.aggregate import Group
 from harness.report.html import page
+from harness.report.html_table import Column, integer, table
 from harness.report.paired import PairedComparison, compare_pair, flips, match_runs
 from harness.report.stats import mean
 from harness.report.verdict import format_p
@@ -165,17 +166,16 @@ def _pair_section(first: Group, second: Group, stats: PairedComparison) -> str:
 
 
 def _runs_table(runs: Sequence[Run]) -> str:
-    rows = []
-    for index, run in enumerate(runs):
-        meta = run.metadata
-        models = sorted({r.model for r in run.records})
-        rows.append(f'<tr><td class="t">{"A" if index == 0 else "B"}</td><td class="t">{escape(run.label)}</td>'
-                    f'<td class="t">{escape(str(meta.get("started") or "–"))}</td>'
-                    f'<td class="t">{escape(str(meta.get("git_commit") or "–"))[:12]}</td>'
-                    f'<td class="t">{escape(", ".join(models))}</td><td>{len(run.records):,}</td></tr>')
-    return ('<div class="scroll"><table><thead><tr><th class="t">side</th><th class="t">run</th>'
-            '<th class="t">started</th><th class="t">commit</th><th class="t">models</th><th>cases</th></tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table></div>')
+    sides = {id(run): "A" if index == 0 else "B" for index, run in enumerate(runs)}
+    columns = [
+        Column("side", lambda r: sides[id(r)], is_text=True),
+        Column("run", lambda r: r.label, is_text=True),
+        Column("started", lambda r: str(r.metadata.get("started") or "") or None, is_text=True),
+        Column("commit", lambda r: str(r.metadata.get("git_commit") or "")[:12] or None, is_text=True),
+        Column("models", lambda r: ", ".join(sorted({c.model for c in r.records})), is_text=True),
+        Column("cases", lambda r: len(r.records), integer),
+    ]
+    return table("runs", columns, runs)
 
 
 def render(runs: Sequence[Run]) -> str:
