@@ -5,9 +5,10 @@ scoreboard with time and resources, each pair strategy against its large model a
 statistics, one section per suite with its frontier plots (report/frontier.py) and the PNGs the
 other reports wrote inline (base64), an item browser (each item's input, reference and every
 variant's answer side by side, filterable by suite, model and correct/wrong, a page at a time),
-and the run's metadata. Tables sort by a click on a header and fold wide detail away
-(report/html_table.py). Nothing is fetched at view time: the style, the scripts and the images
-are in the file. Every figure comes from the one aggregation (report/aggregate.py,
+and the run's metadata with each hosted model's load time and memory. Errors count crashes (a
+model's host died) and say how many. Tables sort by a click on a header and fold wide detail
+away (report/html_table.py). Nothing is fetched at view time: the style, the scripts and the
+images are in the file. Every figure comes from the one aggregation (report/aggregate.py,
 report/paired.py), never from results.jsonl read again.
 
 Runs last among the reports (trylast), so the plots of the others are there to inline.
@@ -29,6 +30,7 @@ from harness.report.hooks import RunData, hookimpl
 from harness.report.html_table import SORT_SCRIPT, TABLE_STYLE
 from harness.report.paired import headlines, paired
 from harness.report.verdict import Verdict, on_common_items, suite_verdict
+from harness.report.write import model_loads
 
 REPORT_FILE = "report.html"
 MAX_ITEMS = 50000  # items in the browser (the whole MMLU test split is 14,042); beyond, said on the page
@@ -268,6 +270,9 @@ def render(run: RunData, sections: Sequence[tuple[str, str]] = ()) -> str:
         parts += [f"<h2>{escape(title)}</h2>", block]
     parts.append(item_browser(groups))
     parts += ['<h2 id="run">Run</h2>', _metadata(run.metadata)]
+    loads = model_loads(run.metadata)
+    if loads:  # models that ran in host processes of their own (backends/hosted.py)
+        parts += ["<h3>Model hosts</h3>", html_columns.hosts_table("hosts-table", loads)]
     return page(f"Benchmark run {run_id}", "".join(parts))
 
 

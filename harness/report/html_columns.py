@@ -7,7 +7,7 @@ counts behind accuracy are detail, folded under the table (report/html_table.py)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.report.aggregate import SummaryRow
@@ -35,6 +35,12 @@ def _key(name: str, header: str, title: str = "") -> Column:
     return Column(header, lambda r: getattr(r, name), text, title, is_text=True)
 
 
+def _errors(row: SummaryRow) -> str:
+    """The errors, and of them the crashes (a model's host process died) where there were any."""
+    crashes = row.crashes
+    return f"{row.errors:,}" + (f" ({crashes:,} crash{'es' if crashes != 1 else ''})" if crashes else "")
+
+
 def _field(name: str, header: str, form: Any = text, title: str = "", detail: bool = False) -> Column:
     return Column(header, lambda r: getattr(r, name), form, title, detail)
 
@@ -46,7 +52,8 @@ def scoreboard_columns(with_suite: bool = True) -> list[Column]:
         _field("accuracy", "accuracy", percent(1), "correct over scored (ok, wrong, invalid output)"),
         Column("95% CI (%)", lambda r: r.ci_low, title="Wilson 95% interval of the accuracy",
                shown=lambda r: _interval(r.ci_low, r.ci_high)),
-        _field("errors", "errors", integer, "errors and timeouts: outside accuracy"),
+        Column("errors", lambda r: r.errors, integer, "errors, timeouts and crashes of a model's host: outside "
+               "accuracy", shown=_errors),
         _field("mean_latency_s", "latency mean (s)", SECONDS, "mean wall time per case"),
         _field("latency_p95_s", "latency p95 (s)", SECONDS, "95th percentile of the wall time per case"),
         _field("cpu_s", "CPU (s)", SECONDS, "CPU time of the inference processes, all cases"),
@@ -56,6 +63,7 @@ def scoreboard_columns(with_suite: bool = True) -> list[Column]:
         _field("scored", "scored", integer, "ok, wrong or invalid output", True),
         _field("correct", "correct", integer, "", True),
         _field("invalid", "invalid", integer, "answers not in the form asked (scored as wrong)", True),
+        _field("crashes", "crashes", integer, "cases whose model host died (counted in errors)", True),
         _field("latency_p50_s", "latency p50 (s)", SECONDS, "median wall time per case", True),
         _field("wall_s", "wall total (s)", SECONDS, "wall time of every case, summed", True),
         _field("model_s", "model time (s)", SECONDS, "time inside model calls, summed", True),
@@ -129,3 +137,21 @@ def shares_table(table_id: str, shares: Sequence[ModelShare]) -> str:
         _field("rss_peak_mb", "peak RSS (MB)", MB, detail=True),
     ]
     return table(table_id, columns, shares)
+
+
+def hosts_table(table_id: str, loads: Mapping[str, Mapping[str, Any]]) -> str:
+    """Each hosted model's load (summary.json's `models`, report/write.py model_loads): seconds to
+    load, RSS after load, its hosts' starts and crashes."""
+    rows = sorted(loads.items())
+    columns = [
+        Column("model", lambda r: r[0], text, is_text=True),
+        Column("load (s)", lambda r: r[1].get("load_s"), SECONDS, "mean seconds to load, over its hosts"),
+        Column("RSS after load (MB)", lambda r: r[1].get("rss_after_load_mb"), MB,
+               "mean resident memory of its host once loaded"),
+        Column("hosts", lambda r: r[1].get("hosts"), integer, "host processes that loaded it"),
+        Column("starts", lambda r: r[1].get("starts"), integer, "host starts, restarts after a crash included"),
+        Column("crashes", lambda r: r[1].get("crashes"), integer, "times a host of it died"),
+        Column("extra buffer types", lambda r: r[1].get("extra_bufts"), text, "llama.cpp: extra buffer types in use",
+               is_text=True),
+    ]
+    return table(table_id, columns, rows)

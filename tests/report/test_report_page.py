@@ -4,7 +4,9 @@ the frontier plot, the tables' headers, formats and sort markup, and the page co
 from __future__ import annotations
 
 import itertools
+import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,9 @@ from page_records import known_pair, record, two_runs
 
 from harness import cli
 from harness.record import CaseRecord
-from harness.report import compare_page, frontier, html_columns
+from harness.report import compare_page, frontier, html, html_columns
 from harness.report.aggregate import aggregate
+from harness.report.hooks import RunData
 from harness.report.html_table import number, percent
 from harness.report.paired import compare_runs
 from harness.report.verdict import suite_verdict, verdicts
@@ -105,6 +108,29 @@ def test_tables_have_names_with_units_sort_markup_and_fold_the_detail() -> None:
     assert '<td data-v="0.625">62.5%</td>' in main
     assert "<td data-v=\"64.0\">64.0 s</td>" in main  # CPU: 32 items x 2 s, formatted with its unit
     assert "tokens in" in detail and "GPU" not in page  # no GPU measured: no GPU columns at all
+
+
+def test_page_counts_crashes_with_errors_and_shows_each_hosted_models_load(tmp_path: Path) -> None:
+    crashed = replace(record("m", 2, False), status="crash", correct=None, prediction=None, error="host died",
+                      crash={"model": "m", "signal": 11})
+    records = [record("m", 0, True), record("m", 1, False), crashed,
+               replace(record("m", 3, False), status="timeout", correct=None)]
+    [row] = [g.row for g in aggregate(records)]
+    assert (row.errors, row.crashes, row.scored) == (2, 1, 2)  # crash and timeout outside accuracy
+    metadata = {"run_id": "r", "backends": {"m": {"extra_bufts": "off", "hosts": [
+        {"load_s": 1.5, "rss_after_load_mb": 300.0, "starts": 2, "crashes": 1},
+        {"load_s": 2.5, "rss_after_load_mb": 500.0, "starts": 1, "crashes": 0}]}}}
+    page = html.render(RunData.of(tmp_path, records, metadata))
+    assert '<td data-v="2.0">2 (1 crash)</td>' in page  # the errors cell, in the scoreboard
+    assert re.search(r'<th [^>]*>crashes</th>', page)  # and a column of its own, folded
+    hosts = page.split('id="hosts-table"', 1)[1].split("</table>", 1)[0]
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", hosts.replace("<wbr>", ""))
+    assert cells == ["m", "2.00 s", "400 MB", "2", "3", "1", "off"]  # means over its two hosts
+    data = re.search(r'<script type="application/json" id="item-data">(.*?)</script>', page, re.DOTALL)
+    assert data is not None
+    [crash] = [a for i in json.loads(data.group(1))["items"] for a in i["answers"] if a["status"] == "crash"]
+    assert (crash["verdict"], crash["answer"]) == ("error", "host died")  # the browser's error filter finds it
+    assert "hosts-table" not in html.render(RunData.of(tmp_path, records, {"run_id": "r"}))
 
 
 def test_numbers_are_formatted_to_their_precision() -> None:
