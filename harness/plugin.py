@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness import decide
 from harness.backends.base import BackendError, BackendTimeout
 from harness.call import ModelCall
 from harness.case_monitor import CaseWindows
@@ -115,6 +117,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.nodeid in run.answered:
             item.add_marker(pytest.mark.skip(reason=f"already answered in run {run.run_id}"))
+    pair = decide.variants(run.settings)
+    if pair is not None:  # --decide: A and B's cases in a seeded random order, nothing else
+        kept, dropped, plan = decide.plan_cases(items, _case_about, pair, run.settings.seed)
+        if not plan:
+            raise pytest.UsageError(f"--decide {','.join(run.settings.decide or ())}: no item has cases of both "
+                                    "variants (a variant is a model name, or strategy:model)")
+        items[:] = kept
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+        decide.write_json(_run_dir(config) / decide.PLAN_FILE, {"suites": plan})
+        if CONTROLLER in config.stash:  # a plain run: the controller may count resumed records now
+            config.stash[CONTROLLER].decider_ready()
+
+
+def _case_about(item: pytest.Item) -> tuple[str, str, str, str] | None:
+    callspec = getattr(item, "callspec", None)
+    case = callspec.params.get("case") if callspec is not None else None
+    return (case.suite, case.item.id, case.strategy, case.label) if isinstance(case, Case) else None
+
+
+def _run_dir(config: pytest.Config) -> Path:
+    run = config.stash[SESSION]
+    return (run.settings.report_dir or config.rootpath / "reports") / run.run_id
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # --decide: a case of a suite already decided is skipped before any fixture loads its model.
+    if SESSION not in item.config.stash or item.config.stash[SESSION].settings.decide is None:
+        return
+    about = _case_about(item)
+    reason = decide.decided_reason(_run_dir(item.config), about[0]) if about else None
+    if reason is not None:
+        pytest.skip(reason)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -24,6 +24,27 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+def _two_variants(value: str) -> tuple[str, ...]:
+    pair = _csv(value)
+    if len(pair) != 2 or pair[0] == pair[1]:
+        raise ValueError("takes two different variants A,B: a model name, or strategy:model")
+    return pair
+
+
+def _fraction(value: str | float) -> float:
+    number = float(value)
+    if not 0 < number < 0.5:
+        raise ValueError("takes a number between 0 and 0.5, such as 0.05")
+    return number
+
+
+def _points(value: str | float) -> float:
+    number = float(value)
+    if not 0 < number < 100:
+        raise ValueError("takes accuracy points between 0 and 100, such as 5")
+    return number
+
+
 def _bool(value: str | bool) -> bool:
     if isinstance(value, bool):
         return value
@@ -79,6 +100,13 @@ class Settings:
                                  "clients' timeout)", 600.0, minimum=0.001)
     retries: int = option("retries of a model call on retryable errors", 3, minimum=0)
     monitor_interval: float = option("resource sampling interval in seconds (0 turns it off)", 0.1, minimum=0)
+    # -- a decision by sequential paired testing (harness/decide.py)
+    decide: tuple[str, ...] | None = option(
+        "A,B: run both variants (a model name, or strategy:model) on items in a seeded random order and stop "
+        "each suite as soon as it is known whether A is worse than B by more than --margin", convert=_two_variants)
+    margin: float = option("the --decide margin D in accuracy points: 'A is not worse than B by more than D'",
+                           5.0, convert=_points)
+    decide_alpha: float = option("the --decide error rate, held at every look", 0.05, convert=_fraction)
     # -- GSM8K and the delegation router
     gsm8k_data: str | None = option("GSM8K data: a JSON-lines file, a folder with <split>.jsonl, or hf:gsm8k",
                                     shown_default="the project's sample in fixtures/gsm8k")

@@ -23,7 +23,7 @@ LAYERS: dict[str, int] = {
     "harness.isolation": 1, "harness.monitor": 1, "harness.cache": 1, "harness.suites": 1,
     "harness.call": 2,
     "harness.session": 3, "harness.controller": 3, "harness.strategies": 3, "harness.case_monitor": 3,
-    "harness.selection": 3, "harness.upcoming": 3,
+    "harness.selection": 3, "harness.upcoming": 3, "harness.decide": 3,
     "harness.plugin": 4, "harness.cli": 4, "harness.doctor": 4, "harness.tasks": 4, "harness.chat": 4,
 }
 # Peers that may import each other: the sandbox and its isolation levels; a backend and the

@@ -227,6 +227,14 @@ def render(run: RunData, sections: Sequence[tuple[str, str]] = ()) -> str:
                            h.accuracy_diff_points, h.accuracy_diff_ci_low, h.accuracy_diff_ci_high, h.p_value,
                            h.cost_saved_pct, h.large_tokens_saved_pct, h.latency_overhead_pct,
                            h.settled_by_small] for h in heads], text_columns=4)]
+    decision = run.metadata.get("decision")
+    if isinstance(decision, Mapping) and decision.get("suites"):  # --decide (harness/decide.py)
+        parts += ["<h2>Decision</h2>",
+                  _table(["suite", "decision", "items used", "of", "A - B low", "A - B high", "fixed-size items",
+                          "ran, not counted", "in words"],
+                         [[suite, d["decision"], d["items"], d["population"], d["low"], d["high"],
+                           d["fixed_size_items"], d["ran_not_counted"], d["sentence"]]
+                          for suite, d in sorted(decision["suites"].items())], text_columns=2)]
     pairs = paired(groups)
     parts.append('<h2 id="statistics">Paired statistics</h2>')
     if pairs:
