@@ -38,11 +38,25 @@ def _fraction(value: str | float) -> float:
     return number
 
 
+def _share(value: str | float) -> float:
+    number = float(value)
+    if not 0 < number <= 1:
+        raise ValueError("takes a share between 0 and 1, such as 0.95")
+    return number
+
+
 def _points(value: str | float) -> float:
     number = float(value)
     if not 0 < number < 100:
         raise ValueError("takes accuracy points between 0 and 100, such as 5")
     return number
+
+
+def _thresholds(value: str) -> tuple[float, ...]:
+    numbers = tuple(float(part) for part in _csv(value))
+    if not numbers or any(not 0 <= t <= 1 for t in numbers):
+        raise ValueError("takes confidence thresholds between 0 and 1, comma-separated, such as 0.3,0.6")
+    return numbers
 
 
 def _bool(value: str | bool) -> bool:
@@ -107,6 +121,12 @@ class Settings:
     margin: float = option("the --decide margin D in accuracy points: 'A is not worse than B by more than D'",
                            5.0, convert=_points)
     decide_alpha: float = option("the --decide error rate, held at every look", 0.05, convert=_fraction)
+    # -- routing on the small model's confidence (harness/confidence.py, harness/report/routes.py)
+    route_thresholds: tuple[float, ...] | None = option(
+        "thresholds T of the live threshold router (pair strategy threshold:T, with --small-model and "
+        "--large-model): the small model answers when its confidence >= T, else the large one", convert=_thresholds)
+    route_target: float = option("the routing lab's target: the cheapest threshold that keeps this share of the "
+                                 "large model's accuracy", 0.95, convert=_share)
     # -- GSM8K and the delegation router
     gsm8k_data: str | None = option("GSM8K data: a JSON-lines file, a folder with <split>.jsonl, or hf:gsm8k",
                                     shown_default="the project's sample in fixtures/gsm8k")

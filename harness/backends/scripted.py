@@ -9,10 +9,16 @@ From code: `ScriptedBackend.from_steps([...])`. From a registry file:
 A step is a string (the reply text) or a mapping with `text` and/or `tool_calls`, each tool call
 `{"name": ..., "arguments": {...} or "raw JSON text"}`. When the steps run out, `then` decides:
 "repeat" the last step (a model that never stops calling tools) or "error".
+
+`options.loglikelihood = "digest"` also scores continuations: each one's log-likelihood is a fixed
+pseudo-random number in [-4, 0] drawn from a digest of (context, continuation), so the same
+question always gets the same scores, right about as often as chance and with every degree of
+confidence between (the routing lab's tests compare offline and live routing on it).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -47,8 +53,12 @@ def _tool_call(index: int, call: dict[str, Any]) -> ToolCall:
     return ToolCall.from_raw(call["name"], raw, call.get("id", f"call_{index}"))
 
 
+def _digest_score(request: LoglikelihoodRequest) -> float:
+    digest = hashlib.sha256(f"{request.context}\0{request.continuation}".encode()).digest()
+    return -4.0 * int.from_bytes(digest[:4], "big") / 2**32
+
+
 class ScriptedBackend:
-    supports_loglikelihood = False
 
     def __init__(self, spec: ModelSpec, steps: Sequence[Any] | None = None) -> None:
         self.name = spec.name
@@ -58,6 +68,7 @@ class ScriptedBackend:
             steps = json.loads(Path(script).read_text()) if script else spec.options.get("steps", [])
         self.steps = list(steps)
         self.then = spec.options.get("then", "repeat")
+        self.supports_loglikelihood = spec.options.get("loglikelihood") == "digest"
         self.requests: list[Request] = []  # what the model was asked, for assertions
 
     @classmethod
@@ -90,7 +101,10 @@ class ScriptedBackend:
         return sum(4 + len(str(m.get("content", "")).split()) for m in content)
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> Loglikelihoods:
-        raise Unsupported("the scripted backend only generates")
+        if not self.supports_loglikelihood:
+            raise Unsupported("the scripted backend only generates (options.loglikelihood = \"digest\" scores)")
+        usage = Usage(sum(len(c.split()) for c in {r.context for r in requests}), 0, "estimate")
+        return Loglikelihoods([_digest_score(r) for r in requests], usage)
 
     def process(self) -> int | None:
         return os.getpid()

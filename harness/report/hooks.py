@@ -34,6 +34,7 @@ BUILTIN_REPORTS = (
     "harness.report.extraction_more",
     "harness.report.mmlu_analysis",
     "harness.report.vue_report",
+    "harness.report.routes",
     "harness.report.html",  # called last (trylast): it inlines the plots the others wrote
 )
 

@@ -24,6 +24,7 @@ from harness.report.aggregate import Group, SummaryRow
 from harness.report.hooks import RunData, hookimpl
 from harness.report.paired import headlines, paired
 from harness.report.resources import ModelShare
+from harness.report.routes import labs
 
 REPORT_FILE = "report.html"
 MAX_ITEMS = 5000  # items in the browser; beyond that the page gets slow to open (said on the page)
@@ -235,6 +236,13 @@ def render(run: RunData, sections: Sequence[tuple[str, str]] = ()) -> str:
                          [[suite, d["decision"], d["items"], d["population"], d["low"], d["high"],
                            d["fixed_size_items"], d["ran_not_counted"], d["sentence"]]
                           for suite, d in sorted(decision["suites"].items())], text_columns=2)]
+    for lab in labs(run):  # the routing lab of the run's pair (harness/report/routes.py)
+        parts += [f"<h2>Routing lab: {escape(lab.suite)}, {escape(lab.small)} then {escape(lab.large)}</h2>",
+                  _table(["policy", "threshold", "accuracy", "95% CI low", "95% CI high", "share to large", "cost",
+                          "large tokens", "latency s", "CPU s", "energy J", "cheapest keeping target"],
+                         [[p.policy, p.threshold, p.accuracy, p.ci_low, p.ci_high, p.share_large, p.cost,
+                           p.large_tokens, p.latency_s, p.cpu_s, p.energy_j, p is lab.cheapest]
+                          for p in lab.points], text_columns=1)]
     pairs = paired(groups)
     parts.append('<h2 id="statistics">Paired statistics</h2>')
     if pairs:
