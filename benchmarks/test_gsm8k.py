@@ -9,6 +9,7 @@ Data: --gsm8k-data (default: the project's sample in fixtures/gsm8k).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,12 +51,20 @@ def _solve(run: RunSession, model: ModelCall, item: Item) -> str:
     return output.text
 
 
+def _confidence(run: RunSession, model: ModelCall, item: Item, text: str) -> dict[str, Any]:
+    """--generation-confidence: the answer's mean token log-probability (strategies/single.py)."""
+    if not run.settings.generation_confidence:
+        return {}
+    return single.answer_confidence(model, _prompt(run, model, item), text)
+
+
 def test_gsm8k(case: Case, llm: ModelCall, record, harness: RunSession, request: pytest.FixtureRequest) -> None:
     item = case.item
     if case.strategy == "single":
         text = _solve(harness, llm, item)
         answer = gsm8k.extract_answer(text)
-        record(answer, gsm8k.score(item, answer), mode="generate", output=text)
+        record(answer, gsm8k.score(item, answer), mode="generate", output=text,
+               **_confidence(harness, llm, item, text))
         return
     large: ModelCall = request.getfixturevalue("large_llm")
 

@@ -72,9 +72,10 @@ def _generated(harness: RunSession, item: Item, call: ModelCall) -> tuple[str | 
     subject = item.input["subject"]
     shots = harness.memo(("mmlu-shots", subject, s.mmlu_shots),
                          lambda: mmlu.few_shot(_source(harness), subject, s.mmlu_shots))
-    output = single.complete(call, mmlu.prompt(item, shots, style=call.spec.prompt_style), max_tokens=8,
-                             reference=item.reference)
-    return mmlu.extract_answer(output.text), {"output": output.text}
+    prompt = mmlu.prompt(item, shots, style=call.spec.prompt_style)
+    output = single.complete(call, prompt, max_tokens=8, reference=item.reference)
+    confidence = single.answer_confidence(call, prompt, output.text) if s.generation_confidence else {}
+    return mmlu.extract_answer(output.text), {"output": output.text, **confidence}
 
 
 def test_mmlu(case: Case, llm: ModelCall, record, harness: RunSession, upcoming, request) -> None:

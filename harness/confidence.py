@@ -5,6 +5,8 @@ backend and the suite can give one:
 
 - choice_margin: log-likelihood suites (MMLU): the probability of the best choice minus that of
   the second, the choices' likelihoods normalised over the choices (a softmax);
+- mean_logprob: generation (--generation-confidence): exp of the answer's mean token log-probability,
+  the geometric mean of its tokens' probabilities (harness/strategies/single.py answer_confidence);
 - tests_passed: code suites: the share of the case's programs that passed the suite's tests (the
   cascade's own signal: the small model's program passes, so it stands).
 
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 
 CHOICE_MARGIN = "choice_margin"
 TESTS_PASSED = "tests_passed"
+MEAN_LOGPROB = "mean_logprob"
 
 
 def choice_probabilities(loglikelihoods: Sequence[float | None]) -> list[float]:

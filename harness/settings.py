@@ -125,6 +125,10 @@ class Settings:
     route_thresholds: tuple[float, ...] | None = option(
         "thresholds T of the live threshold router (pair strategy threshold:T, with --small-model and "
         "--large-model): the small model answers when its confidence >= T, else the large one", convert=_thresholds)
+    generation_confidence: bool = option(
+        "score each generated answer (GSM8K, MMLU by generation) once more as a continuation of its prompt: its mean "
+        "token log-probability is the record's confidence (one more forward pass, counted in the case's usage; "
+        "backends with log-likelihoods only)", False, flag=True)
     route_target: float = option("the routing lab's target: the cheapest threshold that keeps this share of the "
                                  "large model's accuracy", 0.95, convert=_share)
     # -- GSM8K and the delegation router

@@ -134,3 +134,16 @@ def test_offline_equals_live_on_the_default_models(bench: BenchRun) -> None:
                    "--route-thresholds", ",".join(map(str, THRESHOLDS)), "--run-id", "real", "--monitor-interval", "0")
     assert result.ret == 0, result.stdout.str()
     _offline_equals_live(bench.records(bench.reports / "real"), small, large)
+
+
+def test_generation_confidence_scores_the_answer_again(bench: BenchRun) -> None:
+    result = bench("--models", "oracle", "--generation-confidence", "--run-id", "g", target="test_gsm8k.py")
+    assert result.ret == 0, result.stdout.str()
+    records = bench.records(bench.reports / "g")
+    assert len(records) == 8
+    # The oracle's answer is certain (log 1 = 0): exp(mean log-probability) = 1; one more call each.
+    assert {(r["confidence"], r["confidence_source"], r["extra"]["mean_logprob"], r["attempts"])
+            for r in records} == {(1.0, "mean_logprob", 0.0, 2)}
+    plain = bench("--models", "oracle", "--run-id", "p", target="test_gsm8k.py")
+    assert plain.ret == 0
+    assert {(r["confidence"], r["attempts"]) for r in bench.records(bench.reports / "p")} == {(None, 1)}
