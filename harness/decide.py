@@ -1,7 +1,9 @@
 """--decide A,B: run A and B on items in a seeded random order and stop once the answer is known.
 
 The statistics are in harness/report/sequential.py (why the error stays at alpha at every look).
-This module is the run's side of it, and how the processes of a run share what is decided:
+Each suite of the run is its own decision at alpha, on its own items (`pytest benchmarks --decide
+A,B` decides every suite separately). This module is the run's side of it, and how the processes
+of a run share what is decided:
 
 - Order. Every process that collects (a plain run's only process, each pytest-xdist worker) keeps
   the cases of A and B on items both of them have, ordered by a seeded digest of (suite, item)

@@ -4,9 +4,11 @@ MMLU sample (32 questions, 8 of them "A"), serially and under pytest-xdist."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from support import BenchRun
+import pytest
+from support import PROJECT, BenchRun
 
 from harness.decide import DECISION_FILE, PLAN_FILE, order_key
 
@@ -78,3 +80,21 @@ def test_decide_needs_two_variants_that_both_ran(bench: BenchRun) -> None:
     assert result.ret == 4 and "no item has cases of both variants" in result.stderr.str()
     result = bench("--models", "oracle", "--decide", "oracle,x", "--decide-alpha", "0.7")
     assert result.ret == 4 and "--decide-alpha" in result.stderr.str()
+
+
+def test_a_resumed_decision_counts_the_earlier_records(bench: BenchRun, monkeypatch: pytest.MonkeyPatch) -> None:
+    args = (*_registry(bench), "--decide", "always-a,oracle")
+    whole = bench(*args, "--run-id", "whole")
+    assert whole.ret == 0
+    crash = bench.crash_after(3, monkeypatch)
+    # The crash plugin's folder, and this checkout's harness ahead of any installed one.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join((str(bench.pytester.path), str(PROJECT))))
+    crashed = bench(*args, *crash, "--run-id", "cut")
+    assert crashed.ret == 3 and len(bench.records(bench.reports / "cut")) == 3
+    resumed = bench(*args, "--resume", "cut")
+    assert resumed.ret == 0, resumed.stdout.str()
+    # The earlier attempt's three records count again; the decision is the uninterrupted run's.
+    expected = {k: v for k, v in _decision(bench.reports / "whole").items() if k != "ran_not_counted"}
+    assert {k: v for k, v in _decision(bench.reports / "cut").items() if k != "ran_not_counted"} == expected
+    records = bench.records(bench.reports / "cut")
+    assert len(records) == len({r["case_id"] for r in records}) == 2 * expected["items"]
