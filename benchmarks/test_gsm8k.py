@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from harness.call import ModelCall
+from harness.confidence import AGREEMENT, agreement
 from harness.plugin import Case, parametrize_cases
 from harness.session import RunSession
 from harness.strategies import delegate, single
@@ -21,6 +22,7 @@ from harness.suites import gsm8k
 from harness.suites.base import Item
 
 SAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "gsm8k"
+SAMPLE_TEMPERATURE = 0.8  # the --samples-per-item draws beside the greedy answer
 
 
 def _source(run: RunSession) -> str:
@@ -44,18 +46,25 @@ def _prompt(run: RunSession, model: ModelCall, question: Item) -> str:
     return gsm8k.prompt(question, shots, style="base")
 
 
-def _solve(run: RunSession, model: ModelCall, item: Item) -> str:
+def _solve(run: RunSession, model: ModelCall, item: Item, temperature: float = 0.0, seed: int | None = None) -> str:
     output = single.complete(model, _prompt(run, model, item), max_tokens=run.settings.gsm8k_max_tokens,
                              stop=gsm8k.STOP if model.spec.prompt_style == "base" else (),
-                             reference=f"The answer is {item.reference}.")
+                             reference=f"The answer is {item.reference}.", temperature=temperature, seed=seed)
     return output.text
 
 
-def _confidence(run: RunSession, model: ModelCall, item: Item, text: str) -> dict[str, Any]:
-    """--generation-confidence: the answer's mean token log-probability (strategies/single.py)."""
-    if not run.settings.generation_confidence:
-        return {}
-    return single.answer_confidence(model, _prompt(run, model, item), text)
+def _confidence(run: RunSession, model: ModelCall, item: Item, text: str, answer: str | None) -> dict[str, Any]:
+    """The record's confidence: with --samples-per-item k > 1, the share of k answers (the greedy
+    one and k - 1 samples at temperature 0.8) that agree with the greedy answer; else with
+    --generation-confidence the answer's mean token log-probability (strategies/single.py)."""
+    k = run.settings.samples_per_item
+    if k > 1:
+        others = [gsm8k.extract_answer(_solve(run, model, item, SAMPLE_TEMPERATURE, seed=i)) for i in range(1, k)]
+        return {"confidence": agreement([answer, *others], answer), "confidence_source": AGREEMENT,
+                "sampled_answers": others}
+    if run.settings.generation_confidence:
+        return single.answer_confidence(model, _prompt(run, model, item), text)
+    return {}
 
 
 def test_gsm8k(case: Case, llm: ModelCall, record, harness: RunSession, request: pytest.FixtureRequest) -> None:
@@ -64,7 +73,7 @@ def test_gsm8k(case: Case, llm: ModelCall, record, harness: RunSession, request:
         text = _solve(harness, llm, item)
         answer = gsm8k.extract_answer(text)
         record(answer, gsm8k.score(item, answer), mode="generate", output=text,
-               **_confidence(harness, llm, item, text))
+               **_confidence(harness, llm, item, text, answer))
         return
     large: ModelCall = request.getfixturevalue("large_llm")
 

@@ -7,6 +7,8 @@ backend and the suite can give one:
   the second, the choices' likelihoods normalised over the choices (a softmax);
 - mean_logprob: generation (--generation-confidence): exp of the answer's mean token log-probability,
   the geometric mean of its tokens' probabilities (harness/strategies/single.py answer_confidence);
+- agreement: GSM8K with --samples-per-item k: the share of k answers (the greedy one and k - 1
+  samples) that agree with the greedy answer;
 - tests_passed: code suites: the share of the case's programs that passed the suite's tests (the
   cascade's own signal: the small model's program passes, so it stands).
 
@@ -22,6 +24,7 @@ from collections.abc import Sequence
 CHOICE_MARGIN = "choice_margin"
 TESTS_PASSED = "tests_passed"
 MEAN_LOGPROB = "mean_logprob"
+AGREEMENT = "agreement"
 
 
 def choice_probabilities(loglikelihoods: Sequence[float | None]) -> list[float]:
@@ -45,3 +48,10 @@ def choice_margin(loglikelihoods: Sequence[float | None]) -> float | None:
 
 def passed_share(passed: Sequence[bool]) -> float | None:
     return sum(passed) / len(passed) if passed else None
+
+
+def agreement(answers: Sequence[str | None], chosen: str | None) -> float | None:
+    """The share of the answers equal to the chosen one (an unreadable answer agrees with nothing)."""
+    if not answers or chosen is None:
+        return 0.0 if answers else None
+    return sum(a == chosen for a in answers) / len(answers)

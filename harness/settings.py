@@ -129,6 +129,10 @@ class Settings:
         "score each generated answer (GSM8K, MMLU by generation) once more as a continuation of its prompt: its mean "
         "token log-probability is the record's confidence (one more forward pass, counted in the case's usage; "
         "backends with log-likelihoods only)", False, flag=True)
+    samples_per_item: int = option("answers per GSM8K item for the agreement confidence: the greedy answer (the "
+                                   "prediction) and k - 1 samples at temperature 0.8, each counted in the case's "
+                                   "usage; the share agreeing with the greedy answer is the record's confidence "
+                                   "(1: off)", 1, minimum=1)
     route_target: float = option("the routing lab's target: the cheapest threshold that keeps this share of the "
                                  "large model's accuracy", 0.95, convert=_share)
     # -- GSM8K and the delegation router

@@ -12,7 +12,7 @@ import pytest
 from support import BenchRun, requires_llamacpp
 
 from harness.cli import main as harness_cli
-from harness.confidence import choice_margin, choice_probabilities, passed_share
+from harness.confidence import agreement, choice_margin, choice_probabilities, passed_share
 from harness.record import CaseRecord
 from harness.report.routes import from_records, paired_items, route_items
 
@@ -147,3 +147,19 @@ def test_generation_confidence_scores_the_answer_again(bench: BenchRun) -> None:
     plain = bench("--models", "oracle", "--run-id", "p", target="test_gsm8k.py")
     assert plain.ret == 0
     assert {(r["confidence"], r["attempts"]) for r in bench.records(bench.reports / "p")} == {(None, 1)}
+
+
+def test_agreement_among_k_samples(bench: BenchRun) -> None:
+    registry = bench.pytester.path / "wavering.toml"
+    # Per item: the greedy answer 5, then samples 6 and 5 (the script repeats its last step after).
+    steps = ["The answer is 5.", "The answer is 6.", "The answer is 5."] * 8
+    registry.write_text('[[models]]\nname = "wavering"\nbackend = "scripted"\nmodel = "script"\n'
+                        f"options = {{ steps = {json.dumps(steps)} }}\n")
+    result = bench("--models-file", str(registry), "--models", "wavering", "--samples-per-item", "3",
+                   "--run-id", "k", target="test_gsm8k.py")
+    assert result.ret == 0, result.stdout.str()
+    records = bench.records(bench.reports / "k")
+    assert {(r["prediction"], round(r["confidence"], 6), r["confidence_source"], r["attempts"]) for r in records} == {
+        ("5", round(2 / 3, 6), "agreement", 3)}
+    assert all(r["extra"]["sampled_answers"] == ["6", "5"] for r in records)
+    assert agreement(["5", "6", None], "5") == pytest.approx(1 / 3) and agreement(["5"], None) == 0.0
