@@ -13,7 +13,8 @@ A step is a string (the reply text) or a mapping with `text` and/or `tool_calls`
 `options.loglikelihood = "digest"` also scores continuations: each one's log-likelihood is a fixed
 pseudo-random number in [-4, 0] drawn from a digest of (context, continuation), so the same
 question always gets the same scores, right about as often as chance and with every degree of
-confidence between (the routing lab's tests compare offline and live routing on it).
+confidence between (the routing lab's tests compare offline and live routing on it); another
+`options.salt` gives another such guesser, independent of the first.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def _tool_call(index: int, call: dict[str, Any]) -> ToolCall:
     return ToolCall.from_raw(call["name"], raw, call.get("id", f"call_{index}"))
 
 
-def _digest_score(request: LoglikelihoodRequest) -> float:
-    digest = hashlib.sha256(f"{request.context}\0{request.continuation}".encode()).digest()
+def _digest_score(request: LoglikelihoodRequest, salt: str) -> float:
+    digest = hashlib.sha256(f"{salt}\0{request.context}\0{request.continuation}".encode()).digest()
     return -4.0 * int.from_bytes(digest[:4], "big") / 2**32
 
 
@@ -104,7 +105,8 @@ class ScriptedBackend:
         if not self.supports_loglikelihood:
             raise Unsupported("the scripted backend only generates (options.loglikelihood = \"digest\" scores)")
         usage = Usage(sum(len(c.split()) for c in {r.context for r in requests}), 0, "estimate")
-        return Loglikelihoods([_digest_score(r) for r in requests], usage)
+        salt = str(self.spec.options.get("salt", ""))
+        return Loglikelihoods([_digest_score(r, salt) for r in requests], usage)
 
     def process(self) -> int | None:
         return os.getpid()
