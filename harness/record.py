@@ -197,7 +197,7 @@ class CaseRecord:
     settled_by_small: bool | None = None  # cascade: the small model's answer was final
     isolation: str | None = None  # code suites: the sandbox the program ran in
     confidence: float | None = None  # how sure the answering model was, in [0, 1] (harness/confidence.py)
-    confidence_source: str | None = None  # what `confidence` is: choice_margin, tests_passed
+    confidence_source: str | None = None  # what it is: choice_margin, mean_logprob, agreement, tests_passed
     extra: dict[str, Any] = field(default_factory=dict)  # suite-specific details, free-form
     schema: int = SCHEMA_VERSION
 

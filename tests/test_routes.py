@@ -14,7 +14,7 @@ from support import BenchRun, requires_llamacpp
 from harness.cli import main as harness_cli
 from harness.confidence import agreement, choice_margin, choice_probabilities, passed_share
 from harness.record import CaseRecord
-from harness.report.routes import from_records, paired_items, route_items
+from harness.report.routes import from_records, paired_items, route_items, shown_points
 
 THRESHOLDS = (0.3, 0.6)
 
@@ -50,6 +50,8 @@ def test_the_lab_by_hand() -> None:
     assert at.prompt_tokens == 4 * 10 + 2 * 100 and at.latency_s == pytest.approx(6 / 4)
     assert by_threshold[0.0].to_large == 0 and by_threshold[None].to_large == 4
     assert by_threshold[None].policy == "large_alone" and by_threshold[None].accuracy == 0.75
+    assert by_threshold[None].prompt_tokens == 400 and by_threshold[None].cost == pytest.approx(0.04)  # no small
+    assert shown_points(lab) == lab.points and [p.threshold for p in shown_points(lab, rows=3)] == [0.0, 0.2, 0.8, None]
     # The cheapest keeping 95 % of 0.75: threshold 0.8 (0.75, two items sent); 0.9 costs more.
     assert lab.cheapest is at
     assert route_items(paired_items(small + large, "mmlu", "s", "l"), 0.85) == {"0": False, "1": True, "2": True,
@@ -92,6 +94,7 @@ def _offline_equals_live(records: list[dict[str, Any]], small: str, large: str) 
             assert set(rec.per_model) == ({small, large} if to_large else {small}), item
         [lab] = from_records(typed, small, large)
         point = next(p for p in lab.points if p.threshold == threshold)
+        assert point.live
         assert point.correct == sum(r.counts_correct for r in live.values())
         assert point.to_large == sum(not r.settled_by_small for r in live.values())
     assert 0 < routed_counts[0] < routed_counts[1] < 32  # both thresholds route some items, not all

@@ -24,7 +24,7 @@ from harness.report.aggregate import Group, SummaryRow
 from harness.report.hooks import RunData, hookimpl
 from harness.report.paired import headlines, paired
 from harness.report.resources import ModelShare
-from harness.report.routes import labs
+from harness.report.routes import labs, shown_points
 
 REPORT_FILE = "report.html"
 MAX_ITEMS = 5000  # items in the browser; beyond that the page gets slow to open (said on the page)
@@ -239,10 +239,10 @@ def render(run: RunData, sections: Sequence[tuple[str, str]] = ()) -> str:
     for lab in labs(run):  # the routing lab of the run's pair (harness/report/routes.py)
         parts += [f"<h2>Routing lab: {escape(lab.suite)}, {escape(lab.small)} then {escape(lab.large)}</h2>",
                   _table(["policy", "threshold", "accuracy", "95% CI low", "95% CI high", "share to large", "cost",
-                          "large tokens", "latency s", "CPU s", "energy J", "cheapest keeping target"],
+                          "large tokens", "latency s", "CPU s", "energy J", "cheapest keeping target", "live"],
                          [[p.policy, p.threshold, p.accuracy, p.ci_low, p.ci_high, p.share_large, p.cost,
-                           p.large_tokens, p.latency_s, p.cpu_s, p.energy_j, p is lab.cheapest]
-                          for p in lab.points], text_columns=1)]
+                           p.large_tokens, p.latency_s, p.cpu_s, p.energy_j, p is lab.cheapest, p.live]
+                          for p in shown_points(lab)], text_columns=1)]
     pairs = paired(groups)
     parts.append('<h2 id="statistics">Paired statistics</h2>')
     if pairs:

@@ -5,7 +5,8 @@ policy "the small model answers when its confidence >= t, else the large one" is
 every threshold t without running a model again: each item's outcome under the policy is the
 small model's record or the large model's. The small model always runs (its confidence is what
 routes), the large one only on the items sent to it, so a threshold's cost, tokens, latency, CPU
-seconds and energy are the small model's on every item plus the large model's on the routed ones.
+seconds and energy are the small model's on every item plus the large model's on the routed ones (the large model alone
+costs only its own).
 
 The thresholds are every confidence value the small model gave (each changes the routing), 0
 (the small model alone: items without a confidence still go to the large model), and every
@@ -54,6 +55,7 @@ class RoutePoint:
     latency_s: float | None = None  # mean per item: the small model's wall time, plus the large one's if routed
     cpu_s: float | None = None
     energy_j: float | None = None
+    live: bool = False  # a threshold a live threshold:T router of the run used
 
 
 @dataclass
@@ -95,7 +97,8 @@ def evaluate(pairs: Mapping[str, tuple[CaseRecord, CaseRecord]], threshold: floa
         point.items += 1
         point.correct += answered.counts_correct
         point.to_large += routed
-        runs = (small, large) if routed else (small,)
+        # The small model runs on every item (its confidence routes), except with no router at all.
+        runs = (large,) if threshold is None else (small, large) if routed else (small,)
         for rec in runs:
             point.cost += rec.cost
             point.prompt_tokens += rec.usage.prompt_tokens
@@ -143,8 +146,11 @@ def lab(records: Sequence[CaseRecord], suite: str, small: str, large: str, targe
         return None
     out = RouteLab(suite, small, large, target)
     code = any(s.confidence_source == TESTS_PASSED for s, _ in pairs.values())
-    for threshold in sorted(values | {0.0} | set(live_thresholds(records, suite, small, large))):
-        out.points.append(evaluate(pairs, threshold, "cascade" if code and threshold == 1.0 else "threshold"))
+    live = set(live_thresholds(records, suite, small, large))
+    for threshold in sorted(values | {0.0} | live):
+        point = evaluate(pairs, threshold, "cascade" if code and threshold == 1.0 else "threshold")
+        point.live = threshold in live
+        out.points.append(point)
     alone = evaluate(pairs, None, "large_alone")
     out.points.append(alone)
     out.large_accuracy = alone.accuracy
@@ -169,14 +175,26 @@ def labs(run: RunData, small: str | None = None, large: str | None = None,
     return [x for x in found if x is not None]
 
 
+def shown_points(result: RouteLab, rows: int = 21) -> list[RoutePoint]:
+    """The points a table shows: evenly spaced over the thresholds (a run gives one per distinct
+    confidence, up to one per item), plus the cheapest on target, the live thresholds and the
+    large model alone; routes.json keeps them all."""
+    points = result.points
+    if len(points) <= rows:
+        return list(points)
+    step = (len(points) - 1) / (rows - 1)
+    keep = {round(i * step) for i in range(rows)}
+    return [p for i, p in enumerate(points) if i in keep or p is result.cheapest or p.live]
+
+
 def markdown(result: RouteLab) -> str:
     lines = [f"# Routing lab: {result.suite}, {result.small} then {result.large}", "",
              f"small alone {result.small_accuracy:.3f}, large alone {result.large_accuracy or 0:.3f}; target "
              f"{100 * result.target:g}% of the large model's accuracy", "",
              "| policy | threshold | accuracy | 95% CI | to large | cost | tokens | large tokens | latency s |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for p in result.points:
-        chosen = " (cheapest on target)" if p is result.cheapest else ""
+    for p in shown_points(result):
+        chosen = (" (cheapest on target)" if p is result.cheapest else "") + (" (live)" if p.live else "")
         threshold = "-" if p.threshold is None else f"{p.threshold:.4g}"
         lines.append(f"| {p.policy}{chosen} | {threshold} | {p.accuracy or 0:.3f} | [{p.ci_low or 0:.2f}, "
                      f"{p.ci_high or 0:.2f}] | {p.share_large or 0:.2f} | {p.cost:.4g} | "
