@@ -160,3 +160,18 @@ def test_the_decider_counts_in_plan_order_whatever_the_arrival(tmp_path: Path) -
     entry = data["suites"]["mmlu"]
     assert entry["ran_not_counted"] == 1 + 2 * (11 - test.items) and entry["items"] == test.items
     assert json.loads((tmp_path / DECISION_FILE).read_text())["suites"]["mmlu"]["decision"] == "worse"
+
+
+def test_independent_draws_at_the_boundary_too() -> None:
+    # population=None: items drawn independently (an endless pool), A behind by exactly D; a cap
+    # of 400 items stands for the data running out.
+    rng = random.Random(5)
+    streams, wrong = 300, 0
+    for _ in range(streams):
+        test = SequentialPairedTest(0.05, 0.05, None, interval=False)
+        for _ in range(400):
+            u = rng.random()
+            if test.add(u < 0.125, 0.125 <= u < 0.3):  # 12.5 % A only, 17.5 % B only
+                break
+        wrong += test.state().decision == "non_inferior"
+    assert wrong / streams <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / streams)
