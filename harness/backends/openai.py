@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from harness.backends.base import (
+    BackendBase,
     BackendError,
     BackendTimeout,
     Generation,
@@ -88,7 +89,7 @@ def estimate_tokens(text: str) -> int:
     return max(1, round(len(text) / 4)) if text else 0
 
 
-class OpenAIBackend:
+class OpenAIBackend(BackendBase):
     def __init__(self, spec: ModelSpec, timeout_s: float = 600.0) -> None:
         if openai is None:
             raise BackendError("the openai package is not installed")

@@ -10,6 +10,13 @@ A step is a string (the reply text) or a mapping with `text` and/or `tool_calls`
 `{"name": ..., "arguments": {...} or "raw JSON text"}`. When the steps run out, `then` decides:
 "repeat" the last step (a model that never stops calling tools) or "error".
 
+Native crashes on demand, for the model host's tests (run it with `host = true`):
+`segfault_on = "TEXT"` segfaults the process (a NULL read through ctypes, as a native library
+would) on a request whose prompt holds TEXT; `sleep_s = N` makes every reply take N seconds (a
+call to kill midway); `amx_crash = true` plays llama.cpp on a CPU whose AMX path crashes: it
+segfaults on its first reply unless `use_extra_bufts = false`, and the host probes it as it
+probes llama.cpp.
+
 `options.loglikelihood = "digest"` also scores continuations: each one's log-likelihood is a fixed
 pseudo-random number in [-4, 0] drawn from a digest of (context, continuation), so the same
 question always gets the same scores, right about as often as chance and with every degree of
@@ -19,14 +26,17 @@ confidence between (the routing lab's tests compare offline and live routing on 
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from harness.backends.base import (
+    BackendBase,
     BackendError,
     Generation,
     LoglikelihoodRequest,
@@ -59,8 +69,7 @@ def _digest_score(request: LoglikelihoodRequest, salt: str) -> float:
     return -4.0 * int.from_bytes(digest[:4], "big") / 2**32
 
 
-class ScriptedBackend:
-
+class ScriptedBackend(BackendBase):
     def __init__(self, spec: ModelSpec, steps: Sequence[Any] | None = None) -> None:
         self.name = spec.name
         self.spec = spec
@@ -77,7 +86,18 @@ class ScriptedBackend:
         spec = ModelSpec(name=name, backend="scripted", model="script", options={"then": then})
         return cls(spec, steps)
 
+    def _native_crash(self, request: Request) -> None:
+        options = self.spec.options
+        text = request.prompt or json.dumps(request.messages or ())
+        trigger = options.get("segfault_on")
+        amx = options.get("amx_crash") and options.get("use_extra_bufts", True) is not False
+        if amx or (isinstance(trigger, str) and trigger in text):
+            ctypes.string_at(0)  # SIGSEGV: reads address 0
+
     def generate(self, request: Request) -> Generation:
+        self._native_crash(request)
+        if self.spec.options.get("sleep_s"):
+            time.sleep(float(self.spec.options["sleep_s"]))
         index = len(self.requests)
         self.requests.append(request)
         if index >= len(self.steps):
