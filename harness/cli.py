@@ -198,6 +198,29 @@ def _rescore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _routes(args: argparse.Namespace) -> int:
+    """The routing lab (harness/report/routes.py) of a run where a small and a large model
+    answered the same items: every threshold's accuracy, cost and share sent to the large model,
+    and the cheapest that keeps --target of the large model's accuracy. Writes <run>/routes/."""
+    from harness.report import routes
+
+    records, metadata = _run(args.run_dir, args.store)
+    run = RunData.of(Path(args.run_dir), records, metadata)
+    results = routes.labs(run, args.small, args.large, args.target)
+    if not results:
+        raise ValueError(f"{args.run_dir}: no suite where the small model's single records carry a confidence "
+                         "and both models answered the same items (name them with --small and --large, or "
+                         "run with --small-model and --large-model)")
+    if Path(args.run_dir).is_dir():
+        routes.write(Path(args.run_dir), results)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+        return 0
+    for result in results:
+        print(routes.markdown(result))
+    return 0
+
+
 def _doctor(args: argparse.Namespace) -> int:
     """Checks of this machine; exit 1 when something the default run needs is missing."""
     from harness.doctor import render, run_checks
@@ -246,6 +269,16 @@ def main(argv: list[str] | None = None) -> int:
                                                         "items, log-likelihood changes) and print its path")
     p.add_argument("--out", help="with --html: the page's path (default: beside run A's folder)")
     p.set_defaults(func=_compare)
+    p = sub.add_parser("routes", help="the offline routing lab: every confidence threshold between a small and "
+                                     "a large model, from a finished run, without running a model")
+    p.add_argument("run_dir", help="a run folder, or with --store the run id")
+    p.add_argument("--store", help="read the run from this store: a SQLite path or mongodb://host:port/db")
+    p.add_argument("--small", help="the small model (default: the run's --small-model)")
+    p.add_argument("--large", help="the large model (default: the run's --large-model)")
+    p.add_argument("--target", type=float, help="the share of the large model's accuracy to keep (default: "
+                                               "the run's --route-target, 0.95)")
+    p.add_argument("--json", action="store_true", help="the lab as JSON")
+    p.set_defaults(func=_routes)
     p = sub.add_parser("models", help="list the registry and what can run on this machine")
     p.add_argument("--models-file")
     p.add_argument("--json", action="store_true")

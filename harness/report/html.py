@@ -29,6 +29,7 @@ from harness.report.frontier import FRONTIER_STYLE, suite_frontier
 from harness.report.hooks import RunData, hookimpl
 from harness.report.html_table import SORT_SCRIPT, TABLE_STYLE
 from harness.report.paired import headlines, paired
+from harness.report.routes import labs, shown_points
 from harness.report.verdict import Verdict, on_common_items, suite_verdict
 from harness.report.write import model_loads
 
@@ -248,6 +249,13 @@ def render(run: RunData, sections: Sequence[tuple[str, str]] = ()) -> str:
     if heads:
         parts += ["<h2>Pair strategies against the large model alone</h2>",
                   html_columns.headline_table("headlines-table", heads)]
+    decision = run.metadata.get("decision")
+    if isinstance(decision, Mapping) and decision.get("suites"):  # --decide (harness/decide.py)
+        parts += ["<h2>Decision</h2>",
+                  html_columns.decision_table("decision-table", sorted(decision["suites"].items()))]
+    for index, lab in enumerate(labs(run)):  # the routing lab of the run's pair (harness/report/routes.py)
+        parts += [f"<h2>Routing lab: {escape(lab.suite)}, {escape(lab.small)} then {escape(lab.large)}</h2>",
+                  html_columns.routing_table(f"routing-table-{index}", lab, shown_points(lab))]
     pairs = paired(groups)
     parts.append('<h2 id="statistics">Paired statistics</h2>')
     if pairs:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.report.aggregate import SummaryRow
-from harness.report.html_table import Column, integer, number, percent, signed, table, text, unit
+from harness.report.html_table import Column, integer, number, percent, signed, table, text, unit, yes_no
 from harness.report.paired import Headline, PairedComparison
 from harness.report.resources import ModelShare
 from harness.report.verdict import format_p
@@ -155,3 +155,41 @@ def hosts_table(table_id: str, loads: Mapping[str, Mapping[str, Any]]) -> str:
                is_text=True),
     ]
     return table(table_id, columns, rows)
+
+
+def decision_table(table_id: str, suites: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+    """--decide's outcome per suite (harness/decide.py): rows are (suite, decision data)."""
+    columns = [
+        Column("suite", lambda r: r[0], is_text=True),
+        Column("decision", lambda r: r[1]["decision"], is_text=True),
+        Column("items used", lambda r: r[1]["items"], integer),
+        Column("of", lambda r: r[1]["population"], integer, "items the suite had"),
+        Column("A − B (points)", lambda r: r[1]["low"], title="the confidence sequence's interval at the stop",
+               shown=lambda r: _interval(r[1]["low"], r[1]["high"], 1.0, sign=True)),
+        Column("fixed-size items", lambda r: r[1]["fixed_size_items"], integer,
+               "items a fixed-size test of the same error rates would need"),
+        Column("ran, not counted", lambda r: r[1]["ran_not_counted"], integer,
+               "cases already started when the decision came", detail=True),
+        Column("in words", lambda r: r[1]["sentence"], is_text=True),
+    ]
+    return table(table_id, columns, suites)
+
+
+def routing_table(table_id: str, lab: Any, points: Sequence[Any]) -> str:
+    """The routing lab's thresholds (harness/report/routes.py): one row per policy."""
+    columns = [
+        Column("policy", lambda p: p.policy, is_text=True),
+        Column("threshold", lambda p: p.threshold, number(2)),
+        Column("accuracy", lambda p: p.accuracy, percent(1),
+               shown=lambda p: f"{percent(1)(p.accuracy)} [{percent(0)(p.ci_low)}, {percent(0)(p.ci_high)}]"
+               if p.ci_low is not None and p.ci_high is not None else percent(1)(p.accuracy)),
+        Column("to large (%)", lambda p: p.share_large, percent(0), "share of items sent to the large model"),
+        Column("cost ($)", lambda p: p.cost or None, _dollars),
+        Column("large tokens", lambda p: p.large_tokens, integer, detail=True),
+        Column("latency (s)", lambda p: p.latency_s, number(3)),
+        Column("CPU (s)", lambda p: p.cpu_s, number(2), detail=True),
+        Column("energy (J)", lambda p: p.energy_j, number(1), detail=True),
+        Column("cheapest at target", lambda p: p is lab.cheapest, yes_no),
+        Column("live", lambda p: p.live, yes_no, "measured by the live threshold router, not replayed"),
+    ]
+    return table(table_id, columns, points)
