@@ -107,8 +107,8 @@ def _models(args: argparse.Namespace) -> int:
     for spec in registry.values():
         reason = availability(spec)
         rows.append({"name": spec.name, "backend": spec.backend, "model": spec.model,
-                     "tiers": list(spec.tiers), "default": spec.default,
-                     "runs_here": reason is None, "why_not": reason})
+                     "tiers": list(spec.tiers), "quantization": spec.quantization, "default": spec.default,
+                     "runs_here": reason is None, "why_not": reason, "note": spec.note})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
