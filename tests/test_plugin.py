@@ -18,6 +18,11 @@ def test_oracle_scores_every_sample_item_right(bench: BenchRun) -> None:
     assert len(records) == SAMPLE_ITEMS
     assert {r["status"] for r in records} == {"ok"}
     assert all(r["prediction"] == r["reference"] for r in records)
+    # The monitor's window of each case keeps user and system CPU time apart (issue 25).
+    for r in records:
+        res = r["resources"]
+        assert res["cpu_user_s"] >= 0 and res["cpu_system_s"] >= 0
+        assert res["cpu_s"] == pytest.approx(res["cpu_user_s"] + res["cpu_system_s"])
     [row] = bench.summary()["summary"]
     assert (row["model"], row["suite"], row["accuracy"], row["errors"]) == ("oracle", "mmlu", 1.0, 0)
     result.stdout.fnmatch_lines(["*harness scoreboard*", "*oracle*mmlu*1.000*"])
