@@ -43,7 +43,9 @@ def test_mmlu(case: Case, llm, record, harness: RunSession, options: mmlu.Option
         requests = question(case)
         values, batch = scorer.scores(llm, request.node.nodeid, requests, question, upcoming)
         letter = mmlu.LETTERS[max(range(len(values)), key=values.__getitem__)]
-        extra = {"batch": batch} if batch else {}
+        extra: dict[str, object] = {"batch": batch} if batch else {}
+        if o.show_answers:  # the controller prints it as the record arrives (controller.py)
+            extra["shown"] = mmlu.shown(item, letter)
         record(letter, mmlu.score(item, letter), mode="loglikelihood",
                chat_template=requests[0].continuation in mmlu.LETTERS,
                loglikelihoods=dict(zip(mmlu.LETTERS, values)), **extra)
@@ -53,4 +55,5 @@ def test_mmlu(case: Case, llm, record, harness: RunSession, options: mmlu.Option
         prompt = mmlu.prompt(item, shots, style=case.model.prompt_style)
         output = single.complete(llm, prompt, max_tokens=8, reference=item.reference)
         letter = mmlu.extract_answer(output.text)
-        record(letter, mmlu.score(item, letter), mode="generate", output=output.text)
+        shown = {"shown": mmlu.shown(item, letter)} if o.show_answers else {}
+        record(letter, mmlu.score(item, letter), mode="generate", output=output.text, **shown)

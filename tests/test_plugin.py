@@ -216,3 +216,30 @@ def test_tier_models_that_cannot_run_are_skipped_with_their_reason(
     result.stdout.fnmatch_lines(["SKIPPED [[]4[]] *deepseek-r1: no API key: set DEEPSEEK_API_KEY",
                                  "SKIPPED [[]4[]] *gpt-4o-mini: no API key: set OPENAI_API_KEY"])
     assert {r["model"] for r in bench.records()} == {"oracle"}
+
+
+def test_show_answers_prints_each_case_as_it_runs(bench: BenchRun) -> None:
+    result = bench("--models", "oracle", "--mmlu-per-subject", "1", "--show-answers")
+    assert result.ret == 0, result.stdout.str()
+    lines = [line for line in result.stdout.lines if line.startswith("[oracle] ")]
+    assert len(lines) == 4
+    assert all(" | answer " in line and line.endswith(": right") for line in lines)
+    records = {r["item_id"]: r for r in bench.records()}
+    for line in lines:
+        item_id = line.removeprefix("[oracle] ").split(":", 1)[0]
+        assert f"| answer {records[item_id]['reference']}, reference {records[item_id]['reference']}: right" in line
+    quiet = bench("--models", "oracle", "--mmlu-per-subject", "1")
+    assert not [line for line in quiet.stdout.lines if line.startswith("[oracle] ")]
+
+
+def test_mmlu_subjects_takes_presets(bench: BenchRun) -> None:
+    from pathlib import Path
+
+    real = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mmlu"
+    if not real.is_dir():
+        pytest.skip(f"the MMLU CSVs are not at {real}")
+    result = bench("--models", "oracle", "--collect-only", "-q", "--mmlu-data", str(real), "--mmlu-split", "val",
+                   "--mmlu-subjects", "baseline,astronomy", "--mmlu-per-subject", "2")
+    ids = [line.split("[")[1].rstrip("]") for line in result.stdout.lines if "::test_mmlu[" in line]
+    assert ids == ["oracle-abstract_algebra-0", "oracle-abstract_algebra-1", "oracle-anatomy-0", "oracle-anatomy-1",
+                   "oracle-astronomy-0", "oracle-astronomy-1"]
