@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,9 @@ class BenchRun:
         """Options that make the run die (os._exit(3)) after `cases` finished cases: no
         sessionfinish, no summaries, as a killed process would leave it."""
         (self.pytester.path / "crashplugin.py").write_text(CRASH_PLUGIN.format(cases=cases))
-        monkeypatch.setenv("PYTHONPATH", str(self.pytester.path))
+        # Prepended: a PYTHONPATH that points at this checkout (a worktree) stays in force.
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(self.pytester.path),
+                                                                       os.environ.get("PYTHONPATH")])))
         return ["-p", "crashplugin"]
 
     def run_dirs(self) -> list[Path]:
