@@ -360,7 +360,7 @@ class Options:
     keep_failed: bool = option("keep the project copy of every failing Vue case on disk for debugging (its path "
                                "is the record's kept_workspace)", False, flag=True, aliases=("--keep-failed",))
     # The original's success criterion: a GPU model keeps its GPU busy (80 % or more).
-    gpu_threshold: float = option("warn when mean GPU use during a model's Vue cases is under this %", 80.0,
+    gpu_threshold: float = option("warn when mean GPU use during a model's Vue cases is under this percentage", 80.0,
                                   minimum=0)
 
 
