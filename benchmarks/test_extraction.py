@@ -34,7 +34,8 @@ def test_extraction(case: Case, llm, record, harness: RunSession, options: extra
     stop = ("\n\n",) if case.model.prompt_style == "base" else ()
     output = single.complete(llm, extraction.prompt(template, item), max_tokens=options.max_tokens,
                              stop=stop, reference=item.reference)
-    parsed = extraction.parse(output.text, schema)
+    parsed = extraction.parse(output.text, schema, finish_reason=output.finish_reason,
+                              max_tokens=options.max_tokens)
     extra = {"output": output.text, "row": item.input["row"], "index": item.meta["index"]}
     if parsed.values is None:
         record(None, extraction.score(item, None), mode="generate", status="invalid_output",

@@ -14,6 +14,7 @@ import pytest
 from harness.plugin import Case, parametrize_cases
 from harness.sandbox import Limits, Sandbox
 from harness.session import RunSession
+from harness.store import read_tasks
 from harness.strategies import code, delegate
 from harness.suites import mbpp
 
@@ -26,6 +27,8 @@ def _shots(run: RunSession, o: mbpp.Options) -> list:
     # The data's own prompt split when it has one (the authors' files do), else the sample's.
     def load() -> list:
         try:
+            if mbpp.is_store(o.source):  # the prompt split, where it was imported into the store too
+                return mbpp.pick_shots(mbpp.stored(read_tasks(o.source, "mbpp", "prompt")), o.shots, o.source)
             return mbpp.few_shot(o.source, o.shots)
         except (ValueError, OSError):
             return mbpp.few_shot(mbpp.SAMPLE, o.shots)

@@ -76,11 +76,14 @@ def test_mmlu(case: Case, llm: ModelCall, record, harness: RunSession, options: 
         values, batch = scorer.scores(llm, request.node.nodeid, requests,
                                       lambda c: _question(harness, o, c.item, llm), upcoming)
         letter, details = _chosen(values, requests)
-        extra = {"batch": batch} if batch else {}
+        extra: dict[str, Any] = {"batch": batch} if batch else {}
+        if o.show_answers:  # the controller prints it as the record arrives (controller.py)
+            extra["shown"] = mmlu.shown(item, letter)
         record(letter, mmlu.score(item, letter), mode="loglikelihood", **details, **extra)
     else:
         answer, details = _generated(harness, o, item, llm)
-        record(answer, mmlu.score(item, answer), mode="generate", **details)
+        shown = {"shown": mmlu.shown(item, answer)} if o.show_answers else {}
+        record(answer, mmlu.score(item, answer), mode="generate", **details, **shown)
 
 
 def _threshold_route(case: Case, small: ModelCall, record, harness: RunSession, o: mmlu.Options, request) -> None:

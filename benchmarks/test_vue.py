@@ -72,7 +72,9 @@ def _agent(case: Case, llm, s: vue.Options, project: VueProject, repeat: int) ->
     score = Score(score.correct, {**score.scores, "efficiency": efficiency})
     details = {**graded.details(), **run.metrics(), "efficiency": efficiency,
                "file_from_answer": not wrote and component is not None, "answer": run.loop.text,
-               "tool_calls": [c.to_dict() for c in run.loop.calls][:40], "repeat": repeat}
+               "tool_calls": [c.to_dict() for c in run.loop.calls][:40], "repeat": repeat,
+               "expected_tools": list(spec.expected_tools),
+               "followed_expected_tools": vue.follows(spec.expected_tools, run.tools_used)}
     return score, details, final
 
 

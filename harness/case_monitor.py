@@ -57,7 +57,8 @@ def merge(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return dict(summaries[0])
     longest = max(summaries, key=lambda s: s.get("duration_s") or 0.0)
     out = dict(longest)
-    out["cpu_s"] = sum(float(s.get("cpu_s") or 0.0) for s in summaries)
+    for key in ("cpu_s", "cpu_user_s", "cpu_system_s"):
+        out[key] = sum(float(s.get(key) or 0.0) for s in summaries)
     out["samples"] = sum(int(s.get("samples") or 0) for s in summaries)
     out["monitor_cpu_s"] = sum(float(s.get("monitor_cpu_s") or 0.0) for s in summaries)
     duration = float(longest.get("duration_s") or 0.0)

@@ -148,8 +148,8 @@ def _models(args: argparse.Namespace) -> int:
     for spec in registry.values():
         reason = availability(spec)
         rows.append({"name": spec.name, "backend": spec.backend, "model": spec.model,
-                     "tiers": list(spec.tiers), "default": spec.default,
-                     "runs_here": reason is None, "why_not": reason})
+                     "tiers": list(spec.tiers), "quantization": spec.quantization, "default": spec.default,
+                     "runs_here": reason is None, "why_not": reason, "note": spec.note})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -204,8 +204,7 @@ def _rescore(args: argparse.Namespace) -> int:
                   f"{row.get('chrf_valid_only', 0.0):6.2f} (valid only)")
         print(f"{len(rows)} (model, field) rows: wrote {out}")
         return 0
-    model = Path(args.bertscore_model) if args.bertscore_model else None
-    metric_rows = extraction_metrics.rescore(target, bertscore_model=model)
+    metric_rows = extraction_metrics.rescore(target, bertscore_model=args.bertscore_model or None)
     records, _ = read_run(target)
     extraction_more.write(target, records)
     folder = target / extraction_metrics.FOLDER
@@ -302,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("rescore", help="recompute a run's extraction metrics and plots from its "
                                       "stored predictions, without inference")
     p.add_argument("run_dir", help="a run folder, or a CSV with pred_<field> columns to score")
-    p.add_argument("--bertscore-model", help="a local model folder for BERTScore (default: the run's)")
+    p.add_argument("--bertscore-model", help="BERTScore's model: a folder, a Hugging Face id in the local cache, "
+                                             "or none (default: the run's, else the shipped all-MiniLM-L6-v2)")
     p.set_defaults(func=_rescore)
     p = sub.add_parser("import-tasks", help="import a suite's items into the tasks collection of a "
                                            "MongoDB store (again: replaced, never duplicated)")

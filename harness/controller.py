@@ -142,7 +142,13 @@ class Controller:
             return
         payload = next((v for k, v in report.user_properties if k == RECORD_KEY), None)
         if payload is not None:
-            self.add(CaseRecord.from_dict(json.loads(str(payload))))
+            record = CaseRecord.from_dict(json.loads(str(payload)))
+            self.add(record)
+            if record.extra.get("shown"):  # a suite's per-case line (--show-answers), from any worker
+                terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+                if terminal is not None:
+                    terminal.ensure_newline()
+                    terminal.write_line(f"[{record.model}] {record.extra['shown']}")
 
     def add(self, record: CaseRecord) -> None:
         """Write one record at once (results.jsonl and the store): a crash loses nothing."""

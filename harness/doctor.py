@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -172,17 +173,72 @@ def check_sandbox() -> list[Finding]:
     return found
 
 
+NODE_MAJOR = 18  # the oldest Node that vue-tsc and Vite's current releases run on
+
+
 def check_node() -> list[Finding]:
     node = shutil.which("node")
-    found = [Finding("node", "node", node is not None,
-                     subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
-                     if node else "missing (the Vue suite needs Node 18+)",
-                     "" if node else "install Node.js 20 and npm")]
-    modules = PROJECT / "fixtures" / "vue" / "project" / "node_modules"
-    if (PROJECT / "fixtures" / "vue" / "project").is_dir():
+    version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip() if node else ""
+    major = int(version.lstrip("v").split(".")[0]) if version.lstrip("v").split(".")[0].isdigit() else 0
+    ok = node is not None and major >= NODE_MAJOR
+    found = [Finding("node", "node", ok,
+                     version if ok else (f"{version} is older than Node {NODE_MAJOR}" if node
+                                         else f"missing (the Vue suite needs Node {NODE_MAJOR}+)"),
+                     "" if ok else "install Node.js 20 and npm")]
+    project = PROJECT / "fixtures" / "vue" / "project"
+    modules = project / "node_modules"
+    if project.is_dir():
         found.append(Finding("node", "vue project", modules.is_dir(),
                              "node_modules installed" if modules.is_dir() else "node_modules missing",
                              "" if modules.is_dir() else "npm ci --prefix fixtures/vue/project"))
+        wanted = json.loads((project / "package.json").read_text(encoding="utf-8"))
+        pinned = {**wanted.get("dependencies", {}), **wanted.get("devDependencies", {})}
+        for package in ("vue-tsc", "typescript", "vue"):
+            found.append(_node_package(modules, package, pinned.get(package, "")))
+    return found
+
+
+def _node_package(modules: Path, package: str, pinned: str) -> Finding:
+    """The installed version of a Node package against the fixture's package.json."""
+    manifest = modules / package / "package.json"
+    if not manifest.is_file():
+        return Finding("node", package, False, "not installed", "npm ci --prefix fixtures/vue/project")
+    version = str(json.loads(manifest.read_text(encoding="utf-8")).get("version", "?"))
+    ok = not pinned or version == pinned
+    return Finding("node", package, ok, version if ok else f"{version}, the fixture pins {pinned}",
+                   "" if ok else "npm ci --prefix fixtures/vue/project (installs the pinned versions)")
+
+
+def check_vue_fixtures() -> list[Finding]:
+    """Every Vue case's reference, written into one copy of the fixture project, compiles under
+    vue-tsc: one finding per case (errors in its component), and one for the rest of the project."""
+    from harness.suites import vue
+    from harness.suites.vue_project import NodeToolsMissing, VueProject
+
+    project = VueProject()
+    try:
+        items = vue.load()
+        project.check_installed()
+    except (NodeToolsMissing, ValueError) as exc:
+        return [Finding("vue", "fixtures", False, str(exc), "npm ci --prefix fixtures/vue/project")]
+    with project.workspace() as workspace:
+        for item in items:
+            workspace.write(item.input["component"], item.reference)
+        check = workspace.type_check()
+    found = []
+    components = {item.input["component"] for item in items}
+    for item in items:
+        errors = [e for e in check.errors if e.file == item.input["component"]]
+        found.append(Finding("vue", f"reference {item.id}", not errors,
+                             "compiles under vue-tsc" if not errors else
+                             "; ".join(f"line {e.line} {e.code}: {e.message}" for e in errors[:3]),
+                             "" if not errors else f"fix fixtures/vue/cases/{item.id}/reference.vue"))
+    others = [e for e in check.errors if e.file not in components]
+    rest_ok = not others and (check.passed or bool(check.errors))
+    found.append(Finding("vue", "project with references", rest_ok,
+                         f"vue-tsc {'passed' if check.passed else 'failed'} in {check.seconds:.1f} s"
+                         + ("" if not others else ": " + "; ".join(f"{e.file}:{e.line} {e.code}" for e in others[:3])),
+                         "" if rest_ok else "a reference no longer fits the code that uses it (see above)"))
     return found
 
 
@@ -190,7 +246,7 @@ def run_checks(models_file: Path | None = None) -> list[Finding]:
     registry = load_registry(registry_files(models_file, Path.cwd()))
     return (check_python() + check_packages() + check_models(registry) + check_hosts(registry) + check_gpus()
             + check_sandbox()
-            + check_node())
+            + check_node() + (check_vue_fixtures() if shutil.which("node") else []))
 
 
 def render(findings: list[Finding]) -> str:

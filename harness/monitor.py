@@ -80,6 +80,10 @@ class Summary:
     duration_s: float = 0.0
     samples: int = 0
     cpu_s: float = 0.0  # user + system CPU time of the tree over the window
+    # The two apart: system time is the kernel's share (page faults of a model being mapped in,
+    # I/O, thread scheduling), which a user-time figure alone hides.
+    cpu_user_s: float = 0.0
+    cpu_system_s: float = 0.0
     cpu_percent_mean: float | None = None  # 100 = one core busy
     cpu_percent_peak: float | None = None
     cpu_percent_per_core_mean: list[float] = field(default_factory=list)  # whole machine, per core
@@ -104,15 +108,17 @@ def _tree(roots: Iterable[psutil.Process], children: bool) -> list[psutil.Proces
     return procs
 
 
-def _cpu_time(procs: Iterable[psutil.Process]) -> float:
-    total = 0.0
+def _cpu_times(procs: Iterable[psutil.Process]) -> tuple[float, float]:
+    """(user, system) CPU seconds of the processes so far."""
+    user = system = 0.0
     for proc in procs:
         try:
             times = proc.cpu_times()
-            total += times.user + times.system
+            user += times.user
+            system += times.system
         except psutil.Error:
             continue
-    return total
+    return user, system
 
 
 @dataclass
@@ -134,7 +140,7 @@ class Window:
         self.t0 = time.perf_counter()
         own0 = time.thread_time()
         procs = monitor.processes()
-        self.cpu0 = _cpu_time(procs)
+        self.user0, self.system0 = _cpu_times(procs)
         self.energy0 = [monitor.energy_mj(gpu) for gpu in monitor.gpus]
         self.first = monitor.sample(procs)
         self.own0 = monitor.own_cpu_s
@@ -149,8 +155,10 @@ class Window:
         procs = mon.processes()
         last = mon.sample(procs)
         samples = [s for s in mon.samples[self.first + 1 : last + 1]]
-        summary = Summary(duration_s=time.perf_counter() - self.t0,
-                          cpu_s=max(0.0, _cpu_time(procs) - self.cpu0))
+        user, system = _cpu_times(procs)
+        summary = Summary(duration_s=time.perf_counter() - self.t0, cpu_user_s=max(0.0, user - self.user0),
+                          cpu_system_s=max(0.0, system - self.system0))
+        summary.cpu_s = summary.cpu_user_s + summary.cpu_system_s
         cpu = [s.cpu_percent for s in samples if s.cpu_percent is not None]
         summary.samples = len(cpu)
         # The mean is exact, from CPU time over wall time; the peak needs samples.

@@ -321,8 +321,10 @@ def case_params(config: pytest.Config, suite: str | Suite, items: Sequence[Item]
     if items is None:
         if found is None:
             raise pytest.UsageError(f"parametrize_cases: no suite {name!r} is registered, and no items were given")
+        from harness.store import read_tasks  # a data option naming a mongodb:// store reads it
+
         try:
-            items = found.items(config, session.settings.samples, session.settings.seed)
+            items = found.items(config, session.settings.samples, session.settings.seed, tasks=read_tasks)
         except ValueError as exc:  # bad data or a bad task file: the message names the file and the key
             raise pytest.UsageError(f"suite {name}: {exc}") from None
     tagged = found.item_tags if found is not None else (lambda item: {})

@@ -34,7 +34,10 @@ BACKENDS: dict[str, str | None] = {
 }
 
 _FIELDS = {"name", "backend", "model", "tiers", "prompt_style", "quantization", "price_in",
-           "price_out", "default", "options", "host"}
+           "price_out", "default", "options", "host", "note"}
+# Backends that stand in for a model to test the harness itself: never part of `--models all`
+# or a tier (name them to run them).
+TEST_DOUBLES = frozenset({"oracle", "scripted"})
 # Backends whose library runs the model inside the calling process: they run in a model host of
 # their own (backends/hosted.py) unless the entry says `host = false`.
 HOSTED_BY_DEFAULT = frozenset({"llamacpp", "transformers"})
@@ -60,6 +63,13 @@ class ModelSpec:
     # True: the model runs in a host process of its own; None: the backend's default (hosted for
     # in-process libraries, see HOSTED_BY_DEFAULT); False: in the calling process.
     host: bool | None = None
+    # Why the entry is loaded as it is where that differs from the project it replaces (a GGUF
+    # served by Ollama where the original loaded NF4 in transformers, an API for a local model).
+    note: str = ""
+
+    @property
+    def test_double(self) -> bool:
+        return self.backend in TEST_DOUBLES
 
     @property
     def hosted(self) -> bool:
@@ -140,13 +150,14 @@ def availability(spec: ModelSpec) -> str | None:
 
 
 def select(models: dict[str, ModelSpec], wanted: Iterable[str] | None) -> list[ModelSpec]:
-    """Pick by model name or tier. None: the default models that can run here."""
+    """Pick by model name or tier. None: the default models that can run here. `all` and a tier
+    never include a test double (the oracle, scripted); a name does."""
     if wanted is None:
         return [m for m in models.values() if m.default and availability(m) is None]
     chosen: dict[str, ModelSpec] = {}
     for token in wanted:
         if token == "all":
-            chosen.update(models)
+            chosen.update({n: m for n, m in models.items() if not m.test_double})
         elif token in models:
             chosen[token] = models[token]
         else:
@@ -155,8 +166,33 @@ def select(models: dict[str, ModelSpec], wanted: Iterable[str] | None) -> list[M
                 tiers = sorted({t for m in models.values() for t in m.tiers})
                 raise RegistryError(f"unknown model or tier {token!r}; models: {', '.join(models)}; "
                                     f"tiers: {', '.join(tiers)}")
-            chosen.update(tiered)
+            chosen.update({n: m for n, m in tiered.items() if not m.test_double})
     return list(chosen.values())
+
+
+@dataclass
+class Selection:
+    models: list[ModelSpec]
+    unrunnable: dict[str, str] = field(default_factory=dict)  # model name -> why it cannot run here
+
+
+def choose(models: dict[str, ModelSpec], wanted: Sequence[str] | None) -> Selection:
+    """--models as a run takes it: what `select` picks, where a model chosen by a tier or `all`
+    that cannot run here is kept as unrunnable (its cases are skipped with the reason, as with
+    -k/-m) and a model named explicitly that cannot run stops the run (RegistryError: exit 4)."""
+    chosen = select(models, wanted)
+    if wanted is None:
+        return Selection(chosen)
+    named = set(wanted)
+    unrunnable: dict[str, str] = {}
+    for spec in chosen:
+        reason = availability(spec)
+        if reason is None:
+            continue
+        if spec.name in named:
+            raise RegistryError(f"model {spec.name!r} cannot run here: {reason}")
+        unrunnable[spec.name] = reason
+    return Selection(chosen, unrunnable)
 
 
 def create_backend(spec: ModelSpec, *, timeout_s: float | None = None) -> Backend:

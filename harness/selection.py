@@ -16,19 +16,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from harness.internals import compile_expression
-from harness.registry import ModelSpec, availability
+from harness.registry import ModelSpec, Selection, availability
 
 # Beyond this many unknown words, a model is kept rather than trying 2**n combinations.
 _MAX_UNKNOWN = 10
-
-
-@dataclass
-class Selection:
-    models: list[ModelSpec]
-    unrunnable: dict[str, str] = field(default_factory=dict)  # model name -> why it cannot run here
 
 
 def _keyword_hit(word: str, model: ModelSpec) -> bool:

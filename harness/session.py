@@ -24,9 +24,9 @@ from harness.registry import (
     ModelSpec,
     RegistryError,
     availability,
+    choose,
     create_backend,
     load_registry,
-    select,
 )
 from harness.settings import Settings
 
@@ -52,8 +52,9 @@ class RunSession:
         # --resume: the cases the earlier attempt answered (not asked again).
         self.answered = answered
         self.registry = load_registry(registry_files(settings, rootdir))
-        self.models: list[ModelSpec] = select(self.registry, settings.models)
-        self.unrunnable: dict[str, str] = {}  # selected models that cannot run here -> why (skipped)
+        chosen = choose(self.registry, settings.models)  # a named model that cannot run: RegistryError
+        self.models: list[ModelSpec] = chosen.models
+        self.unrunnable: dict[str, str] = chosen.unrunnable  # chosen by tier/all, cannot run: skipped
         self.pair: tuple[ModelSpec, ModelSpec] | None = self._pair()
         self._backends: dict[str, Backend] = {}
         self._memo: dict[Any, Any] = {}

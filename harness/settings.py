@@ -101,7 +101,7 @@ def option(help: str, default: Any = None, **spec: Any) -> Any:
 class Settings:
     # -- selection and data size
     models: tuple[str, ...] | None = option(
-        "models to run, by name or tier, comma-separated ('all' for every one)",
+        "models to run, by name or tier, comma-separated ('all': every model but the test doubles)",
         shown_default="the default models that can run on this machine")
     models_file: Path | None = option("a registry file of your own that adds to or overrides models.toml")
     samples: int | None = option("take N items per suite (the same N for every model, chosen by --seed)",

@@ -47,3 +47,28 @@ def test_cli_exit_code_follows_the_default_model(monkeypatch: pytest.MonkeyPatch
     assert main(["doctor"]) == (0 if runs_here else 1)
     out = capsys.readouterr().out
     assert "gemma3-270m-q4" in out and ("can go ahead" in out) == runs_here
+
+
+def test_node_tool_versions_and_every_vue_reference_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vue_support import requires_vue_tools
+
+    if requires_vue_tools.args[0]:
+        pytest.skip(requires_vue_tools.kwargs["reason"])
+    from harness import doctor
+    from harness.suites import vue
+
+    node = {f.name: f for f in doctor.check_node()}
+    assert node["node"].ok and node["node"].seen.startswith("v")
+    assert (node["vue-tsc"].ok, node["vue-tsc"].seen) == (True, "3.3.14")
+    assert (node["typescript"].ok, node["typescript"].seen) == (True, "5.9.3")
+    # Every reference in one project copy, one vue-tsc run: a finding per case.
+    items = vue.load()
+    findings = {f.name: f for f in doctor.check_vue_fixtures()}
+    assert {f"reference {i.id}" for i in items} <= set(findings)
+    assert all(f.ok for f in findings.values()), [f for f in findings.values() if not f.ok]
+    # A reference that stopped compiling is named, with its line and error code.
+    broken = [i if i.id != "rating-input" else type(i)(i.id, i.input, i.reference.replace(
+        "function rate(star: number): void {", "function rate(star: string): void {"), i.meta) for i in items]
+    monkeypatch.setattr(vue, "load", lambda: broken)
+    bad = {f.name: f for f in doctor.check_vue_fixtures()}["reference rating-input"]
+    assert not bad.ok and "TS2345" in bad.seen and "fixtures/vue/cases/rating-input/reference.vue" in bad.fix

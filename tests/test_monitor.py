@@ -30,6 +30,30 @@ def test_cpu_time_and_rss_are_those_of_the_sampled_process_only() -> None:
     assert summary.rss_peak_mb is not None and 150 < summary.rss_peak_mb < 600
 
 
+def test_user_and_system_cpu_time_are_told_apart() -> None:
+    # One child spins in Python (user time); the other asks the kernel for work (system time:
+    # fresh pages zeroed and given back, over and over).
+    user_code = "import time\nend = time.time() + 0.8\nwhile time.time() < end: pass\ntime.sleep(60)\n"
+    system_code = ("import mmap, time\nend = time.time() + 0.8\nwhile time.time() < end:\n"
+                   "    m = mmap.mmap(-1, 64 * 2**20)\n    m[::4096] = b'x' * (64 * 2**20 // 4096)\n    m.close()\n"
+                   "time.sleep(60)\n")
+    summaries = []
+    for code in (user_code, system_code):
+        child = subprocess.Popen([sys.executable, "-c", code])
+        try:
+            with Monitor([child.pid], interval=0.05, gpus=False, children=False) as mon:
+                time.sleep(1.3)
+            summaries.append(mon.summary())
+        finally:
+            child.kill()
+    spin, kernel = summaries
+    for summary in summaries:
+        assert summary.cpu_s == pytest.approx(summary.cpu_user_s + summary.cpu_system_s)
+        assert summary.cpu_s > 0.1
+    assert spin.cpu_user_s > 4 * spin.cpu_system_s
+    assert kernel.cpu_system_s > spin.cpu_system_s and kernel.cpu_system_s > 0.1
+
+
 class _FakeNvml(types.SimpleNamespace):
     """NVML as pynvml shows it: one GPU, two compute processes (ours and another's)."""
 

@@ -18,6 +18,11 @@ def test_oracle_scores_every_sample_item_right(bench: BenchRun) -> None:
     assert len(records) == SAMPLE_ITEMS
     assert {r["status"] for r in records} == {"ok"}
     assert all(r["prediction"] == r["reference"] for r in records)
+    # The monitor's window of each case keeps user and system CPU time apart (issue 25).
+    for r in records:
+        res = r["resources"]
+        assert res["cpu_user_s"] >= 0 and res["cpu_system_s"] >= 0
+        assert res["cpu_s"] == pytest.approx(res["cpu_user_s"] + res["cpu_system_s"])
     [row] = bench.summary()["summary"]
     assert (row["model"], row["suite"], row["accuracy"], row["errors"]) == ("oracle", "mmlu", 1.0, 0)
     result.stdout.fnmatch_lines(["*harness scoreboard*", "*oracle*mmlu*1.000*"])
@@ -40,7 +45,7 @@ def test_test_ids_name_the_model_and_item(bench: BenchRun) -> None:
 
 
 def test_k_selects_by_model_and_subject(bench: BenchRun) -> None:
-    result = bench("--models", "all", "--collect-only", "-q", "-k", "oracle and nutrition")
+    result = bench("--models", "all,oracle", "--collect-only", "-q", "-k", "oracle and nutrition")
     ids = [line for line in result.stdout.lines if "::test_mmlu[" in line]
     assert len(ids) == 8
     assert all("[oracle-nutrition-" in line for line in ids)
@@ -49,9 +54,8 @@ def test_k_selects_by_model_and_subject(bench: BenchRun) -> None:
 def test_m_selects_by_tier_and_backend(bench: BenchRun) -> None:
     result = bench("--models", "all", "--collect-only", "-q", "-m", "tier_7b", "--mmlu-per-subject", "1")
     models = {line.split("[")[1].rsplit("-", 2)[0] for line in result.stdout.lines if "::test_mmlu[" in line}
-    assert models == {"codellama-7b", "qwen2.5-7b", "qwen2.5-7b-nf4", "qwen2.5-7b-int8", "mistral-7b",
-                      "qwen2.5-coder-7b"}
-    result = bench("--models", "all", "--collect-only", "-q", "-m", "backend_oracle and mmlu")
+    assert models == {"mistral-7b", "llama3.1-8b", "qwen2.5-7b"}  # the extraction project's 7b tier
+    result = bench("--models", "all,oracle", "--collect-only", "-q", "-m", "backend_oracle and mmlu")
     assert sum("[oracle-" in line for line in result.stdout.lines) == SAMPLE_ITEMS
 
 
@@ -121,15 +125,20 @@ def test_xdist_gives_the_same_records_as_a_serial_run(bench: BenchRun) -> None:
 
 
 def test_a_model_that_fails_to_load_is_an_error_not_a_wrong_answer(bench: BenchRun) -> None:
+    # The file is there (so the model can run, as far as the registry can tell) but is no GGUF:
+    # loading fails in the model's host, and each case is an error. (A model named with --models
+    # that cannot run at all stops the run: see the test below.)
+    weights = bench.pytester.path / "model.gguf"
+    weights.write_bytes(b"not a gguf file" * 64)
     registry = bench.pytester.path / "mine.toml"
-    registry.write_text('[[models]]\nname = "broken"\nbackend = "llamacpp"\nmodel = "/nonexistent/model.gguf"\n'
+    registry.write_text(f'[[models]]\nname = "broken"\nbackend = "llamacpp"\nmodel = "{weights}"\n'
                         'tiers = ["1b"]\n')
     result = bench("--models-file", str(registry), "--models", "broken", "--samples", "2")
-    assert result.ret == 1
+    assert result.ret == 1, result.stdout.str()
     records = bench.records()
     assert len(records) == 2
-    assert {r["status"] for r in records} == {"error"}
-    assert all(r["correct"] is None and "cannot run here" in r["error"] for r in records)
+    assert {r["status"] for r in records} <= {"error", "crash"}
+    assert all(r["correct"] is None and r["error"] for r in records)
     [row] = bench.summary()["summary"]
     assert row["errors"] == 2 and row["scored"] == 0
 
@@ -185,3 +194,52 @@ def test_a_crash_mid_run_loses_no_answered_case(bench: BenchRun, monkeypatch: py
     records = bench.records(run_dir)
     assert len(records) == 5 and all(r["status"] == "ok" for r in records)
     assert [row[1] for row in bench.store_rows()] == sorted(r["case_id"] for r in records)
+
+
+def test_a_named_model_that_cannot_run_stops_the_run_before_any_case(
+        bench: BenchRun, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    result = bench("--models", "oracle,gpt-4o")
+    assert result.ret == 4
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert errors == ["ERROR: model 'gpt-4o' cannot run here: no API key: set OPENAI_API_KEY"]
+    assert bench.run_dirs() == [] or bench.records() == []
+
+
+def test_tier_models_that_cannot_run_are_skipped_with_their_reason(
+        bench: BenchRun, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
+    result = bench("--models", "api,oracle", "--mmlu-per-subject", "1", "-rs")
+    assert result.ret == 0, result.stdout.str()
+    result.assert_outcomes(passed=4, skipped=12)
+    result.stdout.fnmatch_lines(["SKIPPED [[]4[]] *deepseek-r1: no API key: set DEEPSEEK_API_KEY",
+                                 "SKIPPED [[]4[]] *gpt-4o-mini: no API key: set OPENAI_API_KEY"])
+    assert {r["model"] for r in bench.records()} == {"oracle"}
+
+
+def test_show_answers_prints_each_case_as_it_runs(bench: BenchRun) -> None:
+    result = bench("--models", "oracle", "--mmlu-per-subject", "1", "--show-answers")
+    assert result.ret == 0, result.stdout.str()
+    lines = [line for line in result.stdout.lines if line.startswith("[oracle] ")]
+    assert len(lines) == 4
+    assert all(" | answer " in line and line.endswith(": right") for line in lines)
+    records = {r["item_id"]: r for r in bench.records()}
+    for line in lines:
+        item_id = line.removeprefix("[oracle] ").split(":", 1)[0]
+        assert f"| answer {records[item_id]['reference']}, reference {records[item_id]['reference']}: right" in line
+    quiet = bench("--models", "oracle", "--mmlu-per-subject", "1")
+    assert not [line for line in quiet.stdout.lines if line.startswith("[oracle] ")]
+
+
+def test_mmlu_subjects_takes_presets(bench: BenchRun) -> None:
+    from pathlib import Path
+
+    real = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mmlu"
+    if not real.is_dir():
+        pytest.skip(f"the MMLU CSVs are not at {real}")
+    result = bench("--models", "oracle", "--collect-only", "-q", "--mmlu-data", str(real), "--mmlu-split", "val",
+                   "--mmlu-subjects", "baseline,astronomy", "--mmlu-per-subject", "2")
+    ids = [line.split("[")[1].rstrip("]") for line in result.stdout.lines if "::test_mmlu[" in line]
+    assert ids == ["oracle-abstract_algebra-0", "oracle-abstract_algebra-1", "oracle-anatomy-0", "oracle-anatomy-1",
+                   "oracle-astronomy-0", "oracle-astronomy-1"]

@@ -10,6 +10,7 @@ from harness.registry import (
     DEFAULT_REGISTRY,
     RegistryError,
     availability,
+    choose,
     create_backend,
     load_registry,
     marker_safe,
@@ -75,11 +76,14 @@ def test_missing_registry_file(tmp_path: Path) -> None:
 def test_select_by_name_tier_and_all() -> None:
     models = load_registry([DEFAULT_REGISTRY])
     assert [m.name for m in select(models, ["oracle"])] == ["oracle"]
-    assert {m.name for m in select(models, ["70b"])} == {"llama3.1-70b"}
+    assert {m.name for m in select(models, ["70b"])} == {"llama3.1-70b", "qwen2.5-72b"}
     assert {m.name for m in select(models, ["api"])} == {"deepseek-r1", "gpt-4o", "gpt-4o-mini"}
     assert {m.name for m in select(models, ["oracle", "api", "gpt-4o"])} == {
         "oracle", "deepseek-r1", "gpt-4o", "gpt-4o-mini"}
-    assert len(select(models, ["all"])) == len(models)
+    everything = select(models, ["all"])
+    assert {m.name for m in everything} == {n for n, m in models.items() if m.backend not in ("oracle", "scripted")}
+    assert "oracle" not in {m.name for m in everything} and len(everything) == len(models) - 1
+    assert select(models, ["test"]) == []  # nor by its tier
 
 
 def test_unknown_model_or_tier_is_named() -> None:
@@ -112,3 +116,49 @@ def test_markers_and_cost() -> None:
     assert models["qwen2.5-0.5b"].markers == ["tier_0_5b", "tier_small", "backend_transformers"]
     # 1M input tokens at $2.50 and 100k output tokens at $10 per million.
     assert models["gpt-4o"].cost(1_000_000, 100_000) == pytest.approx(3.5)
+
+
+# The extraction project's tiers, by its own names (issue 25).
+ORIGINAL_TIERS = {
+    "3b": {"llama3.2-3b", "qwen2.5-3b", "phi3.5-mini"},
+    "7b": {"mistral-7b", "llama3.1-8b", "qwen2.5-7b"},
+    "30b": {"qwen2.5-32b", "mistral-small"},
+    "70b": {"llama3.1-70b", "qwen2.5-72b"},
+    "thinking": {"qwq-32b", "deepseek-r1"},
+}
+
+
+@pytest.mark.parametrize("tier", sorted(ORIGINAL_TIERS))
+def test_tiers_hold_the_original_members(tier: str) -> None:
+    models = load_registry([DEFAULT_REGISTRY])
+    assert {m.name for m in select(models, [tier])} == ORIGINAL_TIERS[tier]
+
+
+def test_large_tiers_load_in_nf4_or_say_why() -> None:
+    models = load_registry([DEFAULT_REGISTRY])
+    for tier in ("7b", "30b", "70b", "thinking"):
+        for name in ORIGINAL_TIERS[tier]:
+            spec = models[name]
+            assert spec.quantization == "nf4" or "NF4" in spec.note, (name, spec.quantization, spec.note)
+    assert models["qwen2.5-7b"].quantization == "nf4" and models["qwen2.5-7b"].note == ""
+    assert "Ollama" in models["mistral-small"].note and "API" in models["deepseek-r1"].note
+
+
+def test_choose_skips_tier_models_that_cannot_run_and_stops_on_a_named_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")  # a closed port: no server answers
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    models = load_registry([DEFAULT_REGISTRY])
+    chosen = choose(models, ["api", "oracle"])
+    assert [m.name for m in chosen.models] == ["deepseek-r1", "gpt-4o", "gpt-4o-mini", "oracle"]
+    assert chosen.unrunnable == {"deepseek-r1": "no API key: set DEEPSEEK_API_KEY",
+                                 "gpt-4o": "no API key: set OPENAI_API_KEY",
+                                 "gpt-4o-mini": "no API key: set OPENAI_API_KEY"}
+    everything = choose(models, ["all"])
+    assert "oracle" not in {m.name for m in everything.models}
+    assert set(everything.unrunnable) <= {m.name for m in everything.models}
+    assert "no Ollama server answers" in everything.unrunnable["mistral-7b"]
+    with pytest.raises(RegistryError) as err:
+        choose(models, ["oracle", "gpt-4o"])
+    assert str(err.value) == "model 'gpt-4o' cannot run here: no API key: set OPENAI_API_KEY"
+    assert choose(models, ["oracle"]).unrunnable == {}

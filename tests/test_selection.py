@@ -14,7 +14,7 @@ from harness.registry import DEFAULT_REGISTRY, load_registry
 from harness.selection import select_by_expressions
 
 REGISTRY = load_registry([DEFAULT_REGISTRY])
-LARGE = {"codellama-7b", "qwen2.5-7b", "qwen2.5-14b", "qwen2.5-7b-nf4", "qwen2.5-7b-int8", "qwen2.5-14b-nf4",
+LARGE = {"codellama-7b", "qwen2.5-7b", "qwen2.5-14b", "qwen2.5-7b-fp32", "qwen2.5-7b-int8", "qwen2.5-14b-nf4",
          "qwen2.5-14b-int8", "llama3.1-8b", "llama3.1-70b", "mistral-7b", "qwq-32b", "deepseek-r1", "gpt-4o",
          # the replaced projects' own models (issue 12)
          "qwen2.5-coder-7b", "qwen2.5-32b", "qwen2.5-72b", "mistral-small"}

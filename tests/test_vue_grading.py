@@ -82,3 +82,20 @@ def test_keep_failed_leaves_a_failing_workspace_on_disk(cases: dict[str, Item]) 
         assert (Path(kept) / item.input["component"]).read_text() == item.input["original"]
     finally:
         shutil.rmtree(kept, ignore_errors=True)
+
+
+NEW_CASES = ["rating-input", "search-box", "paged-list", "cart-summary", "user-profile", "item-list", "data-table",
+             "legacy-counter"]
+
+
+@pytest.mark.parametrize("case", NEW_CASES)
+def test_each_fixture_reference_compiles_and_scores_ten_and_its_original_does_not(
+        project: VueProject, cases: dict[str, Item], case: str) -> None:
+    item = cases[case]
+    graded = vue.grade_component(item, item.reference, project)
+    assert graded.type_check.passed, graded.type_check.output
+    assert graded.compiled and graded.score.correct
+    assert graded.credits == {p.id: 1.0 for p in item.meta["spec"].patterns}
+    assert graded.score.scores["score"] == 10.0
+    untyped = vue.grade_component(item, item.input["original"], project)
+    assert not untyped.compiled and not untyped.score.correct and untyped.score.scores["score"] < 2

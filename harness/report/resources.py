@@ -45,6 +45,10 @@ def _gpu_of(resources: Mapping[str, Any]) -> dict[str, float] | None:
 class ResourceFigures:
     cpu_s: float | None = None  # CPU time of the inference processes, summed over the cases
     cpu_percent_mean: float | None = None  # cpu_s over the monitored wall time (100 = one core)
+    cpu_percent_peak: float | None = None  # the highest sample of any case
+    cpu_user_s: float | None = None  # cpu_s apart: user and system (kernel) time
+    cpu_system_s: float | None = None
+    rss_mean_mb: float | None = None  # the cases' mean RSS, weighted by their monitored time
     rss_peak_mb: float | None = None
     gpu_util_mean: float | None = None  # % , weighted by each case's monitored time
     gpu_util_peak: float | None = None
@@ -61,8 +65,19 @@ def figures(records: Sequence[CaseRecord]) -> ResourceFigures:
         out.cpu_s = sum(c for c, _ in measured)
         seconds = sum(d or 0.0 for _, d in measured)
         out.cpu_percent_mean = 100.0 * out.cpu_s / seconds if seconds > 0 else None
+    for name in ("cpu_user_s", "cpu_system_s"):
+        parts = [v for v in (_number(r.resources.get(name)) for r in records) if v is not None]
+        setattr(out, name, sum(parts) if parts else None)  # records before issue 25 have none
+    peaks = [v for v in (_number(r.resources.get("cpu_percent_peak")) for r in records) if v is not None]
+    out.cpu_percent_peak = max(peaks) if peaks else None
     rss = [v for v in (_number(r.resources.get("rss_peak_mb")) for r in records) if v is not None]
     out.rss_peak_mb = max(rss) if rss else None
+    rss_means = [(v, _number(r.resources.get("duration_s")) or 0.0) for r in records
+                 if (v := _number(r.resources.get("rss_mean_mb"))) is not None]
+    if rss_means:
+        weight = sum(d for _, d in rss_means)
+        out.rss_mean_mb = (sum(v * d for v, d in rss_means) / weight if weight > 0
+                           else sum(v for v, _ in rss_means) / len(rss_means))
     gpu = [(g, _number(r.resources.get("duration_s")) or 0.0) for r in records
            if (g := _gpu_of(r.resources)) is not None]
     if gpu:

@@ -4,8 +4,9 @@ Written into <run>/vue/vue.json and vue.md at the end of a run holding Vue recor
 mode): the cases, the mean score (0-10) over cases and its standard deviation across cases, the
 mean within-case spread over --vue-repeats (score_stdev of each record), the pass rate (the
 aggregation's accuracy), mean latency, and GPU utilization and energy from the aggregation's
-resource columns. Warnings: a mean score below LOW_SCORE, and a GPU that was sampled but stayed
-idle (mean utilization under IDLE_GPU_PERCENT) — the model ran on the CPU, or on another device.
+resource columns. Warnings: a mean score below LOW_SCORE, and a GPU that was sampled but used
+less than --vue-gpu-threshold (default 80 %, the original's success criterion) while the model's
+cases ran: under IDLE_GPU_PERCENT it stayed idle (the model ran on the CPU, or another device).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ SUITE = "vue"
 FOLDER = "vue"
 LOW_SCORE = 5.0
 IDLE_GPU_PERCENT = 5.0
+GPU_THRESHOLD = 80.0  # --vue-gpu-threshold's default
 
 
-def summarize_vue(groups: Sequence[Group]) -> list[dict[str, Any]]:
+def summarize_vue(groups: Sequence[Group], gpu_threshold: float = GPU_THRESHOLD) -> list[dict[str, Any]]:
     rows = []
     for group in groups:
         row = group.row
@@ -38,6 +40,9 @@ def summarize_vue(groups: Sequence[Group]) -> list[dict[str, Any]]:
         if row.gpu_util_mean is not None and row.gpu_util_mean < IDLE_GPU_PERCENT:
             warnings.append(f"GPU idle: mean utilization {row.gpu_util_mean:.1f}% while the model ran "
                             "(did it run on the CPU?)")
+        elif row.gpu_util_mean is not None and row.gpu_util_mean < gpu_threshold:
+            warnings.append(f"GPU underused: mean utilization {row.gpu_util_mean:.1f}% is under "
+                            f"{gpu_threshold:g}% (--vue-gpu-threshold) while the model ran")
         rows.append({
             "model": group.model, "mode": group.strategy, "cases": len(scores),
             "score_mean": mean, "score_stdev_across_cases": statistics.stdev(scores) if len(scores) > 1 else None,
@@ -68,12 +73,12 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(run_dir: Path, groups: Sequence[Group]) -> Path | None:
+def write(run_dir: Path, groups: Sequence[Group], gpu_threshold: float = GPU_THRESHOLD) -> Path | None:
     if not groups:
         return None
     folder = run_dir / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    rows = summarize_vue(groups)
+    rows = summarize_vue(groups, gpu_threshold)
     (folder / "vue.json").write_text(json.dumps(rows, indent=2, sort_keys=True) + "\n")
     (folder / "vue.md").write_text(markdown(rows))
     return folder
@@ -81,4 +86,5 @@ def write(run_dir: Path, groups: Sequence[Group]) -> Path | None:
 
 @hookimpl
 def pytest_harness_report(run: RunData) -> None:
-    write(run.run_dir, run.suite_groups(SUITE))
+    threshold = run.settings.get("vue_gpu_threshold")
+    write(run.run_dir, run.suite_groups(SUITE), GPU_THRESHOLD if threshold is None else float(threshold))

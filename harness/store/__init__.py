@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["SUPPORTED_SCHEMES", "Store", "open_store", "sqlite_path"]
+__all__ = ["SUPPORTED_SCHEMES", "Store", "is_task_store", "open_store", "read_tasks", "sqlite_path"]
 
 SUPPORTED_SCHEMES = ("sqlite", "mongodb", "mongodb+srv")
 
@@ -90,3 +90,28 @@ def open_store(uri: str | Path) -> Store:
         return MongoStore(text)  # pings the server: a wrong URI fails here, naming it
     supported = ", ".join(f"{name}:" for name in SUPPORTED_SCHEMES)
     raise ValueError(f"unknown store scheme {scheme!r} in {text!r}; supported: a file path, {supported}")
+
+
+def is_task_store(source: str | Path) -> bool:
+    """True for a URI whose store keeps tasks (`harness import-tasks` writes only to MongoDB)."""
+    return isinstance(source, str) and source.lower().startswith(("mongodb://", "mongodb+srv://"))
+
+
+def read_tasks(uri: str, suite: str, split: str | None = None) -> list[dict[str, Any]]:
+    """The items of a suite (one split, or all) that `harness import-tasks` wrote into the store
+    at `uri`, in import order; a ValueError naming the store and the command when there are none."""
+    from harness.store.mongo import redact
+
+    if not is_task_store(uri):
+        raise ValueError(f"{uri!r}: tasks are kept only in a mongodb:// store")
+    store = open_store(uri)
+    try:
+        found = store.tasks(suite, split)  # type: ignore[attr-defined]
+    finally:
+        store.close()
+    if not found:
+        which = f"split {split!r}" if split is not None else "any split"
+        raise ValueError(f"{redact(uri)}: no {suite} tasks of {which} in its tasks collection; import them "
+                         f"first: harness import-tasks --suite {suite} --data PATH"
+                         f"{f' --split {split}' if split is not None else ''} --store URI")
+    return found

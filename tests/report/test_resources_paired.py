@@ -73,6 +73,7 @@ def test_resources_sum_and_peak_and_gpu_left_out_when_failed() -> None:
     assert row.wall_s == 6.0 and row.latency_p50_s == 2.0 and row.latency_p95_s == pytest.approx(2.9)
     assert row.cpu_s == 3.0 and row.cpu_percent_mean == pytest.approx(75.0)  # 3 CPU s over 4 s
     assert row.rss_peak_mb == 500.0
+    assert row.cpu_user_s is None and row.cpu_percent_peak is None  # records without those figures
     assert (row.gpu_util_mean, row.gpu_util_peak) == (50.0, 90.0)
     assert (row.gpu_memory_mean_mb, row.gpu_memory_peak_mb, row.gpu_energy_j) == (1000.0, 1500.0, 10.0)
     (none,) = summarize([rec("1")])
@@ -157,3 +158,21 @@ def test_a_model_loaded_during_the_case_is_sampled_in_its_own_window() -> None:
 def test_merge_of_one_window_is_that_window() -> None:
     assert merge([{"cpu_s": 1.0}]) == {"cpu_s": 1.0}
     assert merge([]) == {}
+
+
+def test_user_and_system_cpu_and_the_mean_and_peak_of_cpu_and_rss() -> None:
+    records = [
+        rec("1", wall=1.0, resources={"cpu_s": 2.0, "cpu_user_s": 1.5, "cpu_system_s": 0.5, "duration_s": 1.0,
+                                      "cpu_percent_peak": 180.0, "rss_mean_mb": 200.0, "rss_peak_mb": 300.0}),
+        rec("2", wall=3.0, resources={"cpu_s": 1.0, "cpu_user_s": 0.75, "cpu_system_s": 0.25, "duration_s": 3.0,
+                                      "cpu_percent_peak": 60.0, "rss_mean_mb": 400.0, "rss_peak_mb": 500.0}),
+    ]
+    (row,) = summarize(records)
+    assert (row.cpu_user_s, row.cpu_system_s, row.cpu_s) == (2.25, 0.75, 3.0)
+    assert row.cpu_percent_mean == pytest.approx(75.0) and row.cpu_percent_peak == 180.0
+    assert row.rss_mean_mb == pytest.approx((200.0 * 1 + 400.0 * 3) / 4) and row.rss_peak_mb == 500.0
+    text = resources_table([row])
+    header = text.splitlines()[0].split()
+    for column in ("user", "sys", "CPU", "%", "peak", "RSS"):
+        assert column in header
+    assert "2.2 s" in text and "0.8 s" in text and "180" in text and "350 MB" in text and "500 MB" in text

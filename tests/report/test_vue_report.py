@@ -37,3 +37,19 @@ def test_mean_spread_and_warnings(tmp_path: Path) -> None:
     text = (folder / "vue.md").read_text()
     assert "| m | single | 2 | 9.00 | 1.41 | 1.00 | 1.00 | - |" in text
     assert "- m (agent): GPU idle" in text
+
+
+def test_gpu_use_under_the_threshold_warns(tmp_path: Path) -> None:
+    def gpu(util: float) -> list[dict[str, Any]]:
+        return [{"index": 0, "samples": 5, "util_mean": util, "util_peak": util + 5, "memory_peak_mb": 900.0}]
+
+    records = [rec(0, "busy", "single", 9.0, 0.0, gpu(92.0)), rec(0, "half", "single", 9.0, 0.0, gpu(55.0)),
+               rec(0, "idle", "single", 9.0, 0.0, gpu(2.0)), rec(0, "cpu", "single", 9.0, 0.0)]
+    rows = {r["model"]: r for r in vue_report.summarize_vue(aggregate(records))}
+    assert rows["busy"]["warnings"] == [] and rows["cpu"]["warnings"] == []
+    assert rows["half"]["warnings"] == ["GPU underused: mean utilization 55.0% is under 80% (--vue-gpu-threshold) "
+                                        "while the model ran"]
+    assert rows["idle"]["warnings"][0].startswith("GPU idle: mean utilization 2.0%")
+    lower = {r["model"]: r for r in vue_report.summarize_vue(aggregate(records), gpu_threshold=50.0)}
+    assert lower["half"]["warnings"] == []
+    assert vue_report.GPU_THRESHOLD == 80.0

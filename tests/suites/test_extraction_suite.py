@@ -129,7 +129,7 @@ def test_parse_finds_the_answer_around_fences_prose_and_thinking(output: str) ->
     ('{"diagnose": ["Grippe"], "medikation": "x", "dosierung": "y"}',
      "diagnose: Input should be a valid string"),
     ('{"diagnose": null, "medikation": "x", "dosierung": "y"}', "diagnose: Input should be a valid string"),
-    ("<think>Ich denke nach und " + json.dumps(GOOD), "no JSON object in the output"),  # never finished
+    ("<think>Ich denke nach und " + json.dumps(GOOD), "thinking ran out of tokens"),  # never finished
     ('["Grippe", "x", "y"]', "no JSON object in the output"),
 ])
 def test_parse_reports_invalid_output_without_raising(output: str, problem: str) -> None:
@@ -155,3 +155,27 @@ def test_score_is_exact_match_of_every_field_case_and_space_insensitive() -> Non
     assert one_off.scores["exact_diagnose"] == 1.0
     invalid = extraction.score(item, None)
     assert not invalid.correct and invalid.scores["valid"] == 0.0
+
+
+def test_thinking_that_ran_out_of_tokens_says_so_with_the_limit() -> None:
+    opened = extraction.parse("<think>Der Patient hat Fieber, also vielleicht", SCHEMA, finish_reason="length",
+                              max_tokens=256)
+    assert opened.values is None
+    assert opened.problem == ("the model's thinking ran out of tokens (256) before its JSON: its <think> block "
+                              "never closed; raise --extraction-max-tokens")
+    # A finished <think> block with no JSON after it is a plain invalid answer.
+    done = extraction.parse("<think>kurz</think>Keine Ahnung.", SCHEMA, finish_reason="stop")
+    assert done.problem == "no JSON object in the output"
+    # Cut at the limit with no thinking at all: the limit is named, not thinking.
+    cut = extraction.parse('{"diagnose": "Grippe", "medi', SCHEMA, finish_reason="length", max_tokens=8)
+    assert cut.problem == ("no JSON object in the output: it was cut at the token limit (8); "
+                           "raise --extraction-max-tokens")
+    assert extraction.thinking_ran_out("<think>a</think><think>b") is True
+    assert extraction.thinking_ran_out("<think>a</think>{}") is False
+
+
+def test_max_tokens_defaults_to_the_originals_1024() -> None:
+    from harness.settings import defaults
+
+    options = defaults(extraction.Options, "extraction")
+    assert options.max_tokens == 1024 and options.bertscore_model is None

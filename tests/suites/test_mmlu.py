@@ -362,3 +362,46 @@ def test_score() -> None:
     assert not wrong.correct and wrong.scores == {"accuracy": 0.0}
     assert not missing.correct and missing.scores == {"accuracy": 0.0}
     assert not mmlu.score(question, "c").correct  # extract_answer normalises; score compares exactly
+
+
+# --- subject presets (issue 25) ---------------------------------------------------------------
+
+def test_category_presets_split_the_57_subjects_without_overlap() -> None:
+    from harness.suites import mmlu_subjects as ms
+
+    groups = [ms.PRESETS[name] for name in ("stem", "humanities", "social", "other")]
+    assert [len(g) for g in groups] == [18, 13, 12, 14]
+    assert sum(len(g) for g in groups) == len(set().union(*groups)) == len(ms.ALL_SUBJECTS) == 57
+    assert ms.category("abstract_algebra") == "stem" and ms.category("anatomy") == "other"
+    assert ms.category("professional_law") == "humanities" and ms.category("econometrics") == "social"
+    assert ms.category("nope") is None
+    assert ms.PRESETS["baseline"] == ("abstract_algebra", "anatomy")
+    assert len(ms.PRESETS["extended"]) == 10
+    assert {ms.category(s) for s in ms.PRESETS["extended"]} == {"stem", "humanities", "social", "other"}
+
+
+def test_presets_and_names_expand_once_in_order() -> None:
+    from harness.suites import mmlu_subjects as ms
+
+    assert ms.expand(["baseline"]) == ("abstract_algebra", "anatomy")
+    assert ms.expand(["astronomy", "baseline", "anatomy"]) == ("astronomy", "abstract_algebra", "anatomy")
+    assert ms.expand(["social"])[:2] == ("econometrics", "high_school_geography")
+
+
+@needs_real
+def test_every_preset_names_subjects_of_the_real_data() -> None:
+    from harness.suites import mmlu_subjects as ms
+
+    real = {p.name.removesuffix("_val.csv") for p in (REAL / "val").glob("*_val.csv")}
+    assert set(ms.ALL_SUBJECTS) == real
+    items = mmlu.load(REAL, split="val", subjects=ms.expand(["baseline"]))
+    assert {i.input["subject"] for i in items} == {"abstract_algebra", "anatomy"}
+    assert len(items) == 11 + 14  # the authors' val split: 11 abstract algebra, 14 anatomy questions
+
+
+def test_shown_line_has_question_answer_reference_and_verdict() -> None:
+    question = item("What is the largest planet? " + "x" * 200, answer="C")
+    line = mmlu.shown(question, "B", width=40)
+    assert line == "astronomy-0: What is the largest planet? xxxxxxxxx... | answer B, reference C: WRONG"
+    assert mmlu.shown(item(answer="A"), "A").endswith("| answer A, reference A: right")
+    assert mmlu.shown(item(answer="A"), None).endswith("| answer (no letter), reference A: WRONG")

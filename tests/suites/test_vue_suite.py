@@ -18,19 +18,50 @@ PROJECT = FIXTURES / "project"
 
 def test_the_fixture_cases_load_with_their_originals_and_references() -> None:
     items = vue.load()
-    assert [i.id for i in items] == ["todo-list", "user-card"]
+    assert [i.id for i in items] == ["cart-summary", "data-table", "item-list", "legacy-counter", "paged-list",
+                                     "rating-input", "search-box", "todo-list", "user-card", "user-profile"]
     for item in items:
         spec = item.meta["spec"]
         assert item.input["original"] == (PROJECT / spec.component).read_text()
-        assert "<script setup>" in item.input["original"]
-        assert '<script setup lang="ts">' in item.reference
+        # Untyped originals: <script setup> in JavaScript, or the Options API (legacy-counter).
+        assert ("<script setup>" in item.input["original"]) != (item.id == "legacy-counter")
+        assert '<script setup lang="ts"' in item.reference
         assert (spec.compile_weight, spec.patterns_weight, spec.pass_score) == (4.0, 6.0, 8.0)
-        assert {"script_setup_ts", "typed_props", "typed_emits", "typed_refs", "imports_kept"} <= \
-            {p.check for p in spec.patterns}
+        assert {"script_setup_ts", "typed_props", "imports_kept", "no_any"} <= {p.check for p in spec.patterns}
+        assert spec.expected_tools[-3:] == ("write_file", "run_type_check", "finish")
+        assert set(spec.expected_tools) <= set(vue.AGENT_TOOLS)
+
+
+def test_the_fixtures_are_graded_in_difficulty_and_plan_their_tools() -> None:
+    specs = {i.id: i.meta["spec"] for i in vue.load()}
+    assert {name: s.difficulty for name, s in specs.items()} == {
+        "rating-input": 1, "search-box": 2, "paged-list": 2, "todo-list": 2, "user-card": 2, "cart-summary": 3,
+        "user-profile": 3, "item-list": 4, "data-table": 4, "legacy-counter": 5}
+    # A component that depends on another file reads it too before writing.
+    for name in ("cart-summary", "user-profile", "search-box"):
+        assert specs[name].expected_tools == ("read_file", "read_file", "write_file", "run_type_check", "finish")
+    assert specs["rating-input"].expected_tools == ("read_file", "write_file", "run_type_check", "finish")
+
+
+def test_the_agent_tools_are_the_agent_strategys() -> None:
+    import inspect
+
+    from harness.strategies import agent
+
+    source = inspect.getsource(agent)
+    assert all(f"def {tool}(" in source or f'"{tool}"' in source for tool in vue.AGENT_TOOLS)
+
+
+def test_follows_the_expected_tools_in_order() -> None:
+    expected = ("read_file", "write_file", "run_type_check", "finish")
+    assert vue.follows(expected, ["read_file", "write_file", "run_type_check", "write_file", "run_type_check",
+                                  "finish"])
+    assert not vue.follows(expected, ["write_file", "run_type_check", "finish"])  # never read
+    assert not vue.follows(expected, ["read_file", "run_type_check", "write_file", "finish"])  # checked first
 
 
 def test_base_prompt_ends_inside_an_opened_vue_block_and_chat_prompt_asks_for_one() -> None:
-    item = vue.load()[1]
+    item = next(i for i in vue.load() if i.id == "user-card")
     base = vue.prompt(item, "base")
     assert item.input["original"].strip() in base and "{{original_code}}" not in base
     assert base.endswith("(src/components/UserCard.vue):\n\n```vue\n")
@@ -121,6 +152,8 @@ GOOD_SPEC = {"component": "src/components/UserCard.vue", "weights": {"compilatio
      "field 'patterns[0].regex'", "bad regex"),
     ({**GOOD_SPEC, "patterns": [{"id": "x", "check": "no_any"}]}, "field 'patterns[0].weight'", "None"),
     ('{"component": \n oops}', "line 2", "not valid JSON"),
+    ({**GOOD_SPEC, "expected_tools": ["read_file", "compile"]}, "field 'expected_tools'", "the agent's tools"),
+    ({**GOOD_SPEC, "difficulty": 9}, "field 'difficulty'", "from 1 to 5"),
 ])
 def test_bad_specs_name_the_file_and_field(tmp_path: Path, spec: Any, where: str, problem: str) -> None:
     cases = write_case(tmp_path, spec)
@@ -165,7 +198,7 @@ class FakeWorkspace:
 ])
 def test_score_weighs_compilation_and_patterns(tmp_path: Path, answer: dict[str, Any], passed: bool,
                                                score: float, correct: bool) -> None:
-    item = vue.load()[0]  # todo-list: weights 4 and 6, pattern weights sum to 14
+    item = next(i for i in vue.load() if i.id == "todo-list")  # weights 4 and 6, pattern weights sum to 14
     graded = vue.grade(item, FakeWorkspace(tmp_path, passed), FakeProject(answer))  # type: ignore[arg-type]
     assert graded.score.scores["score"] == pytest.approx(score, abs=1e-3)
     assert graded.score.correct is correct
