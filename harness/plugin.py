@@ -38,6 +38,7 @@ from harness.session import RunSession, new_run_id
 from harness.settings import add_options, resolve
 from harness.strategies.batched import apportioned_wall
 from harness.suites.base import Item, Score, describe
+from harness.transcript import TranscriptBuilder
 from harness.upcoming import same_kind_ahead
 
 SESSION = pytest.StashKey[RunSession]()
@@ -46,6 +47,7 @@ OUTCOME = pytest.StashKey[Outcome]()
 CALLS = pytest.StashKey[list[ModelCall]]()
 RESOURCES = pytest.StashKey[dict[str, Any]]()
 WINDOWS = pytest.StashKey[CaseWindows]()
+TRANSCRIPT = pytest.StashKey[TranscriptBuilder]()
 # Each suite's name is also a marker.
 SUITES = ("mmlu", "extraction", "vue", "mbpp", "humaneval", "gsm8k", "chat_memory")
 
@@ -191,6 +193,7 @@ def _track(request: pytest.FixtureRequest, call: ModelCall) -> ModelCall:
     """Count the call's usage in the case; a model first asked for while the case runs (the
     lazily loaded large model of a pair) is sampled from then on."""
     request.node.stash.setdefault(CALLS, []).append(call)
+    call.transcript = request.node.stash.setdefault(TRANSCRIPT, TranscriptBuilder())  # one per case
     windows = request.node.stash.get(WINDOWS, None)
     if windows is not None:
         windows.add(call.name, call.backend.process())
@@ -262,6 +265,9 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
     calls = item.stash.get(CALLS, [])
     rec = build_record(info, outcome, models=_usage_by_model(calls), wall_s=wall_s, failure=failure,
                        timeout=isinstance(exc, BackendTimeout), resources=item.stash.get(RESOURCES, {}))
+    builder = item.stash.get(TRANSCRIPT, None)
+    if builder is not None:
+        rec.transcript = builder.build(rec.output if rec.output is not None else rec.prediction)
     endpoints = {c.name: e for c in calls if (e := endpoint_of(c.backend))}  # options.base_urls
     if endpoints:
         rec.extra["endpoint"] = endpoints.pop(case.model.name, None) or next(iter(endpoints.values()))

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from harness.transcript import Transcript
+
 RECORD_KEY = "harness_record"
 _ANONYMOUS = itertools.count(1)
 # 1: the loose records of the first wave (tool calls, per-model usage and attempts inside `extra`).
@@ -195,6 +197,7 @@ class CaseRecord:
     tries: list[Try] = field(default_factory=list)  # code suites: every sample / cascade step
     settled_by_small: bool | None = None  # cascade: the small model's answer was final
     isolation: str | None = None  # code suites: the sandbox the program ran in
+    transcript: Transcript | None = None  # the conversation, bounded (harness/transcript.py)
     extra: dict[str, Any] = field(default_factory=dict)  # suite-specific details, free-form
     schema: int = SCHEMA_VERSION
 
@@ -207,6 +210,7 @@ class CaseRecord:
         self.tool_calls = [ToolCallRecord.from_value(c) for c in self.tool_calls]
         self.per_model = {str(k): ModelUsage.from_value(v) for k, v in self.per_model.items()}
         self.tries = [Try.from_value(t) for t in self.tries]
+        self.transcript = Transcript.from_value(self.transcript)
 
     # -- what counts -----------------------------------------------------------------------------
     @property

@@ -17,7 +17,7 @@ PACKAGE = PROJECT / "harness"
 # backend does not import another).
 LAYERS: dict[str, int] = {
     "harness": 0, "harness.record": 0, "harness.settings": 0, "harness.registry": 0, "harness.extraction_format": 0,
-    "harness.endpoints": 0,
+    "harness.endpoints": 0, "harness.transcript": 0,
     "harness.backends.base": 0,
     "harness.backends": 1, "harness.report": 1, "harness.store": 1, "harness.sandbox": 1,
     "harness.isolation": 1, "harness.monitor": 1, "harness.cache": 1, "harness.suites": 1,

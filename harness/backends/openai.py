@@ -3,7 +3,8 @@
 Registry options: `base_url` (default: OpenAI), `api_key_env` (default OPENAI_API_KEY; the key is
 read from the environment only, never from a file), `tokenize_url` (a llama.cpp-server style
 endpoint used to count tokens when the server reports no usage), `loglikelihood` (true where
-the server returns prompt logprobs with `echo`, as llama.cpp's server does).
+the server returns prompt logprobs with `echo`, as llama.cpp's server does), `stream` (default
+true; false asks for whole answers).
 
 Requests are streamed, to measure time to first token, with `stream_options.include_usage`;
 usage the server reports is marked "server". Some servers send no usage on streams: then the
@@ -88,6 +89,16 @@ def estimate_tokens(text: str) -> int:
     return max(1, round(len(text) / 4)) if text else 0
 
 
+def _cut_short(calls: list[ToolCall], finish: str | None) -> list[ToolCall]:
+    """Calls whose arguments do not parse because the answer hit max_tokens say so: the reason a
+    user can act on (a larger token budget, a maxLength in the tool's schema)."""
+    if finish == "length":
+        for call in calls:
+            if call.error is not None:
+                call.error += " (the answer ran out of tokens: finish_reason=length)"
+    return calls
+
+
 class OpenAIBackend:
     def __init__(self, spec: ModelSpec, timeout_s: float = 600.0) -> None:
         if openai is None:
@@ -103,6 +114,7 @@ class OpenAIBackend:
                                     timeout=spec.options.get("timeout_s", timeout_s))
         self.supports_loglikelihood = bool(spec.options.get("loglikelihood", False))
         self.server_pid: int | None = spec.options.get("pid")
+        self.stream = bool(spec.options.get("stream", True))
         self._special_tokens: int | None = None
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -140,8 +152,9 @@ class OpenAIBackend:
     # -- the protocol ------------------------------------------------------------------------------
     def generate(self, request: Request) -> Generation:
         params: dict[str, Any] = {"model": self.spec.model, "max_tokens": request.max_tokens,
-                                  "temperature": request.temperature, "stream": True,
-                                  "stream_options": {"include_usage": True}}
+                                  "temperature": request.temperature}
+        if self.stream:
+            params |= {"stream": True, "stream_options": {"include_usage": True}}
         if request.stop:
             params["stop"] = list(request.stop)
         if request.seed is not None:
@@ -151,9 +164,11 @@ class OpenAIBackend:
             params["messages"] = list(request.messages or ())
             if request.tools:
                 params["tools"] = list(request.tools)
-                params["tool_choice"] = openai_tool_choice(request.tool_choice)
+                params["tool_choice"] = openai_tool_choice(request.tool_choice, request.tools)
         else:
             params["prompt"] = request.prompt or ""
+        if not self.stream:
+            return self._whole(params, chat)
         start = time.perf_counter()
         first: float | None = None
         parts: list[str] = []
@@ -194,8 +209,33 @@ class OpenAIBackend:
             counted = Usage(prompt_tokens, completion_tokens, source)  # type: ignore[arg-type]
         tool_calls = [ToolCall.from_raw(c["name"], c["arguments"], c["id"] or f"call_{i}")
                       for i, c in sorted(calls.items())]
-        return Generation(text=text, tool_calls=tool_calls, usage=counted, finish_reason=finish,
-                          timings=Timings(total_s=total, first_token_s=first))
+        return Generation(text=text, tool_calls=_cut_short(tool_calls, finish), usage=counted,
+                          finish_reason=finish, timings=Timings(total_s=total, first_token_s=first))
+
+    def _whole(self, params: dict[str, Any], chat: bool) -> Generation:
+        """One request answered whole (options.stream = false): for servers and proxies that
+        cannot stream, or stream tool calls differently; no time to first token."""
+        start = time.perf_counter()
+        try:
+            response = (self.client.chat.completions.create(**params) if chat
+                        else self.client.completions.create(**params))
+        except openai.OpenAIError as exc:
+            raise self._translate(exc) from exc
+        total = time.perf_counter() - start
+        if not response.choices:
+            raise BackendError(f"{self.name}: the server answered with no choices")
+        choice = response.choices[0]
+        text = (choice.message.content if chat else choice.text) or ""
+        calls = [ToolCall.from_raw(c.function.name or "", c.function.arguments or "", c.id or f"call_{i}")
+                 for i, c in enumerate((choice.message.tool_calls if chat else None) or [])]
+        if response.usage is not None:
+            counted = Usage(response.usage.prompt_tokens, response.usage.completion_tokens, "server")
+        else:
+            prompt_tokens, source = self._count(params.get("prompt") or json.dumps(params.get("messages")),
+                                                prompt=True)
+            counted = Usage(prompt_tokens, self._count(text)[0], source)  # type: ignore[arg-type]
+        return Generation(text=text, tool_calls=_cut_short(calls, choice.finish_reason), usage=counted,
+                          finish_reason=choice.finish_reason, timings=Timings(total_s=total))
 
     def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
         """The backend protocol's optional count (chat memory budgets): plain text through the server's

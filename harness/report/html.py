@@ -20,6 +20,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from harness.report import transcript_view
 from harness.report.aggregate import Group, SummaryRow
 from harness.report.hooks import RunData, hookimpl
 from harness.report.paired import headlines, paired
@@ -90,6 +91,7 @@ _SCRIPT = """
         cell.appendChild(el('span', a.verdict === 'correct' ? 'ok' : (a.verdict === 'wrong' ? 'bad' : 'err'),
                              a.status));
         cell.appendChild(el('pre', null, a.answer));
+        showTranscript(cell, a, el);
         grid.appendChild(cell);
       });
       box.appendChild(grid);
@@ -175,24 +177,26 @@ def suite_plots(run_dir: Path, suite: str) -> list[Path]:
     return sorted(p for p in run_dir.rglob("*.png") if suite in p.relative_to(run_dir).parts[:-1])
 
 
-def _answer(record: Any) -> dict[str, Any]:
+def _answer(record: Any, budget: transcript_view.PageBudget) -> dict[str, Any]:
     text = record.prediction if record.prediction is not None else (record.output or record.error or "")
     text = str(text)
     verdict = "error" if record.is_error else ("correct" if record.counts_correct else "wrong")
     return {"variant": f"{record.strategy}:{record.model}", "model": record.model, "status": record.status,
-            "verdict": verdict, "answer": text if len(text) <= _TEXT_LIMIT else text[:_TEXT_LIMIT] + "…"}
+            "verdict": verdict, "answer": text if len(text) <= _TEXT_LIMIT else text[:_TEXT_LIMIT] + "…",
+            **transcript_view.answer_details(record, budget)}
 
 
 def item_data(groups: Sequence[Group]) -> dict[str, Any]:
     """The item browser's data: per (suite, item), its input, reference and every variant's answer."""
     items: dict[tuple[str, str], dict[str, Any]] = {}
+    budget = transcript_view.PageBudget()
     for group in groups:
         for record in group.records:
             entry = items.setdefault((record.suite, record.item_id), {
                 "suite": record.suite, "id": record.item_id, "input": record.input_text or "",
                 "reference": record.reference or "", "answers": []})
             entry["input"] = entry["input"] or record.input_text or ""
-            entry["answers"].append(_answer(record))
+            entry["answers"].append(_answer(record, budget))
     chosen = [items[key] for key in sorted(items)][:MAX_ITEMS]
     return {"suites": sorted({g.suite for g in groups}), "models": sorted({g.model for g in groups}),
             "items": chosen, "total": len(items)}
@@ -255,9 +259,9 @@ def render(run: RunData, sections: Sequence[tuple[str, str]] = ()) -> str:
               _FILTERS,
               '<div id="items"></div>',
               f'<script type="application/json" id="item-data">{payload}</script>',
-              f"<script>{_SCRIPT}</script>"]
+              f"<script>{transcript_view.SCRIPT}{_SCRIPT}</script>"]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>Benchmark run {escape(run_id)}</title><style>{_STYLE}</style></head>"
+            f"<title>Benchmark run {escape(run_id)}</title><style>{_STYLE}{transcript_view.STYLE}</style></head>"
             f"<body><main>{''.join(parts)}</main></body></html>\n")
 
 

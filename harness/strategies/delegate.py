@@ -19,6 +19,7 @@ from harness.strategies import single
 from harness.strategies.tool_loop import LoopResult, Tool, ToolChoice, ToolError, run_tool_loop
 
 TOOL_NAME = "ask_small_model"
+TASK_CHARS = 1000  # the longest task the large model may hand over (GSM8K questions: under 1000)
 # When a suite gives no instructions of its own.
 SYSTEM = ("You may call the tool ask_small_model to hand a sub-task or the whole task to a small, cheap "
           "model; its answer can be wrong, so check it.")
@@ -68,8 +69,10 @@ def route(large: ModelCall, small: ModelCall, question: str, *,
         answers.append(output.text)
         return output.text.strip() or "(the small model gave no answer)"
 
+    # maxLength bounds the argument: a grammar-constrained call (llama.cpp) then always closes,
+    # and the backend gives it the tokens that takes.
     tool = Tool(TOOL_NAME, "Ask a small, cheap model to solve a question or a sub-task; returns its answer.",
-                {"type": "object", "properties": {"task": {"type": "string",
+                {"type": "object", "properties": {"task": {"type": "string", "maxLength": TASK_CHARS,
                                                            "description": "the question or sub-task"}},
                  "required": ["task"]}, ask_small_model)
     messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]

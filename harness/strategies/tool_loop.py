@@ -103,6 +103,7 @@ def run_tool_loop(model: ModelCall, messages: Sequence[dict[str, Any]], tools: S
             except ToolError as exc:
                 result, ok = f"error: {exc}", False
             calls.append(ToolCallRecord(turn, call.name, call.raw_arguments, ok, result))
+            model.note_tool_result(id_, call.name, result, ok)
             history.append({"role": "tool", "tool_call_id": id_, "content": result})
             if ok and call.name == finish_tool:
                 return LoopResult(generation.text, turn, "finish_tool", calls, history, arguments)
