@@ -8,9 +8,10 @@ model's prompt and answer, the tool result that went back, the final answer) and
 cascade's tries, the coding agent and chat memory, without each strategy writing its own.
 
 A chat model is sent the whole history each turn; the builder adds only the messages that model
-has not been shown yet. The transcript is bounded (MESSAGE_CHARS per message, TRANSCRIPT_CHARS and
-TRANSCRIPT_MESSAGES in all), so a long agent run cannot blow up a record: a long message keeps its
-head and tail, and a long conversation keeps its start and its end, saying what was left out.
+has not been shown yet (a request with no answer in it starts a new conversation, shown whole).
+The transcript is bounded (MESSAGE_CHARS per message, TRANSCRIPT_CHARS and TRANSCRIPT_MESSAGES
+in all), so a long agent run cannot blow up a record: a long message keeps its head and tail,
+and a long conversation keeps its start and its end, saying what was left out.
 """
 
 from __future__ import annotations
@@ -177,7 +178,10 @@ class TranscriptBuilder:
         if messages is None:
             self._add(Message("prompt", prompt or "", model))
             return
-        shown = self._shown.setdefault(model, Counter())
+        # A request that carries an answer continues a conversation: what was shown of it is
+        # skipped. One that does not starts a new one (a retry, another sample): shown whole.
+        continuing = any(m.get("role") == "assistant" for m in messages)
+        shown = Counter(self._shown.get(model, Counter()) if continuing else Counter())
         for message in messages:
             key = _history_key(message)
             if shown[key] > 0:
@@ -189,8 +193,10 @@ class TranscriptBuilder:
                      for c in message.get("tool_calls") or ()]
             self._add(Message(role if role in ROLES else "user", _content(message.get("content")), model, calls,
                               str(message.get("tool_call_id") or ""), str(message.get("name") or "")))
-        # Next turn, this model's history repeats all of these: count them as shown.
-        self._shown[model] = Counter(_history_key(m) for m in messages)
+        # Next turn, this model's history repeats all of these: count them as shown. A union, not
+        # a reset: one model may hold two conversations in a case (the router's large and small
+        # model may be one model).
+        self._shown[model] = self._shown.get(model, Counter()) | Counter(_history_key(m) for m in messages)
 
     def answer(self, model: str, text: str, calls: Sequence[TranscriptCall] = ()) -> None:
         """What a model wrote: its text and its tool calls (each with its parse error, if any)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from llama_server import llama_server  # noqa: F401  (a session fixture: one server for all tests)
+from llama_server import llama_server, tool_server  # noqa: F401  (session fixtures: one server each)
 from support import BenchRun
 
 pytest_plugins = ["pytester"]

@@ -133,3 +133,24 @@ def test_terminal_shows_reason_calls_and_answers() -> None:
                          status="invalid_output", extra={"invalid_reason": "field 'age' is not a number"})
     assert reason(invalid) == "field 'age' is not a number"
     assert reason(CaseRecord(run_id="r", case_id="c", suite="s", item_id="1", model="m", backend="b")) is None
+
+
+def test_one_model_as_both_router_models_and_repeated_samples() -> None:
+    builder = TranscriptBuilder()
+    call = {"tool_calls": [{"name": "ask_small_model", "arguments": {"task": "t"}}]}
+    m = _models(builder, same=[call, "5", "The answer is 5."])
+    route(m["same"], m["same"], "q", small_prompt=lambda t: f"solve {t}", system="S")
+    transcript = builder.build()
+    assert transcript is not None
+    assert [(x.role, x.content) for x in transcript.messages] == [
+        ("system", "S"), ("user", "q"), ("assistant", ""), ("prompt", "solve t"), ("assistant", "5"),
+        ("tool", "5"), ("assistant", "The answer is 5.")]
+    # two samples of one chat prompt: each a conversation of its own, its question shown each time
+    builder = TranscriptBuilder()
+    m = _models(builder, chat=["a", "b"])
+    for _ in range(2):
+        m["chat"].generate(Request(messages=({"role": "user", "content": "q"},)))
+    transcript = builder.build()
+    assert transcript is not None
+    assert [(x.role, x.content) for x in transcript.messages] == [("user", "q"), ("assistant", "a"),
+                                                                   ("user", "q"), ("assistant", "b")]

@@ -4,7 +4,8 @@ Registry options: `base_url` (default: OpenAI), `api_key_env` (default OPENAI_AP
 read from the environment only, never from a file), `tokenize_url` (a llama.cpp-server style
 endpoint used to count tokens when the server reports no usage), `loglikelihood` (true where
 the server returns prompt logprobs with `echo`, as llama.cpp's server does), `stream` (default
-true; false asks for whole answers).
+true; false asks for whole answers; "text" streams only requests without tools, for servers that
+cannot stream a tool choice, such as llama-cpp-python's with tool_choice auto).
 
 Requests are streamed, to measure time to first token, with `stream_options.include_usage`;
 usage the server reports is marked "server". Some servers send no usage on streams: then the
@@ -114,7 +115,10 @@ class OpenAIBackend:
                                     timeout=spec.options.get("timeout_s", timeout_s))
         self.supports_loglikelihood = bool(spec.options.get("loglikelihood", False))
         self.server_pid: int | None = spec.options.get("pid")
-        self.stream = bool(spec.options.get("stream", True))
+        self.stream: bool | str = spec.options.get("stream", True)
+        if self.stream not in (True, False, "text"):
+            raise BackendError(f"{spec.name}: options.stream takes true, false or \"text\" (stream only "
+                               f"requests without tools), not {self.stream!r}")
         self._special_tokens: int | None = None
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -153,8 +157,6 @@ class OpenAIBackend:
     def generate(self, request: Request) -> Generation:
         params: dict[str, Any] = {"model": self.spec.model, "max_tokens": request.max_tokens,
                                   "temperature": request.temperature}
-        if self.stream:
-            params |= {"stream": True, "stream_options": {"include_usage": True}}
         if request.stop:
             params["stop"] = list(request.stop)
         if request.seed is not None:
@@ -167,8 +169,14 @@ class OpenAIBackend:
                 params["tool_choice"] = openai_tool_choice(request.tool_choice, request.tools)
         else:
             params["prompt"] = request.prompt or ""
-        if not self.stream:
+        if self.stream is False or (self.stream == "text" and request.tools):
             return self._whole(params, chat)
+        return self._streamed({**params, "stream": True, "stream_options": {"include_usage": True}}, chat)
+
+    def _streamed(self, params: dict[str, Any], chat: bool) -> Generation:
+        """One streamed request: the text as it comes, and the tool calls assembled from their
+        deltas (an id and name, then pieces of the arguments; some servers repeat the name whole in
+        every delta, as llama-cpp-python's does, which names the tool once, not many times)."""
         start = time.perf_counter()
         first: float | None = None
         parts: list[str] = []
@@ -188,7 +196,8 @@ class OpenAIBackend:
                         slot = calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
                         slot["id"] = delta.id or slot["id"]
                         if delta.function is not None:
-                            slot["name"] += delta.function.name or ""
+                            name = delta.function.name or ""
+                            slot["name"] += "" if name == slot["name"] else name
                             slot["arguments"] += delta.function.arguments or ""
                         if first is None:
                             first = time.perf_counter() - start
@@ -200,12 +209,19 @@ class OpenAIBackend:
             raise self._translate(exc) from exc
         total = time.perf_counter() - start
         text = "".join(parts)
+        if finish is None and not text and not calls:
+            # The server failed after it began to answer (an HTTP error can no longer be sent):
+            # an error with that said, not an empty answer.
+            raise BackendError(f"{self.name}: the stream ended with no answer and no finish reason; "
+                               "the server failed mid-answer (see its log; llama-cpp-python cannot "
+                               "stream tool_choice auto: set options.stream = \"text\")")
+        written = text + "".join(c["name"] + c["arguments"] for c in calls.values())
         if usage is not None:
             counted = Usage(usage.prompt_tokens, usage.completion_tokens, "server")
         else:
             prompt_text = params.get("prompt") or json.dumps(params.get("messages"))
             prompt_tokens, source = self._count(prompt_text, prompt=True)
-            completion_tokens, _ = self._count(text)
+            completion_tokens, _ = self._count(written)
             counted = Usage(prompt_tokens, completion_tokens, source)  # type: ignore[arg-type]
         tool_calls = [ToolCall.from_raw(c["name"], c["arguments"], c["id"] or f"call_{i}")
                       for i, c in sorted(calls.items())]

@@ -19,7 +19,11 @@ from harness.strategies import single
 from harness.strategies.tool_loop import LoopResult, Tool, ToolChoice, ToolError, run_tool_loop
 
 TOOL_NAME = "ask_small_model"
-TASK_CHARS = 1000  # the longest task the large model may hand over (GSM8K questions: under 1000)
+# The longest task the large model may hand over: the question's length and some room for an
+# instruction, at most TASK_CHARS. A constrained small model that loops ("1. 2. 3. ...") is cut
+# there, and its call still closes.
+TASK_CHARS = 1000
+TASK_ROOM = 120
 # When a suite gives no instructions of its own.
 SYSTEM = ("You may call the tool ask_small_model to hand a sub-task or the whole task to a small, cheap "
           "model; its answer can be wrong, so check it.")
@@ -71,8 +75,9 @@ def route(large: ModelCall, small: ModelCall, question: str, *,
 
     # maxLength bounds the argument: a grammar-constrained call (llama.cpp) then always closes,
     # and the backend gives it the tokens that takes.
+    longest = min(TASK_CHARS, len(question) + TASK_ROOM)
     tool = Tool(TOOL_NAME, "Ask a small, cheap model to solve a question or a sub-task; returns its answer.",
-                {"type": "object", "properties": {"task": {"type": "string", "maxLength": TASK_CHARS,
+                {"type": "object", "properties": {"task": {"type": "string", "maxLength": longest,
                                                            "description": "the question or sub-task"}},
                  "required": ["task"]}, ask_small_model)
     messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
