@@ -89,6 +89,8 @@ class Settings:
     router_tool_choice: str = option("the router's first turn: auto (the large model decides) or required (it "
                                      "must call ask_small_model; later turns are auto)", "auto",
                                      choices=("auto", "required"))
+    router_calculator: bool = option("give the router's large model a second tool, calculate(expression): "
+                                     "arithmetic, evaluated safely", False, flag=True)
     # -- MMLU
     mmlu_data: str | None = option("MMLU data: a folder in the authors' CSV layout, or hf:cais/mmlu",
                                    shown_default="the project's sample in fixtures/mmlu")

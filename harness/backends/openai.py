@@ -163,7 +163,10 @@ class OpenAIBackend:
             params["seed"] = request.seed
         chat = request.messages is not None
         if chat:
-            params["messages"] = list(request.messages or ())
+            # An assistant turn that only calls tools has content None (as the API returns it);
+            # llama-cpp-python's server takes only text there, and "" means the same to all.
+            params["messages"] = [{**m, "content": ""} if m.get("content") is None else m
+                                  for m in request.messages or ()]
             if request.tools:
                 params["tools"] = list(request.tools)
                 params["tool_choice"] = openai_tool_choice(request.tool_choice, request.tools)

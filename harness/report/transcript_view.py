@@ -59,6 +59,7 @@ def answer_details(record: CaseRecord, budget: PageBudget) -> dict[str, Any]:
 STYLE = """
 .reason{color:#8a5a00;margin:4px 0;white-space:pre-wrap}
 .convo summary{cursor:pointer;color:#33415c}
+.answer:has(details.convo[open]){grid-column:1/-1}
 .msg{border-left:3px solid #c9ced8;margin:6px 0;padding:2px 8px}
 .msg-assistant{border-color:#3b6fd8}.msg-tool{border-color:#17772d}.msg-tool-failed{border-color:#b3261e}
 .msg-note{border-color:#8a5a00}.msg-system{border-color:#9aa3b2}
