@@ -103,9 +103,15 @@ def test_router_through_a_tool_calling_server_records_calls_and_transcripts(
     records = bench.records(bench.reports / "tools")
     assert len(records) == 4 and {r["strategy"] for r in records} == {"delegate"}
     for record in records:
-        assert record["status"] in ("ok", "wrong"), (record["status"], record["error"])
         first = record["tool_calls"][0]
-        assert first["name"] == "ask_small_model" and first["ok"] and first["turn"] == 1
+        # The forced first call always parses (a grammar from the tool's schema). Later turns are
+        # the model's free choice: a malformed call there is its own, and the reason is recorded.
+        assert first["name"] == "ask_small_model" and first["ok"] and first["turn"] == 1, first
+        assert record["status"] in ("ok", "wrong", "error"), record["status"]
+        if record["status"] == "error":
+            failed = [c for c in record["tool_calls"] if not c["ok"]]
+            assert failed and all(c["turn"] > 1 for c in failed)
+            assert record["error"] == "tool call failed: " + "; ".join(c["result"] for c in failed)
         assert isinstance(json.loads(first["arguments"])["task"], str)
         transcript = record["transcript"]
         said = [c for m in transcript["messages"] for c in m["tool_calls"]]

@@ -80,7 +80,7 @@ def route(large: ModelCall, small: ModelCall, question: str, *,
     # and the backend gives it the tokens that takes.
     longest = min(TASK_CHARS, len(question) + TASK_ROOM)
     tool = Tool(TOOL_NAME, "Ask a small, cheap model to solve a question or a sub-task; returns its answer.",
-                {"type": "object", "properties": {"task": {"type": "string", "maxLength": longest,
+                {"type": "object", "properties": {"task": {"type": "string", "minLength": 1, "maxLength": longest,
                                                            "description": "the question or sub-task"}},
                  "required": ["task"]}, ask_small_model)
     tools = [tool]
