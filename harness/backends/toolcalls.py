@@ -71,7 +71,7 @@ def _decode(body: str, start: int) -> tuple[list[ToolCall], str | None]:
     if fenced:
         body = fenced.group(1)
     try:
-        value = json.loads(body)
+        value = json.loads(body, strict=False)  # raw control characters in strings: see base.parse_arguments
     except json.JSONDecodeError as exc:
         named = _NAME.search(body)
         error = f"tool call is not valid JSON ({exc.msg} at position {exc.pos})"
