@@ -1,15 +1,14 @@
 """Chat memory: facts stated early in a conversation, asked for later, under each memory strategy.
 
-One case per conversation script (fixtures/chat/), model and memory strategy (--memory, default
-full,none,window:4,budget:512). The scripts' own replies make the history; the model answers the
-questions (and any turn without a reply), and those answers are scored.
+One case per conversation script (fixtures/chat/), model and memory strategy
+(--chat-memory-strategies or --memory, default full,none,window:4,budget:512). The scripts' own
+replies make the history; the model answers the questions (and any turn without a reply), and those
+answers are scored.
 Each case records, per question, whether the fact was still in the context the model saw, and per
 turn the prompt's tokens and the latency. harness/report/chat_memory.py turns them into a report.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -19,23 +18,14 @@ from harness.session import RunSession
 from harness.strategies import memory
 from harness.suites import chat_memory
 
-SAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "chat"
-
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    from harness.plugin import SESSION
-
-    run = metafunc.config.stash[SESSION]
+    given = chat_memory.SUITE.values(metafunc.config).strategies
     try:
-        strategies = [str(m) for m in memory.parse_list(run.settings.memory)]
+        strategies = [str(m) for m in memory.parse_list(given)]
     except memory.ChatMemoryError as exc:
-        raise pytest.UsageError(f"--memory: {exc}") from None
-    items = chat_memory.load(SAMPLE)
-    if run.settings.samples is not None:
-        from harness.suites.base import sample
-
-        items = sample(items, run.settings.samples, run.settings.seed)
-    parametrize_cases(metafunc, "chat_memory", items, strategies=strategies)
+        raise pytest.UsageError(f"--chat-memory-strategies (--memory): {exc}") from None
+    parametrize_cases(metafunc, chat_memory.SUITE, strategies=strategies)
 
 
 def test_chat_memory(case: Case, llm: ModelCall, record, harness: RunSession) -> None:

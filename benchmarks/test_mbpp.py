@@ -9,8 +9,6 @@ Data: --mbpp-data (default: the project's sample in fixtures/mbpp), --mbpp-split
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from harness.plugin import Case, parametrize_cases
@@ -19,38 +17,28 @@ from harness.session import RunSession
 from harness.strategies import code, delegate
 from harness.suites import mbpp
 
-SAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "mbpp"
-
-
-def _source(run: RunSession) -> str:
-    return run.settings.mbpp_data or str(SAMPLE)
-
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    from harness.plugin import SESSION
-
-    run = metafunc.config.stash[SESSION]
-    s = run.settings
-    items = mbpp.load(_source(run), split=s.mbpp_split, samples=s.samples, seed=s.seed)
-    parametrize_cases(metafunc, "mbpp", items, pair_strategies=("cascade", "delegate"))
+    parametrize_cases(metafunc, mbpp.SUITE, pair_strategies=("cascade", "delegate"))
 
 
-def _shots(run: RunSession) -> list:
+def _shots(run: RunSession, o: mbpp.Options) -> list:
     # The data's own prompt split when it has one (the authors' files do), else the sample's.
     def load() -> list:
         try:
-            return mbpp.few_shot(_source(run), run.settings.mbpp_shots)
+            return mbpp.few_shot(o.source, o.shots)
         except (ValueError, OSError):
-            return mbpp.few_shot(SAMPLE, run.settings.mbpp_shots)
+            return mbpp.few_shot(mbpp.SAMPLE, o.shots)
 
-    return run.memo(("mbpp-shots", _source(run), run.settings.mbpp_shots), load)
+    return run.memo(("mbpp-shots", o.source, o.shots), load)
 
 
-def test_mbpp(case: Case, llm, record, harness: RunSession, request: pytest.FixtureRequest) -> None:
+def test_mbpp(case: Case, llm, record, harness: RunSession, options: mbpp.Options,
+              request: pytest.FixtureRequest) -> None:
     s = harness.settings
     sandbox = harness.memo(("sandbox", s.sandbox, s.code_timeout),
                            lambda: Sandbox(Limits(timeout_s=s.code_timeout), level=s.sandbox))
-    shots = _shots(harness) if case.model.prompt_style == "base" else []
+    shots = _shots(harness, options) if case.model.prompt_style == "base" else []
     if case.strategy == "delegate":
         _route(case, llm, record, harness, request.getfixturevalue("large_llm"), sandbox, shots)
         return

@@ -2,12 +2,11 @@
 
 Each question is a case per selected model. Scoring by the loglikelihood of the answer letters
 where the backend allows it (one forward pass per question), else by generation and letter
-extraction. Data: --mmlu-data (default: the project's sample in fixtures/mmlu).
+extraction. Data: --mmlu-data (default: the project's sample in fixtures/mmlu). The suite's options,
+loader and tags are declared once, in harness/suites/mmlu.py (SUITE).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -17,32 +16,20 @@ from harness.session import RunSession
 from harness.strategies import batched, single
 from harness.suites import mmlu
 
-SAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "mmlu"
-
-
-def _source(run: RunSession) -> str:
-    return run.settings.mmlu_data or str(SAMPLE)
-
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    from harness.plugin import SESSION
-
-    run = metafunc.config.stash[SESSION]
-    s = run.settings
-    items = mmlu.load(_source(run), split=s.mmlu_split, subjects=s.mmlu_subjects,
-                      per_subject=s.mmlu_per_subject, samples=s.samples, seed=s.seed)
-    parametrize_cases(metafunc, "mmlu", items)
+    parametrize_cases(metafunc, mmlu.SUITE)
 
 
-def test_mmlu(case: Case, llm, record, harness: RunSession, upcoming, request) -> None:
+def test_mmlu(case: Case, llm, record, harness: RunSession, options: mmlu.Options, upcoming, request) -> None:
     s = harness.settings
+    o = options
 
     def question(c: Case) -> list[LoglikelihoodRequest]:
         """The case's four scored continuations. A chat model is scored on its own template's
         prompt, the reply starting with the letter; a base model on the plain prompt."""
         subject = c.item.input["subject"]
-        shots = harness.memo(("mmlu-shots", subject, s.mmlu_shots),
-                             lambda: mmlu.few_shot(_source(harness), subject, s.mmlu_shots))
+        shots = harness.memo(("mmlu-shots", subject, o.shots), lambda: mmlu.few_shot(o.source, subject, o.shots))
         prompt = mmlu.prompt(c.item, shots, style=c.model.prompt_style)
         context = single.chat_context(llm, prompt)
         if context is None:
@@ -50,7 +37,7 @@ def test_mmlu(case: Case, llm, record, harness: RunSession, upcoming, request) -
         return [LoglikelihoodRequest(context, letter, c.item.reference) for letter in mmlu.LETTERS]
 
     item = case.item
-    if s.mmlu_mode == "loglikelihood" or (s.mmlu_mode == "auto" and llm.supports_loglikelihood):
+    if o.mode == "loglikelihood" or (o.mode == "auto" and llm.supports_loglikelihood):
         # Questions of this model are scored --score-batch at a time, each still its own case.
         scorer = batched.batcher(harness.memo, (case.suite, case.model.name), s.score_batch)
         requests = question(case)
@@ -62,8 +49,7 @@ def test_mmlu(case: Case, llm, record, harness: RunSession, upcoming, request) -
                loglikelihoods=dict(zip(mmlu.LETTERS, values)), **extra)
     else:
         subject = item.input["subject"]
-        shots = harness.memo(("mmlu-shots", subject, s.mmlu_shots),
-                             lambda: mmlu.few_shot(_source(harness), subject, s.mmlu_shots))
+        shots = harness.memo(("mmlu-shots", subject, o.shots), lambda: mmlu.few_shot(o.source, subject, o.shots))
         prompt = mmlu.prompt(item, shots, style=case.model.prompt_style)
         output = single.complete(llm, prompt, max_tokens=8, reference=item.reference)
         letter = mmlu.extract_answer(output.text)

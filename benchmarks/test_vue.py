@@ -15,29 +15,22 @@ from typing import Any
 import pytest
 
 from harness.plugin import Case, parametrize_cases
-from harness.session import RunSession
 from harness.strategies import agent, single
 from harness.suites import vue
 from harness.suites.base import Score
 from harness.suites.vue_project import VueProject
 
-MODES = ("single", "agent")
-
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    from harness.plugin import SESSION
-
-    run = metafunc.config.stash[SESSION]
-    s = run.settings
     # --vue-mode, --vue-repeats and --vue-max-iterations are checked where they are declared
-    # (harness/settings.py): a bad value has stopped the run before collection.
-    items = vue.load(samples=s.samples, seed=s.seed)
-    parametrize_cases(metafunc, "vue", items, strategies=[m for m in MODES if m in s.vue_mode])
+    # (harness/suites/vue.py Options): a bad value stops the run with exit code 4.
+    modes = vue.SUITE.values(metafunc.config).mode
+    parametrize_cases(metafunc, vue.SUITE, strategies=[m for m in vue.MODES if m in modes])
 
 
 @pytest.fixture(scope="session")
-def vue_project(harness: RunSession) -> VueProject:
-    project = VueProject(keep_failed=harness.settings.keep_failed)
+def vue_project(pytestconfig: pytest.Config) -> VueProject:
+    project = VueProject(keep_failed=vue.SUITE.values(pytestconfig).keep_failed)
     project.check_installed()  # a clear setup error per case: "run npm ci --prefix fixtures/vue/project"
     return project
 
@@ -45,12 +38,11 @@ def vue_project(harness: RunSession) -> VueProject:
 Answer = tuple[Score, dict[str, Any], str]  # the score, the record's details, the final component
 
 
-def _single(case: Case, llm, harness: RunSession, project: VueProject, repeat: int) -> Answer:
-    s = harness.settings
+def _single(case: Case, llm, s: vue.Options, project: VueProject, repeat: int) -> Answer:
     base = case.model.prompt_style == "base"
     # A base model continues inside the opened ```vue block; its closing fence ends the answer.
-    output = single.complete(llm, vue.prompt(case.item, case.model.prompt_style), max_tokens=s.vue_max_tokens,
-                             stop=("```",) if base else (), temperature=s.vue_temperature,
+    output = single.complete(llm, vue.prompt(case.item, case.model.prompt_style), max_tokens=s.max_tokens,
+                             stop=("```",) if base else (), temperature=s.temperature,
                              reference=case.item.reference)
     component = vue.extract_component(output.text)
     graded = vue.grade_component(case.item, component if component is not None else output.text, project)
@@ -59,13 +51,12 @@ def _single(case: Case, llm, harness: RunSession, project: VueProject, repeat: i
     return graded.score, details, component or output.text
 
 
-def _agent(case: Case, llm, harness: RunSession, project: VueProject, repeat: int) -> Answer:
-    s = harness.settings
+def _agent(case: Case, llm, s: vue.Options, project: VueProject, repeat: int) -> Answer:
     item = case.item
     spec: vue.Spec = item.meta["spec"]
     with project.workspace() as workspace:
-        run = agent.run_agent(llm, vue.agent_task(item), workspace, max_iterations=s.vue_max_iterations,
-                              max_tokens=s.vue_max_tokens, temperature=s.vue_temperature,
+        run = agent.run_agent(llm, vue.agent_task(item), workspace, max_iterations=s.max_iterations,
+                              max_tokens=s.max_tokens, temperature=s.temperature,
                               reference=item.reference)
         # A model that answers with the component in plain text instead of writing it (the oracle
         # does, and chat models without tool use) still has its answer graded as the file.
@@ -85,9 +76,9 @@ def _agent(case: Case, llm, harness: RunSession, project: VueProject, repeat: in
     return score, details, final
 
 
-def test_vue(case: Case, llm, record, harness: RunSession, vue_project: VueProject) -> None:
+def test_vue(case: Case, llm, record, options: vue.Options, vue_project: VueProject) -> None:
     answer = _agent if case.strategy == "agent" else _single
-    runs = [answer(case, llm, harness, vue_project, repeat) for repeat in range(harness.settings.vue_repeats)]
+    runs = [answer(case, llm, options, vue_project, repeat) for repeat in range(options.repeats)]
     score, extra = vue.combine([(s, d) for s, d, _ in runs], case.item.meta["spec"].pass_score)
     if len(runs) > 1 and case.strategy == "agent":  # the record's tool calls: every repeat's
         extra["tool_calls"] = [call for _, details, _ in runs for call in details["tool_calls"]]

@@ -16,9 +16,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from harness.locations import cache_dir
 from harness.registry import ModelSpec
 
-DEFAULT_DIR = Path("~/.cache/llm-bench-harness").expanduser()
+DEFAULT_DIR = cache_dir()
 
 
 def request_key(spec: ModelSpec, kind: str, payload: Any) -> str:
@@ -38,7 +39,7 @@ def request_key(spec: ModelSpec, kind: str, payload: Any) -> str:
 
 class ResponseCache:
     def __init__(self, folder: Path | None = None) -> None:
-        folder = (folder or DEFAULT_DIR).expanduser()
+        folder = cache_dir(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / "responses.sqlite"
         self._lock = threading.Lock()

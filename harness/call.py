@@ -134,7 +134,7 @@ class ModelCall:
 
     @property
     def supports_loglikelihood(self) -> bool:
-        return bool(getattr(self.backend, "supports_loglikelihood", False))
+        return bool(self.backend.supports_loglikelihood)
 
     def _once(self, fn: Callable[[], T]) -> T:
         future = self.executors.for_backend(self.backend).submit(fn)
@@ -227,7 +227,7 @@ class ModelCall:
     @property
     def supports_groups(self) -> bool:
         """True where the backend scores independent loglikelihood groups in one batched call."""
-        return callable(getattr(self.backend, "loglikelihood_groups", None))
+        return "loglikelihood_groups" in self.backend.abilities
 
     def loglikelihood_groups(self, groups: list[list[LoglikelihoodRequest]]) -> list[Loglikelihoods]:
         """Several cases' loglikelihood requests in one batched backend call, one result per group.
@@ -237,7 +237,7 @@ class ModelCall:
         """
         start_calls, start_s = self.log.calls, self.log.model_s
         try:
-            return self._call(lambda: self.backend.loglikelihood_groups(groups))  # type: ignore[attr-defined]
+            return self._call(lambda: self.backend.loglikelihood_groups(groups))
         finally:
             self.log.calls, self.log.model_s = start_calls, start_s
 

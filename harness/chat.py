@@ -16,7 +16,8 @@ from typing import TextIO
 
 from harness.backends.base import BackendError
 from harness.call import CallPolicy, ModelCall
-from harness.registry import DEFAULT_REGISTRY, RegistryError, create_backend, load_registry
+from harness.locations import registry_files
+from harness.registry import RegistryError, create_backend, load_registry
 from harness.strategies import memory
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
@@ -31,8 +32,7 @@ class ChatError(Exception):
 
 
 def open_model(name: str, models_file: str | None) -> ModelCall:
-    files = [DEFAULT_REGISTRY, *([Path(models_file)] if models_file else [])]
-    registry = load_registry(files)
+    registry = load_registry(registry_files(models_file, Path.cwd()))
     if name not in registry:
         raise ChatError(f"unknown model {name!r}; models: {', '.join(registry)}")
     try:

@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.locations import registry_files, report_dir
 from harness.record import CaseRecord, as_records
-from harness.registry import DEFAULT_REGISTRY, RegistryError, availability, load_registry
+from harness.registry import RegistryError, availability, load_registry
 from harness.report.aggregate import latest
 from harness.report.hooks import RunData, report_manager, run_reports
 from harness.report.paired import compare_runs
@@ -47,7 +48,7 @@ def _report(args: argparse.Namespace) -> int:
     records, metadata = _run(args.run_dir, args.store)
     if args.store is not None and not Path(args.run_dir).is_dir():
         print(f"{len(records)} records of run {args.run_dir} from the store")
-        args.run_dir = str(Path(args.report_dir) / args.run_dir)
+        args.run_dir = str(report_dir(args.report_dir, Path.cwd()) / args.run_dir)
         Path(args.run_dir).mkdir(parents=True, exist_ok=True)
     if args.html:  # only the page, from the files the run already has
         from harness.report import html
@@ -55,13 +56,23 @@ def _report(args: argparse.Namespace) -> int:
         print(html.write(RunData.of(Path(args.run_dir), records, metadata)))
         return 0
     rows = write_summary(args.run_dir, records, metadata)
-    failures = run_reports(report_manager(), RunData.of(Path(args.run_dir), records, metadata))
+    failures = run_reports(report_manager(reports=_suite_reports(metadata)),
+                           RunData.of(Path(args.run_dir), records, metadata))
     print(scoreboard(rows))
     print(terminal_extras(rows, records))
     print(f"rewrote summary.json, summary.csv, summary.md and the reports in {args.run_dir}")
     for failure in failures:
         print(f"harness report: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _suite_reports(metadata: dict[str, Any]) -> list[str]:
+    """The reports the run's suites declared (metadata.json "suites"); for a run older than that,
+    those of every suite installed here."""
+    from harness.report.hooks import reports_of
+    from harness.suites.unit import entry_point_suites
+
+    return reports_of(metadata) or sorted({r for s in entry_point_suites() for r in s.reports})
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -91,8 +102,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    files = [Path(args.models_file)] if args.models_file else []
-    registry = load_registry([DEFAULT_REGISTRY, *files])
+    registry = load_registry(registry_files(args.models_file, Path.cwd()))
     rows = []
     for spec in registry.values():
         reason = availability(spec)
@@ -169,7 +179,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
     findings = run_checks(Path(args.models_file) if args.models_file else None)
     print(render(findings))
-    registry = load_registry([DEFAULT_REGISTRY])
+    registry = load_registry(registry_files(None, Path.cwd()))
     essential = {"version", "pytest", "psutil"} | {n for n, m in registry.items() if m.default}
     broken = [f for f in findings if not f.ok and f.name in essential]
     failed = sum(not f.ok for f in findings)
@@ -211,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("report", help="re-render the summaries of a finished run from results.jsonl")
     p.add_argument("run_dir", help="a run folder, or with --store the run id")
     p.add_argument("--store", help="read the run from this store: a SQLite path or mongodb://host:port/db")
-    p.add_argument("--report-dir", default="reports", help="with --store: where <run id>/summary.* go")
+    p.add_argument("--report-dir", help="with --store: where <run id>/summary.* go (default: reports/ here)")
     p.add_argument("--html", action="store_true", help="write only report.html (the page of the run) and "
                                                         "print its path")
     p.set_defaults(func=_report)

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from harness import locations
 from harness.record import RECORD_KEY, SCORED_STATUSES, CaseRecord
 from harness.registry import ModelSpec
 from harness.report.aggregate import SummaryRow, latest
@@ -45,13 +46,18 @@ class Controller:
     """Collects the run's records, writes results.jsonl, the store, the summaries and reports."""
 
     def __init__(self, config: pytest.Config, settings: Settings, run_id: str, models: list[ModelSpec],
-                 pair: tuple[ModelSpec, ModelSpec] | None) -> None:
+                 pair: tuple[ModelSpec, ModelSpec] | None, suites: dict[str, dict[str, Any]] | None = None,
+                 suite_settings: dict[str, Any] | None = None) -> None:
         self.config = config
         self.settings = settings
+        # The registered suites (their tags and reports) and their options, kept in metadata.json so
+        # reports and `harness report` know them without importing the suites.
+        self.suites = dict(suites or {})
+        self.suite_settings = dict(suite_settings or {})
         self.run_id = run_id
         self.models = models
         self.pair = pair
-        self.report_dir = settings.report_dir or config.rootpath / "reports"
+        self.report_dir = locations.report_dir(settings.report_dir, config.rootpath)
         self.started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         # --resume: the earlier attempt's records count again, and the cases it answered are
         # skipped; its errors and timeouts run again, their new record replacing the old one.
@@ -119,15 +125,20 @@ class Controller:
     def add_backends(self, described: dict[str, dict[str, Any]]) -> None:
         """What one process loaded. Processes that loaded a model the same way count as one entry
         (`processes`); a process that loaded it differently (another endpoint, say) is kept beside
-        it under `differing`."""
-        for name, data in described.items():
+        it under `differing`. Each process's model host (its PID, load time, RSS after load,
+        crashes) is its own: they are listed under `hosts`."""
+        for name, described_data in described.items():
+            data = dict(described_data)
+            host = data.pop("host", None)
             known = self.backends.get(name)
             if known is None:
-                self.backends[name] = {**data, "processes": 1}
-            elif {k: v for k, v in known.items() if k not in ("processes", "differing")} == data:
+                known = self.backends[name] = {**data, "processes": 1}
+            elif {k: v for k, v in known.items() if k not in ("processes", "differing", "hosts")} == data:
                 known["processes"] += 1
             else:
                 known.setdefault("differing", []).append(data)
+            if host is not None:
+                known.setdefault("hosts", []).append(host)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -156,6 +167,11 @@ class Controller:
             if any((r.isolation or "").startswith("UNISOLATED") for r in self.records.values()):
                 terminalreporter.write_line("generated code ran UNISOLATED (--sandbox rlimits): limits only, "
                                             "no namespaces", yellow=True, bold=True)
+            crashed = [r for r in self.records.values() if r.status == "crash"]
+            if crashed:
+                terminalreporter.write_line(f"{len(crashed)} case(s) crashed their model's host (status crash): "
+                                            + ", ".join(r.case_id for r in crashed[:5])
+                                            + (" ..." if len(crashed) > 5 else ""), yellow=True, bold=True)
             terminalreporter.write_line(f"reports: {self.run_dir}")
         for failure in self.failures:
             terminalreporter.write_line(f"harness: {failure} (the run fails; its records are in "
@@ -173,7 +189,8 @@ class Controller:
             "started": self.started,
             "models": [{**m.__dict__, "tiers": list(m.tiers)} for m in self.models],
             "pair": [m.name for m in self.pair] if self.pair else None,
-            "settings": self.settings.to_dict(),
+            "settings": {**self.settings.to_dict(), **self.suite_settings},
+            "suites": self.suites,
             "git_commit": _git_commit(self.config.rootpath),
             "machine": _machine(),
             "libraries": _versions(),

@@ -14,7 +14,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.registry import DEFAULT_REGISTRY, ModelSpec, availability, load_registry
+from harness.backends.base import BackendError
+from harness.locations import registry_files
+from harness.registry import ModelSpec, availability, create_backend, load_registry
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -93,6 +95,31 @@ def _model_fix(spec: ModelSpec, reason: str) -> str:
     return fixes.get(spec.backend, "see the reason")
 
 
+def check_hosts(models: dict[str, ModelSpec]) -> list[Finding]:
+    """Each default llama.cpp model started in its host, as a run starts it: whether it runs, and
+    whether llama.cpp's extra buffer types (AMX, repacking) stay on or the probe turned them off."""
+    found = []
+    for spec in models.values():
+        if not (spec.default and spec.backend == "llamacpp" and spec.hosted) or availability(spec) is not None:
+            continue
+        try:
+            backend = create_backend(spec)
+        except BackendError as exc:
+            found.append(Finding("host", spec.name, False, f"does not run in its host: {exc}",
+                                 "see the reason; `host = false` in models.toml runs it in the pytest process"))
+            continue
+        try:
+            described = backend.describe()
+        finally:
+            backend.close()
+        host = described.get("host") or {}
+        seen = (f"runs; extra buffer types {described.get('extra_bufts', 'on')}"
+                f" ({described.get('extra_bufts_why', 'not probed')}); loaded in {host.get('load_s') or 0:.2f} s, "
+                f"RSS after load {host.get('rss_after_load_mb') or 0:.0f} MB")
+        found.append(Finding("host", spec.name, True, seen))
+    return found
+
+
 def check_gpus() -> list[Finding]:
     try:
         import pynvml
@@ -115,7 +142,8 @@ def check_sandbox() -> list[Finding]:
         from harness.sandbox import Sandbox, SandboxError
     except ImportError as exc:
         return [Finding("sandbox", "isolation", False, f"unavailable: {exc}", "reinstall the project")]
-    bwrap_fix = "apt-get install bubblewrap (the strongest level: no network, no filesystem but the interpreter)"
+    bwrap_fix = ("apt-get install bubblewrap (the strongest level: no network, no filesystem but the interpreter)"
+                 if not shutil.which("bwrap") else "bubblewrap is installed: the `level bwrap` line says what stops it")
     found = []
     try:
         sandbox = Sandbox()
@@ -159,8 +187,9 @@ def check_node() -> list[Finding]:
 
 
 def run_checks(models_file: Path | None = None) -> list[Finding]:
-    registry = load_registry([DEFAULT_REGISTRY, *([models_file] if models_file else [])])
-    return (check_python() + check_packages() + check_models(registry) + check_gpus() + check_sandbox()
+    registry = load_registry(registry_files(models_file, Path.cwd()))
+    return (check_python() + check_packages() + check_models(registry) + check_hosts(registry) + check_gpus()
+            + check_sandbox()
             + check_node())
 
 

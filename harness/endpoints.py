@@ -56,6 +56,5 @@ def for_worker(spec: ModelSpec, env: Mapping[str, str] | None = None) -> ModelSp
 
 def endpoint_of(backend: Any) -> str | None:
     """The endpoint a backend made by for_worker talks to, for the record."""
-    spec = getattr(backend, "spec", None)
-    options = getattr(spec, "options", None) or {}
+    options = getattr(backend.spec, "options", None) or {}  # spec: None for a backend made from code
     return options.get("endpoint")

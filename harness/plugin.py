@@ -5,6 +5,11 @@ RunSession on config.stash (models, backends, monitors); each case's record is b
 (harness/record.py build_record) and attached to its report's user_properties; the Controller
 (harness/controller.py), registered on the controller only, collects them, writes the store and
 the reports once, and prints the scoreboard.
+
+Inert until used: a session that collects no harness case reads no registry, loads no model library
+and writes no reports folder. The harness starts (`start`) when a benchmark calls `parametrize_cases`,
+a test asks for a harness fixture, a record arrives from an xdist worker, or a harness option is
+given on the command line or in the ini file. Suites register as plugins (harness/suites/unit.py).
 """
 
 from __future__ import annotations
@@ -12,44 +17,37 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.backends.base import BackendError, BackendTimeout
-from harness.call import ModelCall
-from harness.case_monitor import CaseWindows
-from harness.controller import WORKER_ANSWERED, WORKER_BACKENDS, WORKER_RUN_ID, Controller
-from harness.endpoints import endpoint_of
-from harness.record import (
-    RECORD_KEY,
-    TYPED_OUTCOME_FIELDS,
-    CaseInfo,
-    CaseRecord,
-    ModelUsage,
-    Outcome,
-    build_record,
-    junit_properties,
-)
-from harness.registry import ModelSpec, RegistryError
+from harness.record import RECORD_KEY, TYPED_OUTCOME_FIELDS, CaseRecord, ModelUsage, Outcome
 from harness.report import hooks
-from harness.selection import select_by_expressions
-from harness.session import RunSession, new_run_id
-from harness.settings import add_options, resolve
-from harness.strategies.batched import apportioned_wall
-from harness.suites.base import Item, Score, describe
-from harness.transcript import TranscriptBuilder
-from harness.upcoming import same_kind_ahead
+from harness.settings import add_options, given, resolve
+from harness.suites import unit
+from harness.suites.base import Item, Score
+from harness.suites.unit import Suite
+from harness.transcript import TranscriptBuilder  # light: harness.record imports it already
 
-SESSION = pytest.StashKey[RunSession]()
-CONTROLLER = pytest.StashKey[Controller]()
+# What a session that never uses the harness need not load: the run's machinery is imported where
+# it is first needed (start, the fixtures, the record), so an unrelated pytest run stays about as
+# fast as one without the plugin.
+if TYPE_CHECKING:
+    from harness.backends.base import HostCrash
+    from harness.call import ModelCall
+    from harness.case_monitor import CaseWindows
+    from harness.controller import Controller
+    from harness.registry import ModelSpec
+    from harness.session import RunSession
+
+SESSION: pytest.StashKey[RunSession] = pytest.StashKey()
+CONTROLLER: pytest.StashKey[Controller] = pytest.StashKey()
 OUTCOME = pytest.StashKey[Outcome]()
-CALLS = pytest.StashKey[list[ModelCall]]()
+CALLS: pytest.StashKey[list[ModelCall]] = pytest.StashKey()
 RESOURCES = pytest.StashKey[dict[str, Any]]()
-WINDOWS = pytest.StashKey[CaseWindows]()
+WINDOWS: pytest.StashKey[CaseWindows] = pytest.StashKey()
 TRANSCRIPT = pytest.StashKey[TranscriptBuilder]()
-# Each suite's name is also a marker.
-SUITES = ("mmlu", "extraction", "vue", "mbpp", "humaneval", "gsm8k", "chat_memory")
+RUN_ID = pytest.StashKey[str]()  # the run id handed to xdist workers before the harness starts
 
 
 @dataclass(frozen=True)
@@ -65,6 +63,7 @@ class Case:
     item: Item
     strategy: str = "single"
     large: ModelSpec | None = None
+    tags: tuple[tuple[str, str], ...] = ()  # the suite's item tags (Suite.tags), onto the record
 
     @property
     def label(self) -> str:
@@ -72,31 +71,94 @@ class Case:
         return self.model.name if self.large is None else f"{self.model.name}+{self.large.name}"
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     add_options(parser)
+    for suite in unit.entry_point_suites():  # each adds its own prefixed options as it registers
+        unit.register(pluginmanager, suite)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hooks)
 
 
+def pytest_plugin_registered(plugin: object, manager: pytest.PytestPluginManager) -> None:
+    # A conftest.py or -p module with `harness_suites = [...]` registers its suites.
+    for suite in unit.declared_in(plugin):
+        unit.register(manager, suite)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "suite(name): the benchmark suite a test module runs")
+    suites = unit.registered(config.pluginmanager).values()
+    if given(config) or any(given(config, s.options, s.option_prefix) for s in suites if s.options):
+        start(config)  # a harness option: a bad value or registry stops the run now (exit 4)
+    elif not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_Idle(config), "harness-idle")
+
+
+class _Idle:
+    """The plugin's only part on a controller before the harness starts: it hands workers a run id,
+    and starts the harness when the first record arrives from one."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        from harness.controller import WORKER_RUN_ID
+        from harness.session import new_run_id
+
+        node.workerinput[WORKER_RUN_ID] = self.config.stash.setdefault(RUN_ID, new_run_id())
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if CONTROLLER not in self.config.stash and any(k == RECORD_KEY for k, _ in report.user_properties):
+            start(self.config)
+            self.config.stash[CONTROLLER].pytest_runtest_logreport(report)  # registered too late for this one
+
+
+def start(config: pytest.Config) -> RunSession:
+    """The harness for this process, started on first use: settings, registry, models, and on the
+    controller the Controller that writes the run."""
+    if SESSION in config.stash:
+        return config.stash[SESSION]
+    from harness.controller import WORKER_ANSWERED, WORKER_RUN_ID, Controller
+    from harness.registry import RegistryError
+    from harness.selection import select_by_expressions
+    from harness.session import RunSession, new_run_id
+    from harness.suites import task, taskfile
+
     settings = resolve(config)
+    if settings.task:  # task files are suites too (harness/suites/taskfile.py)
+        try:
+            for path in taskfile.task_files(settings.task, config.invocation_params.dir):
+                unit.register(config.pluginmanager, task.suite(path))
+        except ValueError as exc:  # the message names the file, the key and what it takes
+            raise pytest.UsageError(str(exc)) from None
+    suites = unit.registered(config.pluginmanager)
+    suite_settings = {k: v for s in suites.values() for k, v in s.settings(s.values(config)).items()}
     workerinput = getattr(config, "workerinput", None)
     try:
         if workerinput is None:  # a plain run, or the controller of an xdist run
-            run_id = settings.resume or settings.run_id or new_run_id()
+            run_id = settings.resume or settings.run_id or config.stash.get(RUN_ID, None) or new_run_id()
             session = RunSession(settings, config.rootpath, run_id)
-            controller = Controller(config, settings, run_id, session.models, session.pair)
+            controller = Controller(config, settings, run_id, session.models, session.pair,
+                                    suites={name: {"tags": list(s.tags), "reports": list(s.reports)}
+                                            for name, s in suites.items()},
+                                    suite_settings=suite_settings)
             session.answered = controller.answered
             config.stash[CONTROLLER] = controller
             config.pluginmanager.register(controller, "harness-controller")
             hooks.register_builtin(config.pluginmanager.register)
+            for name in sorted({r for s in suites.values() for r in s.reports}):
+                hooks.register_report(config.pluginmanager.register, name)
         else:  # an xdist worker: the run id and the answered cases come from the controller
             session = RunSession(settings, config.rootpath, str(workerinput[WORKER_RUN_ID]),
                                  frozenset(workerinput.get(WORKER_ANSWERED, ())))
     except (RegistryError, OSError, ValueError) as exc:  # a bad registry, or --resume of no run
         raise pytest.UsageError(str(exc)) from None  # pytest exits with 4, the message names it
+    idle = config.pluginmanager.get_plugin("harness-idle")
+    if idle is not None:
+        config.pluginmanager.unregister(idle)
     if settings.models is None:  # -k/-m naming a model reach every registry model (harness/selection.py)
         try:
             chosen = select_by_expressions(session.registry, config.option.keyword, config.option.markexpr)
@@ -105,14 +167,16 @@ def pytest_configure(config: pytest.Config) -> None:
         if chosen is not None:
             session.models, session.unrunnable = chosen.models, chosen.unrunnable
     config.stash[SESSION] = session
-    config.addinivalue_line("markers", "suite(name): the benchmark suite a test module runs")
-    markers = {m for spec in session.registry.values() for m in spec.markers} | set(SUITES)
+    markers = {m for spec in session.registry.values() for m in spec.markers} | set(suites)
     for marker in sorted(markers):
         config.addinivalue_line("markers", f"{marker}: harness case selection")
+    return session
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # --resume: a case the earlier attempt answered is not asked again; its record still counts.
+    if SESSION not in config.stash:
+        return
     run = config.stash[SESSION]
     for item in items:
         if item.nodeid in run.answered:
@@ -129,6 +193,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if CONTROLLER in config.stash:
         config.stash[CONTROLLER].add_backends(loaded)
     elif hasattr(config, "workeroutput"):
+        from harness.controller import WORKER_BACKENDS
+
         config.workeroutput[WORKER_BACKENDS] = json.dumps(loaded, default=str)
 
 
@@ -137,16 +203,35 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         config.stash[SESSION].close()
 
 
-def parametrize_cases(metafunc: pytest.Metafunc, suite: str, items: Sequence[Item],
+def parametrize_cases(metafunc: pytest.Metafunc, suite: str | Suite, items: Sequence[Item] | None = None,
                       pair_strategies: Sequence[str] = (), strategies: Sequence[str] = ("single",)) -> None:
     """Parametrize a benchmark test over (model x item); ids read `model-item`.
+
+    `suite` is a registered Suite (or its name); without `items`, its loader reads them with its
+    options and the run's --samples and --seed. Each case carries the suite's item tags.
 
     Each single-model strategy other than "single" (such as "agent") adds cases `strategy-model-item`.
 
     With --small-model and --large-model, each of `pair_strategies` adds cases
     `strategy-small-large-item`, and both models also run alone on the same items.
     """
-    session = metafunc.config.stash[SESSION]
+    metafunc.parametrize("case", case_params(metafunc.config, suite, items, pair_strategies, strategies))
+
+
+def case_params(config: pytest.Config, suite: str | Suite, items: Sequence[Item] | None = None,
+                pair_strategies: Sequence[str] = (), strategies: Sequence[str] = ("single",)) -> list[Any]:
+    """The `case` parameters of parametrize_cases, for a test that runs several suites (task files)."""
+    session = start(config)
+    found = suite if isinstance(suite, Suite) else unit.registered(config.pluginmanager).get(suite)
+    name = suite.name if isinstance(suite, Suite) else suite
+    if items is None:
+        if found is None:
+            raise pytest.UsageError(f"parametrize_cases: no suite {name!r} is registered, and no items were given")
+        try:
+            items = found.items(config, session.settings.samples, session.settings.seed)
+        except ValueError as exc:  # bad data or a bad task file: the message names the file and the key
+            raise pytest.UsageError(f"suite {name}: {exc}") from None
+    tagged = found.item_tags if found is not None else (lambda item: {})
     models = list(session.models)
     pair = session.pair
     if pair_strategies and pair is not None:
@@ -154,25 +239,37 @@ def parametrize_cases(metafunc: pytest.Metafunc, suite: str, items: Sequence[Ite
     if not models:
         reasons = "; ".join(f"{n}: {r}" for n, r in session.unavailable_reasons().items())
         raise pytest.UsageError(f"no model selected to run here ({reasons}); choose with --models")
+    tags = {item.id: tuple(sorted(tagged(item).items())) for item in items}
     cases = [(f"{model.name}-{item.id}" if strategy == "single" else f"{strategy}-{model.name}-{item.id}",
-              Case(suite, model, item, strategy)) for strategy in strategies for model in models for item in items]
+              Case(name, model, item, strategy, tags=tags[item.id]))
+             for strategy in strategies for model in models for item in items]
     if pair_strategies and pair is not None:
         small, large = pair
-        cases += [(f"{strategy}-{small.name}-{large.name}-{item.id}", Case(suite, small, item, strategy, large))
+        cases += [(f"{strategy}-{small.name}-{large.name}-{item.id}",
+                   Case(name, small, item, strategy, large, tags=tags[item.id]))
                   for strategy in pair_strategies for item in items]
     params = []
     for case_id, case in cases:
-        markers = {*case.model.markers, *(case.large.markers if case.large else ()), suite}
+        markers = {*case.model.markers, *(case.large.markers if case.large else ()), name}
         marks = [getattr(pytest.mark, m) for m in sorted(markers)]
         if case.model.name in session.unrunnable:  # selected by -k/-m, but it cannot run here
             marks.append(pytest.mark.skip(reason=f"{case.model.name}: {session.unrunnable[case.model.name]}"))
         params.append(pytest.param(case, id=case_id, marks=marks))
-    metafunc.parametrize("case", params)
+    return params
 
 
 @pytest.fixture(scope="session")
 def harness(pytestconfig: pytest.Config) -> RunSession:
-    return pytestconfig.stash[SESSION]
+    return start(pytestconfig)
+
+
+@pytest.fixture
+def options(request: pytest.FixtureRequest, case: Case) -> Any:
+    """The options of the case's suite (its Options dataclass, resolved from --<prefix>-* flags)."""
+    found = unit.registered(request.config.pluginmanager).get(case.suite)
+    if found is None:
+        pytest.fail(f"the options fixture needs a registered suite; {case.suite!r} is not one", pytrace=False)
+    return found.values(request.config)
 
 
 @pytest.fixture
@@ -191,7 +288,10 @@ def large_llm(request: pytest.FixtureRequest, case: Case, harness: RunSession) -
 
 def _track(request: pytest.FixtureRequest, call: ModelCall) -> ModelCall:
     """Count the call's usage in the case; a model first asked for while the case runs (the
-    lazily loaded large model of a pair) is sampled from then on."""
+    lazily loaded large model of a pair) is sampled from then on. A model retired after crashing
+    again and again (backends/hosted.py) skips its remaining cases, with the reason."""
+    if call.backend.retired is not None:
+        pytest.skip(call.backend.retired)
     request.node.stash.setdefault(CALLS, []).append(call)
     call.transcript = request.node.stash.setdefault(TRANSCRIPT, TranscriptBuilder())  # one per case
     windows = request.node.stash.get(WINDOWS, None)
@@ -204,6 +304,8 @@ def _track(request: pytest.FixtureRequest, call: ModelCall) -> ModelCall:
 def upcoming(request: pytest.FixtureRequest) -> Callable[[], list[tuple[str, Any]]]:
     """(node id, case) of the cases of this test and model that this process runs after this one,
     computed when asked: the look-ahead of batched scoring (harness/strategies/batched.py)."""
+    from harness.upcoming import same_kind_ahead
+
     return lambda: same_kind_ahead(request.node)
 
 
@@ -248,15 +350,24 @@ def _usage_by_model(calls: list[ModelCall]) -> dict[str, ModelUsage]:
 
 
 def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
+    from harness.backends.base import BackendError, BackendTimeout
+    from harness.endpoints import endpoint_of
+    from harness.record import CaseInfo, build_record
+    from harness.strategies.batched import apportioned_wall
+    from harness.suites.base import describe
+
     case: Case = item.callspec.params["case"]  # type: ignore[attr-defined]
     run = item.config.stash[SESSION]
     backend = case.model.backend if case.large is None else f"{case.model.backend}+{case.large.backend}"
     info = CaseInfo(run.run_id, item.nodeid, case.suite, case.item.id, case.label, backend, case.strategy,
-                    case.item.reference, describe(case.item))
+                    case.item.reference, describe(case.item), dict(case.tags))
     failure = None
     outcome = item.stash.get(OUTCOME, None)
     exc = call.excinfo.value if call.excinfo is not None else None
-    if outcome is None and exc is not None:
+    crash = _host_crash(exc)
+    if crash is not None:  # whatever the test recorded after it: the model's host died in this case
+        failure = str(crash)
+    elif outcome is None and exc is not None:
         failure = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
     wall_s = call.duration
     if outcome is not None and isinstance(outcome.extra.get("batch"), dict):
@@ -264,7 +375,8 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
         wall_s = apportioned_wall(call.duration, outcome.extra["batch"], item.nodeid)
     calls = item.stash.get(CALLS, [])
     rec = build_record(info, outcome, models=_usage_by_model(calls), wall_s=wall_s, failure=failure,
-                       timeout=isinstance(exc, BackendTimeout), resources=item.stash.get(RESOURCES, {}))
+                       timeout=isinstance(exc, BackendTimeout), resources=item.stash.get(RESOURCES, {}),
+                       crash=crash.to_dict() if crash is not None else None)
     builder = item.stash.get(TRANSCRIPT, None)
     if builder is not None:
         rec.transcript = builder.build(rec.output if rec.output is not None else rec.prediction)
@@ -274,11 +386,26 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
     return rec
 
 
+def _host_crash(exc: BaseException | None) -> HostCrash | None:
+    """The HostCrash behind a failure, also where a strategy wrapped it in another error."""
+    from harness.backends.base import HostCrash
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, HostCrash):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     # Sample the processes doing the inference (this one, or a server's tree) during the case.
-    run = item.config.stash[SESSION]
-    windows = CaseWindows(run.monitor) if run.settings.monitor_interval > 0 else None
+    run = item.config.stash.get(SESSION, None)
+    windows = None
+    if run is not None and run.settings.monitor_interval > 0:
+        from harness.case_monitor import CaseWindows
+
+        windows = CaseWindows(run.monitor)
     if windows is not None:
         item.stash[WINDOWS] = windows
         for call in item.stash.get(CALLS, []):
@@ -301,6 +428,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     failed_setup = call.when == "setup" and call.excinfo is not None and \
         not call.excinfo.errisinstance(pytest.skip.Exception)
     if is_case and (call.when == "call" or failed_setup):
+        from harness.record import junit_properties
+
         rec = _build_record(item, call)
         item.user_properties.extend(junit_properties(rec))
         item.user_properties.append((RECORD_KEY, rec.to_json()))

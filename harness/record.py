@@ -10,7 +10,9 @@ can count differently:
 
 - ok / wrong: the suite scored an answer; invalid_output: the model answered, but not in the form
   asked (JSON that does not validate): a measured model failure, scored and wrong;
-- error / timeout: the harness or backend failed: no score; reported beside accuracy, never in it.
+- error / timeout: the harness or backend failed: no score; reported beside accuracy, never in it;
+- crash: the process hosting the model died during the case (a signal, an OOM kill): no score,
+  counted with the errors; `crash` holds the signal and the tail of the host's stderr.
 """
 
 from __future__ import annotations
@@ -30,12 +32,12 @@ _ANONYMOUS = itertools.count(1)
 # 2: typed parts for them; from_dict upgrades a version-1 record.
 SCHEMA_VERSION = 2
 
-Status = Literal["ok", "wrong", "invalid_output", "error", "timeout"]
-STATUSES: tuple[Status, ...] = ("ok", "wrong", "invalid_output", "error", "timeout")
+Status = Literal["ok", "wrong", "invalid_output", "error", "timeout", "crash"]
+STATUSES: tuple[Status, ...] = ("ok", "wrong", "invalid_output", "error", "timeout", "crash")
 # What counts in accuracy's denominator: an answer the suite scored.
 SCORED_STATUSES: frozenset[str] = frozenset({"ok", "wrong", "invalid_output"})
 # Failures of the harness or the backend: reported beside accuracy, outside it.
-ERROR_STATUSES: frozenset[str] = frozenset({"error", "timeout"})
+ERROR_STATUSES: frozenset[str] = frozenset({"error", "timeout", "crash"})
 
 
 def _number(value: Any) -> float | None:
@@ -179,6 +181,7 @@ class CaseRecord:
     prediction: str | None = None
     reference: str | None = None
     input_text: str | None = None  # the item as a person reads it (suites/base.py describe)
+    tags: dict[str, str] = field(default_factory=dict)  # the suite's item tags (MMLU: subject), as data
     scores: dict[str, float] = field(default_factory=dict)
     correct: bool | None = None
     status: Status = "ok"
@@ -198,6 +201,8 @@ class CaseRecord:
     settled_by_small: bool | None = None  # cascade: the small model's answer was final
     isolation: str | None = None  # code suites: the sandbox the program ran in
     transcript: Transcript | None = None  # the conversation, bounded (harness/transcript.py)
+    # status crash: {model, signal, exit_code, stderr_tail} of the model host that died
+    crash: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # suite-specific details, free-form
     schema: int = SCHEMA_VERSION
 
@@ -334,19 +339,22 @@ class CaseInfo:
     strategy: str = "single"
     reference: str | None = None
     input_text: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 def build_record(info: CaseInfo, outcome: Outcome | None, *, models: Mapping[str, ModelUsage],
                  wall_s: float | None, failure: str | None = None, timeout: bool = False,
-                 resources: Mapping[str, Any] | None = None) -> CaseRecord:
+                 resources: Mapping[str, Any] | None = None,
+                 crash: Mapping[str, Any] | None = None) -> CaseRecord:
     """The record of one case from what the test reported, the model calls and the failure if any.
 
     `models` holds each model's ModelUsage in the order first used; `failure` says why the test
-    failed (status error, or timeout when `timeout`) where it reported no outcome.
+    failed (status error, or timeout when `timeout`) where it reported no outcome; `crash`, the
+    details of a model host that died during the case (status crash, whatever the test reported).
     """
     rec = CaseRecord(run_id=info.run_id, case_id=info.case_id, suite=info.suite, item_id=info.item_id,
                      model=info.model, backend=info.backend, strategy=info.strategy, reference=info.reference,
-                     input_text=info.input_text)
+                     input_text=info.input_text, tags=dict(info.tags))
     if outcome is not None:
         rec.prediction, rec.mode = outcome.prediction, outcome.mode
         rec.scores, rec.correct = dict(outcome.scores), outcome.correct
@@ -369,6 +377,9 @@ def build_record(info: CaseInfo, outcome: Outcome | None, *, models: Mapping[str
         rec.error = failure
     else:
         rec.status, rec.error = "error", "the test recorded no outcome (call the record fixture)"
+    if crash is not None:
+        rec.status, rec.correct, rec.crash = "crash", None, dict(crash)
+        rec.error = failure or rec.error or "the model host crashed"
     usages = list(models.values())
     rec.per_model = dict(models)
     rec.usage = UsageRecord(sum(u.prompt_tokens for u in usages), sum(u.completion_tokens for u in usages),

@@ -16,9 +16,10 @@ from typing import Any
 
 from harness.backends.base import Backend
 from harness.endpoints import for_worker
+from harness.locations import PACKAGED_REGISTRY
 
-# The registry shipped with the project (top level of a source checkout).
-DEFAULT_REGISTRY = Path(__file__).resolve().parents[1] / "models.toml"
+# The registry shipped inside the package (harness/locations.py says which file a run reads).
+DEFAULT_REGISTRY = PACKAGED_REGISTRY
 
 # backend name -> "module:factory". The factory takes a ModelSpec and returns a Backend; the
 # module may also define `available(spec) -> str | None` (None when it can run, else the reason).
@@ -33,7 +34,11 @@ BACKENDS: dict[str, str | None] = {
 }
 
 _FIELDS = {"name", "backend", "model", "tiers", "prompt_style", "quantization", "price_in",
-           "price_out", "default", "options"}
+           "price_out", "default", "options", "host"}
+# Backends whose library runs the model inside the calling process: they run in a model host of
+# their own (backends/hosted.py) unless the entry says `host = false`.
+HOSTED_BY_DEFAULT = frozenset({"llamacpp", "transformers"})
+HOSTED = "harness.backends.hosted:HostedBackend"
 
 
 class RegistryError(ValueError):
@@ -52,6 +57,13 @@ class ModelSpec:
     price_out: float = 0.0  # USD per million output tokens
     default: bool = False
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # True: the model runs in a host process of its own; None: the backend's default (hosted for
+    # in-process libraries, see HOSTED_BY_DEFAULT); False: in the calling process.
+    host: bool | None = None
+
+    @property
+    def hosted(self) -> bool:
+        return self.backend in HOSTED_BY_DEFAULT if self.host is None else self.host
 
     @property
     def markers(self) -> list[str]:
@@ -88,6 +100,8 @@ def _parse(path: Path) -> list[ModelSpec]:
         if entry["backend"] not in BACKENDS:
             raise RegistryError(f"{where} ({entry['name']}): field 'backend': unknown backend "
                                 f"{entry['backend']!r}; known: {sorted(BACKENDS)}")
+        if "host" in entry and not isinstance(entry["host"], bool):
+            raise RegistryError(f"{where} ({entry['name']}): field 'host' must be true or false")
         if entry.get("prompt_style", "base") not in ("base", "chat"):
             raise RegistryError(f"{where} ({entry['name']}): field 'prompt_style' must be base or chat")
         specs.append(ModelSpec(**{**entry, "tiers": tuple(entry.get("tiers", ()))}))
@@ -142,12 +156,14 @@ def select(models: dict[str, ModelSpec], wanted: Iterable[str] | None) -> list[M
 
 
 def create_backend(spec: ModelSpec, *, timeout_s: float | None = None) -> Backend:
-    """Load the model a registry entry names. `timeout_s` (the run's --call-timeout) reaches the
-    backends that talk to a server, so a call that times out stops its request too."""
+    """Load the model a registry entry names: in a model host of its own where `spec.hosted`
+    (backends/hosted.py), else here. `timeout_s` (the run's --call-timeout) reaches the backends
+    that talk to a server, so a call that times out stops its request too."""
     reason = availability(spec)
     if reason is not None:
         raise RegistryError(f"model {spec.name!r} cannot run here: {reason}")
-    module_name, _, factory_name = str(BACKENDS[spec.backend]).partition(":")
+    target = HOSTED if spec.hosted else str(BACKENDS[spec.backend])
+    module_name, _, factory_name = target.partition(":")
     factory = getattr(importlib.import_module(module_name), factory_name)
     if timeout_s is not None and "timeout_s" in inspect.signature(factory).parameters:
         return factory(for_worker(spec), timeout_s=timeout_s)

@@ -46,8 +46,10 @@ from harness.isolation import (
     Plan,
     candidates,
     command,
+    diagnose,
     environment,
     interpreter_paths,
+    jail_parent,
     rlimits,
     unreadable_by_nobody,
 )
@@ -140,11 +142,13 @@ def _choose_plan(level: str, python: str) -> tuple[Plan, str]:
             if level == "auto" and plan.level != "bwrap":  # said once per process and interpreter
                 warnings.warn(f"the sandbox runs generated code at level {plan.level}, not bwrap"
                               + (f" ({'; '.join(tried)})" if tried else " (bubblewrap is not installed)")
-                              + ": apt-get install bubblewrap for the strongest isolation", stacklevel=3)
+                              + ("" if shutil.which("bwrap") else
+                                 ": apt-get install bubblewrap for the strongest isolation"), stacklevel=3)
             return plan, cgroup
         tried.append(f"{plan.level}: {result.outcome} {result.detail}".strip())
-    fix = ("install bubblewrap (apt-get install bubblewrap), or pass --sandbox rlimits to run generated "
-           "code unisolated")
+    fix = "pass --sandbox rlimits to run generated code unisolated"
+    if not shutil.which("bwrap"):  # advised only where it is missing: an installed one failed for a reason above
+        fix = f"install bubblewrap (apt-get install bubblewrap), or {fix}"
     if not plans:
         raise SandboxError(f"sandbox level {level!r} is not installed here (bwrap; unshare, setpriv, mount "
                            f"and pivot_root from util-linux): {fix}")
@@ -173,7 +177,11 @@ class _Worker:
 
     @classmethod
     def start(cls, plan: Plan, python: str, limits: Limits) -> _Worker:
-        root = Path(tempfile.mkdtemp(prefix="harness-sandbox-"))
+        try:  # TMPDIR, unless bwrap-as-nobody must pass through and cannot (a `mktemp -d` TMPDIR)
+            parent = jail_parent(plan, python)
+        except PermissionError as exc:
+            raise _StartError(str(exc)) from None
+        root = Path(tempfile.mkdtemp(prefix="harness-sandbox-", dir=parent))
         root.chmod(0o755)  # nobody passes through to staged interpreter folders; writes nothing here
         cgroup = Cgroup.create(f"harness-sandbox-{os.getpid()}-{next(_names)}")
         if plan.level == "rlimits":
@@ -199,7 +207,7 @@ class _Worker:
         if hello is None or not hello.get("ready"):
             why = worker.log_text()
             worker.close()
-            raise _StartError(why or f"the jail exited with status {proc.returncode}")
+            raise _StartError(diagnose(plan, why) if why else f"the jail exited with status {proc.returncode}")
         # What the jail promises, checked from inside it: never root, never a capability.
         broken = (plan.as_root and hello["uid"] != NOBODY) or hello["caps"].strip("0") or not hello["no_new_privs"]
         if plan.level != "rlimits" and broken:

@@ -18,6 +18,7 @@ import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from harness.internals import compile_expression
 from harness.registry import ModelSpec, availability
 
 # Beyond this many unknown words, a model is kept rather than trying 2**n combinations.
@@ -28,22 +29,6 @@ _MAX_UNKNOWN = 10
 class Selection:
     models: list[ModelSpec]
     unrunnable: dict[str, str] = field(default_factory=dict)  # model name -> why it cannot run here
-
-
-def _compile(expression: str) -> tuple[Callable[[Callable[[str], bool]], bool], frozenset[str]]:
-    from _pytest.mark.expression import Expression  # pytest's own -k/-m grammar
-
-    compiled = Expression.compile(expression)
-    idents = getattr(compiled, "idents", None)  # pytest >= 9
-    if callable(idents):
-        names = idents()
-    else:  # pytest 8: the identifiers are the code's names, prefixed with "$"
-        names = frozenset(n[1:] for n in compiled._code.co_names if n.startswith("$"))
-
-    def evaluate(matcher: Callable[[str], bool]) -> bool:
-        return compiled.evaluate(lambda name, **_kwargs: matcher(name))  # type: ignore[arg-type]
-
-    return evaluate, frozenset(names)
 
 
 def _keyword_hit(word: str, model: ModelSpec) -> bool:
@@ -73,7 +58,7 @@ def _filter(models: Iterable[ModelSpec], expression: str,
             hit: Callable[[str, ModelSpec], bool]) -> list[ModelSpec] | None:
     """The models the expression may select, or None when it mentions no model at all."""
     models = list(models)
-    evaluate, words = _compile(expression)
+    evaluate, words = compile_expression(expression)
     related = {w for w in words if any(hit(w, m) for m in models)}
     if not related:
         return None

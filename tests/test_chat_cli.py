@@ -80,10 +80,11 @@ def test_commands_through_a_terminal(tmp_path: Path, scripted: str) -> None:
     (["--model", "no-such-model"], "harness chat: unknown model 'no-such-model'; models: "),
     (["--model", "oracle", "--memory", "window:-2"], "harness chat: memory strategy 'window:-2': window:N needs N"),
     (["--model", "oracle", "--load", "missing.json"], "harness chat: missing.json: cannot read"),
-    (["--model", "oracle", "--load", "models.toml"], "harness chat: models.toml: not JSON"),
+    (["--model", "oracle", "--load", "notes.toml"], "harness chat: notes.toml: not JSON"),
 ])
 def test_a_bad_start_is_one_clear_line(tmp_path: Path, scripted: str, args: list[str], message: str) -> None:
-    (tmp_path / "models.toml").write_text(Path(scripted).read_text())
+    # Not models.toml: that name in the current folder is the registry (harness/locations.py).
+    (tmp_path / "notes.toml").write_text(Path(scripted).read_text())
     done = chat_once(*args, cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.startswith(message)
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr

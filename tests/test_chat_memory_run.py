@@ -81,7 +81,7 @@ def test_scripted_models_through_every_strategy(bench: BenchRun) -> None:
 def test_a_bad_memory_spec_stops_the_run(bench: BenchRun) -> None:
     result = run(bench, "--models", "oracle", "--memory", "full,window:x")
     assert result.ret == pytest.ExitCode.INTERRUPTED  # stopped at collection, no case ran
-    assert "--memory: memory strategy 'window:x': window:N needs N" in result.stdout.str()
+    assert "--chat-memory-strategies (--memory): memory strategy 'window:x': window:N needs N" in result.stdout.str()
     assert not bench.run_dirs()
 
 

@@ -24,6 +24,21 @@ def test_findings_cover_every_area_and_say_what_to_do(monkeypatch: pytest.Monkey
         assert finding.ok or finding.fix or "`" in finding.seen or "pip install" in finding.seen
 
 
+def test_doctor_starts_each_default_llama_model_in_its_host_and_says_what_the_probe_chose() -> None:
+    from harness.registry import DEFAULT_REGISTRY, availability, load_registry
+
+    spec = load_registry([DEFAULT_REGISTRY])["gemma3-270m-q4"]
+    if availability(spec) is not None:
+        pytest.skip(f"gemma cannot run here: {availability(spec)}")
+    findings = {(f.area, f.name): f for f in run_checks()}
+    host = findings[("host", "gemma3-270m-q4")]
+    assert host.ok, host.seen
+    # Off only where a probe decode with them crashed the host (llama.cpp's AMX path on some CPUs).
+    assert ("extra buffer types off" in host.seen) == ("crashed the host" in host.seen)
+    assert ("extra buffer types on" in host.seen) == ("a probe decode with them worked" in host.seen)
+    assert "RSS after load" in host.seen and ("host", "smollm2-135m") in findings
+
+
 def test_cli_exit_code_follows_the_default_model(monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     from harness.registry import DEFAULT_REGISTRY, availability, load_registry

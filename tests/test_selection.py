@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 from fake_servers import send_json, send_ndjson, serve
-from support import PROJECT, BenchRun
+from support import BenchRun
 
-from harness.registry import load_registry
+from harness.registry import DEFAULT_REGISTRY, load_registry
 from harness.selection import select_by_expressions
 
-REGISTRY = load_registry([PROJECT / "models.toml"])
+REGISTRY = load_registry([DEFAULT_REGISTRY])
 LARGE = {"codellama-7b", "qwen2.5-7b", "qwen2.5-14b", "qwen2.5-7b-nf4", "qwen2.5-7b-int8", "qwen2.5-14b-nf4",
          "qwen2.5-14b-int8", "llama3.1-8b", "llama3.1-70b", "mistral-7b", "qwq-32b", "deepseek-r1", "gpt-4o",
          # the replaced projects' own models (issue 12)

@@ -8,40 +8,55 @@ import pytest
 from support import BenchRun
 
 from harness.settings import Settings, defaults, options, resolve_values
+from harness.suites import extraction, mmlu, vue
 
 
-def values(**given: str):
-    by_cli = {f"--{k.replace('_', '-')}": v for k, v in given.items()}
-    return resolve_values(lambda opt: (by_cli[opt.cli], opt.cli) if opt.cli in by_cli else None)
+def values(cls: type = Settings, prefix: str = "", **given: str):
+    by_cli = {f"--{prefix + '-' if prefix else ''}{k.replace('_', '-')}": v for k, v in given.items()}
+    return resolve_values(lambda opt: (by_cli[opt.cli], opt.cli) if opt.cli in by_cli else None, cls, prefix)
 
 
 def test_every_field_is_an_option_with_its_default_in_the_help() -> None:
     declared = {opt.name: opt for opt in options()}
     assert set(declared) == set(Settings.__dataclass_fields__)
     assert declared["seed"].help.endswith("(default: 0)")
-    assert declared["mmlu_mode"].help.endswith("(default: auto; one of auto, loglikelihood, generate)")
+    mode = {opt.name: opt for opt in options(mmlu.Options, "mmlu")}["mode"]
+    assert (mode.cli, mode.env, mode.ini) == ("--mmlu-mode", "HARNESS_MMLU_MODE", "harness_mmlu_mode")
+    assert mode.help.endswith("(default: auto; one of auto, loglikelihood, generate)")
     assert declared["cache"].help.endswith("(default: off)") and declared["cache"].spec.flag
     assert (declared["retries"].env, declared["retries"].ini) == ("HARNESS_RETRIES", "harness_retries")
     assert defaults() == Settings()
 
 
+def test_settings_hold_only_harness_wide_options() -> None:
+    # Every suite's options live with its Suite (harness/suites/<name>.py), none in Settings.
+    assert not [name for name in Settings.__dataclass_fields__
+                if name.split("_")[0] in ("mmlu", "gsm8k", "extraction", "vue", "mbpp", "humaneval", "memory")]
+    assert len(Settings.__dataclass_fields__) <= 25
+
+
 def test_values_convert_by_type() -> None:
-    s = values(samples="3", call_timeout="2.5", models="a, b,", extraction_data="x.csv", vue_mode="single,agent")
+    s = values(samples="3", call_timeout="2.5", models="a, b,")
     assert (s.samples, s.call_timeout, s.models) == (3, 2.5, ("a", "b"))
-    assert s.extraction_data == Path("x.csv") and s.vue_mode == ("single", "agent")
+    e = values(extraction.Options, "extraction", data="x.csv")
+    assert e.data == Path("x.csv") and e.csv == Path("x.csv")
+    assert values(vue.Options, "vue", mode="single,agent").mode == ("single", "agent")
 
 
-@pytest.mark.parametrize(("name", "raw", "message"), [
-    ("samples", "-3", "--samples: bad value '-3': --samples must be at least 1"),
-    ("samples", "three", "invalid literal for int"),
-    ("mmlu_split", "training", "--mmlu-split takes test, val or dev"),
-    ("vue_mode", "single,solo", "--vue-mode takes single and/or agent"),
-    ("call_timeout", "0", "--call-timeout must be at least 0.001"),
-    ("fail_on_wrong", "maybe", "expected true/false"),
+@pytest.mark.parametrize(("suite", "name", "raw", "message"), [
+    (None, "samples", "-3", "--samples: bad value '-3': --samples must be at least 1"),
+    (None, "samples", "three", "invalid literal for int"),
+    (mmlu.SUITE, "split", "training", "--mmlu-split: bad value 'training': --mmlu-split takes test, val or dev"),
+    (vue.SUITE, "mode", "single,solo", "--vue-mode takes single and/or agent"),
+    (None, "call_timeout", "0", "--call-timeout must be at least 0.001"),
+    (None, "fail_on_wrong", "maybe", "expected true/false"),
 ])
-def test_bad_values_name_the_option(name: str, raw: str, message: str) -> None:
+def test_bad_values_name_the_option(suite, name: str, raw: str, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        values(**{name: raw})
+        if suite is None:
+            values(**{name: raw})
+        else:
+            values(suite.options, suite.option_prefix, **{name: raw})
 
 
 def test_resume_and_another_run_id_conflict() -> None:

@@ -151,17 +151,74 @@ class Loglikelihoods:
     timings: Timings = field(default_factory=Timings)
 
 
+class HostCrash(BackendError):
+    """The process hosting a model died during a call (a signal, an OOM kill, an abort): the case
+    in flight is recorded with status=crash, the host restarts for the next case."""
+
+    def __init__(self, message: str, *, model: str, signal: str | None = None, exit_code: int | None = None,
+                 stderr_tail: str = "") -> None:
+        super().__init__(message)
+        self.model = model
+        self.signal = signal
+        self.exit_code = exit_code
+        self.stderr_tail = stderr_tail
+
+    def __reduce__(self) -> Any:  # keyword-only fields survive pickling (a host's own errors cross a pipe)
+        return (_host_crash, (str(self), self.model, self.signal, self.exit_code, self.stderr_tail))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "signal": self.signal, "exit_code": self.exit_code,
+                "stderr_tail": self.stderr_tail}
+
+
+def _host_crash(message: str, model: str, signal: str | None, exit_code: int | None, stderr_tail: str) -> HostCrash:
+    return HostCrash(message, model=model, signal=signal, exit_code=exit_code, stderr_tail=stderr_tail)
+
+
+# The optional abilities of the protocol: a backend offers one by overriding its method on
+# BackendBase (the default raises Unsupported); `abilities` names those it offers, so callers ask
+# instead of probing with getattr, and a model host proxies exactly these.
+OPTIONAL_ABILITIES: tuple[str, ...] = ("loglikelihood", "loglikelihood_groups", "chat_text", "count_tokens")
+
+
 @runtime_checkable
 class Backend(Protocol):
-    """What every backend provides. Optional abilities raise Unsupported."""
+    """What every backend provides (BackendBase gives the optional parts their defaults)."""
 
     name: str
+    # The registry entry the backend was made from (None for a backend made from code alone).
+    spec: Any
     # False where loglikelihood raises Unsupported (chat APIs without prompt logprobs).
     supports_loglikelihood: bool
+    # Where count_tokens' figures come from: the model's own tokenizer, or an estimate.
+    token_count_source: UsageSource
+    # None, or why this model takes no more calls in this run (a host that kept crashing).
+    retired: str | None
 
     def generate(self, request: Request) -> Generation: ...
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> Loglikelihoods: ...
+
+    def loglikelihood_groups(self, groups: list[list[LoglikelihoodRequest]]) -> list[Loglikelihoods]:
+        """Independent groups (one per case) scored in one batched call, one result per group."""
+        ...
+
+    def chat_text(self, messages: tuple[dict[str, Any], ...]) -> str:
+        """The prompt the model's chat template writes for `messages` (special tokens as text)."""
+        ...
+
+    def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
+        """The tokens of the prompt the model would see (chat messages through its template)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """How the model runs (settings in effect, quantization really loaded), for the metadata."""
+        ...
+
+    @property
+    def abilities(self) -> frozenset[str]:
+        """The optional abilities (OPTIONAL_ABILITIES) this backend offers."""
+        ...
 
     def process(self) -> int | None:
         """PID of the OS process doing the inference (for the resource monitor)."""
@@ -169,13 +226,51 @@ class Backend(Protocol):
 
     def close(self) -> None: ...
 
-    # Optional: count_tokens(text or chat messages) -> the tokens of the prompt the model would
-    # see (a chat model's messages through its chat template). Backends without it: see below.
+
+class BackendBase:
+    """The defaults of the protocol's optional parts: subclass it and override what you offer."""
+
+    name: str = "backend"
+    spec: Any = None
+    supports_loglikelihood: bool = False
+    token_count_source: UsageSource = "tokenizer"
+    retired: str | None = None
+
+    def generate(self, request: Request) -> Generation:
+        raise NotImplementedError
+
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> Loglikelihoods:
+        raise Unsupported(f"{self.name}: this backend cannot score log-likelihoods")
+
+    def loglikelihood_groups(self, groups: list[list[LoglikelihoodRequest]]) -> list[Loglikelihoods]:
+        raise Unsupported(f"{self.name}: this backend cannot score batched groups")
+
+    def chat_text(self, messages: tuple[dict[str, Any], ...]) -> str:
+        raise Unsupported(f"{self.name}: this backend does not render chat templates as text")
+
+    def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
+        raise Unsupported(f"{self.name}: this backend cannot count tokens")
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def abilities(self) -> frozenset[str]:
+        offered = {name for name in OPTIONAL_ABILITIES
+                   if getattr(type(self), name) is not getattr(BackendBase, name)}
+        if not self.supports_loglikelihood:
+            offered -= {"loglikelihood", "loglikelihood_groups"}
+        return frozenset(offered)
+
+    def process(self) -> int | None:
+        return None
+
+    def close(self) -> None:
+        pass
 
 
 def count_tokens(backend: Backend, content: str | list[dict[str, Any]]) -> int:
     """The backend's own token count of a prompt; Unsupported where it has no tokenizer at hand."""
-    method = getattr(backend, "count_tokens", None)
-    if method is None:
+    if "count_tokens" not in backend.abilities:
         raise Unsupported(f"{backend.name}: this backend cannot count tokens")
-    return int(method(content))
+    return int(backend.count_tokens(content))

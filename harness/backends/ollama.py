@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from harness.backends.base import (
+    BackendBase,
     BackendError,
     BackendTimeout,
     Generation,
@@ -104,7 +105,7 @@ def to_ollama_messages(messages: tuple[dict[str, Any], ...]) -> list[dict[str, A
     return converted
 
 
-class OllamaBackend:
+class OllamaBackend(BackendBase):
     supports_loglikelihood = False
 
     def __init__(self, spec: ModelSpec, timeout_s: float = 600.0) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from harness.backends.base import (
+    BackendBase,
     BackendError,
     BackendTimeout,
     Generation,
@@ -100,7 +101,7 @@ def _cut_short(calls: list[ToolCall], finish: str | None) -> list[ToolCall]:
     return calls
 
 
-class OpenAIBackend:
+class OpenAIBackend(BackendBase):
     def __init__(self, spec: ModelSpec, timeout_s: float = 600.0) -> None:
         if openai is None:
             raise BackendError("the openai package is not installed")

@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from harness.backends.base import (
+    BackendBase,
     BackendError,
     Generation,
     LoglikelihoodRequest,
@@ -25,7 +26,7 @@ def _words(text: str | None) -> int:
     return len(text.split()) if text else 0
 
 
-class OracleBackend:
+class OracleBackend(BackendBase):
     supports_loglikelihood = True
 
     def __init__(self, spec: ModelSpec) -> None:

@@ -9,17 +9,27 @@ From code: `ScriptedBackend.from_steps([...])`. From a registry file:
 A step is a string (the reply text) or a mapping with `text` and/or `tool_calls`, each tool call
 `{"name": ..., "arguments": {...} or "raw JSON text"}`. When the steps run out, `then` decides:
 "repeat" the last step (a model that never stops calling tools) or "error".
+
+Native crashes on demand, for the model host's tests (run it with `host = true`):
+`segfault_on = "TEXT"` segfaults the process (a NULL read through ctypes, as a native library
+would) on a request whose prompt holds TEXT; `sleep_s = N` makes every reply take N seconds (a
+call to kill midway); `amx_crash = true` plays llama.cpp on a CPU whose AMX path crashes: it
+segfaults on its first reply unless `use_extra_bufts = false`, and the host probes it as it
+probes llama.cpp.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from harness.backends.base import (
+    BackendBase,
     BackendError,
     Generation,
     LoglikelihoodRequest,
@@ -47,7 +57,7 @@ def _tool_call(index: int, call: dict[str, Any]) -> ToolCall:
     return ToolCall.from_raw(call["name"], raw, call.get("id", f"call_{index}"))
 
 
-class ScriptedBackend:
+class ScriptedBackend(BackendBase):
     supports_loglikelihood = False
 
     def __init__(self, spec: ModelSpec, steps: Sequence[Any] | None = None) -> None:
@@ -65,7 +75,18 @@ class ScriptedBackend:
         spec = ModelSpec(name=name, backend="scripted", model="script", options={"then": then})
         return cls(spec, steps)
 
+    def _native_crash(self, request: Request) -> None:
+        options = self.spec.options
+        text = request.prompt or json.dumps(request.messages or ())
+        trigger = options.get("segfault_on")
+        amx = options.get("amx_crash") and options.get("use_extra_bufts", True) is not False
+        if amx or (isinstance(trigger, str) and trigger in text):
+            ctypes.string_at(0)  # SIGSEGV: reads address 0
+
     def generate(self, request: Request) -> Generation:
+        self._native_crash(request)
+        if self.spec.options.get("sleep_s"):
+            time.sleep(float(self.spec.options["sleep_s"]))
         index = len(self.requests)
         self.requests.append(request)
         if index >= len(self.steps):

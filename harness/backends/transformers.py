@@ -33,6 +33,7 @@ from typing import Any
 
 from harness.backends import transformers_load as load
 from harness.backends.base import (
+    BackendBase,
     BackendError,
     Generation,
     LoglikelihoodRequest,
@@ -114,7 +115,7 @@ class _FirstTokenClock:
         pass
 
 
-class TransformersBackend:
+class TransformersBackend(BackendBase):
     supports_loglikelihood = True
 
     def __init__(self, spec: ModelSpec) -> None:

@@ -8,10 +8,17 @@ any optional dependency installed.
 
 from __future__ import annotations
 
-from harness.report.aggregate import SummaryRow, summarize
-from harness.report.stats import mean, wilson_interval
-from harness.report.tables import markdown, scoreboard, write_csv
-from harness.report.write import ResultsLog, load_records, read_results, read_run, render_run, write_summary
+import importlib
+from typing import Any
+
+# Loaded when first asked for (PEP 562), so the report hook's module (hooks.py), which pytest
+# loads in every session, does not bring the whole package with it.
+_EXPORTS = {
+    "SummaryRow": "aggregate", "summarize": "aggregate", "mean": "stats", "wilson_interval": "stats",
+    "markdown": "tables", "scoreboard": "tables", "write_csv": "tables", "ResultsLog": "write",
+    "load_records": "write", "read_results": "write", "read_run": "write", "render_run": "write",
+    "write_summary": "write",
+}
 
 __all__ = [
     "ResultsLog",
@@ -28,3 +35,9 @@ __all__ = [
     "write_csv",
     "write_summary",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

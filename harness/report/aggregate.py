@@ -34,7 +34,8 @@ class SummaryRow:
     accuracy: float | None = None  # correct / scored; None when nothing was scored
     ci_low: float | None = None  # Wilson 95 % interval on correct / scored; None when unscored
     ci_high: float | None = None
-    errors: int = 0  # status error or timeout
+    errors: int = 0  # status error, timeout or crash
+    crashes: int = 0  # status crash (also counted in errors): the model's host process died
     invalid: int = 0  # status invalid_output (also counted in scored, as not correct)
     mean_latency_s: float | None = None  # mean timings.wall_s over the records that have it
     tokens_per_s: float | None = None  # (prompt + completion tokens) / model seconds
@@ -87,6 +88,7 @@ def summary_row(key: Key, records: Sequence[CaseRecord]) -> SummaryRow:
                 settled.append(record.settled_by_small)
         elif record.is_error:
             row.errors += 1
+            row.crashes += record.status == "crash"
         row.prompt_tokens += record.usage.prompt_tokens
         row.completion_tokens += record.usage.completion_tokens
         row.cost += record.cost

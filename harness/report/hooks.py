@@ -15,25 +15,23 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from harness.record import CaseRecord
-from harness.report.aggregate import Group, aggregate, latest
+
+if TYPE_CHECKING:  # the aggregation loads when a report runs, not when pytest adds this hook
+    from harness.report.aggregate import Group
 
 hookspec = pluggy.HookspecMarker("pytest")
 hookimpl = pluggy.HookimplMarker("pytest")
 
-# The reports every run writes beside its summaries, in this order.
+# The reports every run writes beside its summaries, whatever its suites. A suite's own reports are
+# named by its Suite (harness/suites/unit.py) and registered with it; the run's metadata.json keeps
+# them under "suites", so `harness report` finds them again.
 BUILTIN_REPORTS = (
     "harness.report.comparison",
-    "harness.report.passk",
-    "harness.report.extraction_metrics",
-    "harness.report.chat_memory",
-    "harness.report.extraction_more",
-    "harness.report.mmlu_analysis",
-    "harness.report.vue_report",
     "harness.report.html",  # called last (trylast): it inlines the plots the others wrote
 )
 
@@ -49,10 +47,14 @@ class RunData:
     @classmethod
     def of(cls, run_dir: Path, records: Iterable[CaseRecord | Mapping[str, Any]],
            metadata: Mapping[str, Any] | None = None) -> RunData:
+        from harness.report.aggregate import latest
+
         return cls(Path(run_dir), latest(records), dict(metadata or {}))
 
     @cached_property
     def groups(self) -> list[Group]:
+        from harness.report.aggregate import aggregate
+
         return aggregate(self.records)
 
     def suite(self, *names: str) -> list[CaseRecord]:
@@ -60,6 +62,15 @@ class RunData:
 
     def suite_groups(self, *names: str) -> list[Group]:
         return [g for g in self.groups if g.suite in names]
+
+    def suites_reported_by(self, report: str) -> tuple[str, ...] | None:
+        """The suites of this run whose Suite declares the report module `report`; None for a run
+        whose metadata predates suite declarations."""
+        suites = self.metadata.get("suites")
+        if not isinstance(suites, Mapping):
+            return None
+        return tuple(sorted(name for name, s in suites.items()
+                            if isinstance(s, Mapping) and report in (s.get("reports") or ())))
 
     @property
     def settings(self) -> Mapping[str, Any]:
@@ -81,11 +92,14 @@ class ReportFailure:
         return f"report {self.report} failed: {type(self.error).__name__}: {self.error}"
 
 
-def report_manager(extra: Iterable[object] = ()) -> pluggy.PluginManager:
-    """A plugin manager holding the hook and the built-in reports (for use outside pytest)."""
+def report_manager(extra: Iterable[object] = (), reports: Iterable[str] = ()) -> pluggy.PluginManager:
+    """A plugin manager holding the hook, the built-in reports and the suites' `reports` (module
+    names), for use outside pytest."""
     manager = pluggy.PluginManager("pytest")
     manager.add_hookspecs(sys.modules[__name__])
     register_builtin(manager.register)
+    for name in sorted(set(reports)):
+        register_report(manager.register, name)
     for plugin in extra:
         manager.register(plugin)
     return manager
@@ -93,7 +107,20 @@ def report_manager(extra: Iterable[object] = ()) -> pluggy.PluginManager:
 
 def register_builtin(register: Callable[..., Any]) -> None:
     for name in BUILTIN_REPORTS:
-        register(importlib.import_module(name), name)
+        register_report(register, name)
+
+
+def register_report(register: Callable[..., Any], name: str) -> None:
+    """Register one report module by name (a suite's, or a built-in one)."""
+    register(importlib.import_module(name), name)
+
+
+def reports_of(metadata: Mapping[str, Any]) -> list[str]:
+    """The report modules the suites of a finished run declared (its metadata.json "suites")."""
+    suites = metadata.get("suites")
+    if not isinstance(suites, Mapping):
+        return []
+    return sorted({str(r) for s in suites.values() if isinstance(s, Mapping) for r in s.get("reports") or ()})
 
 
 def run_reports(manager: pluggy.PluginManager, run: RunData) -> list[ReportFailure]:

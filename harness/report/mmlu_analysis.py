@@ -12,8 +12,8 @@ Written into <run>/mmlu/ at the end of a run holding MMLU records (and by `harne
   time.png        wall time per model and subject
 
 Every figure is a row of the one aggregation (report/aggregate.py: Group.on(items).row) on a
-subject's items; the subject is the part of the item id before its last `-` (suites/mmlu.py
-names items `<subject>-<n>`; reports do not import suites).
+subject's items; the subject is the record's `subject` tag (the MMLU Suite declares it: `tags`),
+data carried on the record, never read out of an item id.
 """
 
 from __future__ import annotations
@@ -25,16 +25,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.record import CaseRecord
 from harness.report.aggregate import Group, SummaryRow
 from harness.report.hooks import RunData, hookimpl
 
 SUITE = "mmlu"
 FOLDER = "mmlu"
 CHANCE = 0.25  # four choices
+TAG = "subject"
+UNTAGGED = "(no subject tag)"  # records written before suites tagged their items
 
 
-def subject_of(item_id: str) -> str:
-    return item_id.rsplit("-", 1)[0] if "-" in item_id else item_id
+def subject_of(record: CaseRecord) -> str:
+    return record.tags.get(TAG) or UNTAGGED
 
 
 def _figures(row: SummaryRow) -> dict[str, Any]:
@@ -47,13 +50,13 @@ def _figures(row: SummaryRow) -> dict[str, Any]:
 
 
 def analyse(groups: Sequence[Group]) -> dict[str, Any]:
-    subjects = sorted({subject_of(r.item_id) for g in groups for r in g.records})
+    subjects = sorted({subject_of(r) for g in groups for r in g.records})
     per_model = {g.variant: _figures(g.row) for g in groups}
     per_subject: dict[str, dict[str, Any]] = {}
     for subject in subjects:
         per_subject[subject] = {}
         for g in groups:
-            items = [r.item_id for r in g.records if subject_of(r.item_id) == subject]
+            items = [r.item_id for r in g.records if subject_of(r) == subject]
             if items:
                 per_subject[subject][g.variant] = _figures(g.on(items).row)
     return {"chance": CHANCE, "models": per_model, "subjects": per_subject, "errors": errors(groups, per_subject)}

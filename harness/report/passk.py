@@ -5,7 +5,8 @@ bias from n >= k samples of which c pass: 1 - C(n-c, k) / C(n, k).
 pass^k (Yao et al., 2024, tau-bench): the chance that all k samples pass, a reliability figure:
 C(c, k) / C(n, k).
 
-The report hook runs at the end of a run holding mbpp or humaneval records and writes code.json
+The report hook runs at the end of a run holding records of the suites that declare it (their Suite's
+`reports`: mbpp and humaneval, or a suite of your own) and writes code.json
 and code.md: per model and strategy, pass@k and pass^k averaged
 over problems, cost, tokens and time side by side, the share a cascade's small model settled,
 and the sandbox isolation the programs ran under.
@@ -22,7 +23,6 @@ from harness.record import CaseRecord
 from harness.report.aggregate import aggregate
 from harness.report.hooks import RunData, hookimpl
 
-CODE_SUITES = ("mbpp", "humaneval")
 REPORT_JSON = "code.json"
 REPORT_MD = "code.md"
 
@@ -74,7 +74,7 @@ def summarize(records: Iterable[CaseRecord | Mapping[str, Any]]) -> list[dict[st
     """One row per (suite, model, strategy): the aggregation's row, then the means of the
     per-problem pass@k / pass^k scores over the scored problems, tokens, time and the sandbox."""
     rows = []
-    for group in aggregate(records, where=lambda r: r.suite in CODE_SUITES):
+    for group in aggregate(records):
         base = group.row
         scored = [r for r in group.records if r.scored]
         names = sorted({name for r in scored for name in r.scores}, key=_pass_order)
@@ -130,8 +130,11 @@ def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
 
 @hookimpl
 def pytest_harness_report(run: RunData) -> None:
-    """code.json and code.md over the run's code-suite records (nothing without them)."""
-    records = run.suite(*CODE_SUITES)
+    """code.json and code.md over the records of the suites that declare this report (nothing without them)."""
+    suites = run.suites_reported_by(__name__)
+    if suites is None:  # a run from before suites declared their reports: its records with pass@k scores
+        suites = tuple(sorted({r.suite for r in run.records if "pass@1" in r.scores}))
+    records = run.suite(*suites)
     if not records:
         return
     rows = summarize(records)

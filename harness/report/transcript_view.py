@@ -31,6 +31,19 @@ def reason(record: CaseRecord) -> str | None:
     return None
 
 
+def crash_details(record: CaseRecord) -> str | None:
+    """A crashed case's host: which model's host died, how (signal or exit code), and the tail of
+    its stderr (bounded when recorded, backends/hosted.py); None for any other case."""
+    if record.crash is None:
+        return None
+    crash = record.crash
+    how = (f"killed by {crash['signal']}" if crash.get("signal")
+           else f"exited with code {crash.get('exit_code')}")
+    text = f"the model host of {crash.get('model') or record.model} {how}"
+    tail = str(crash.get("stderr_tail") or "").rstrip()
+    return f"{text}; the end of its stderr:\n{tail}" if tail else f"{text}; it wrote nothing to stderr"
+
+
 class PageBudget:
     """What is left of PAGE_CHARS while the page's data is built."""
 
@@ -52,8 +65,10 @@ class PageBudget:
 
 
 def answer_details(record: CaseRecord, budget: PageBudget) -> dict[str, Any]:
-    """What the item browser adds to an answer: the case id, the reason and the transcript."""
-    return {"case": record.case_id, "reason": reason(record), "transcript": budget.take(record)}
+    """What the item browser adds to an answer: the case id, the reason, a crashed host's details
+    and the transcript."""
+    return {"case": record.case_id, "reason": reason(record), "crash": crash_details(record),
+            "transcript": budget.take(record)}
 
 
 STYLE = """
@@ -71,6 +86,12 @@ STYLE = """
 SCRIPT = """
 function showTranscript(cell, a, el){
   if(a.reason){ cell.appendChild(el('div', 'reason', 'reason: ' + a.reason)); }
+  if(a.crash){
+    var crash = el('details', 'convo');
+    crash.appendChild(el('summary', null, 'crash: ' + a.crash.split('\\n')[0]));
+    crash.appendChild(el('pre', 'crash', a.crash));
+    cell.appendChild(crash);
+  }
   var t = a.transcript;
   if(!t) return;
   var calls = 0;
@@ -117,6 +138,12 @@ def terminal(record: CaseRecord) -> str:
     why = reason(record)
     if why:
         lines.append(f"reason   {why}")
+    crash = crash_details(record)
+    if crash:
+        head, _, tail = crash.partition("\n")
+        lines.append(f"crash    {head}")
+        if tail:
+            lines.append(textwrap.indent(tail, "  "))
     lines += [f"answer   {record.prediction!r}", f"expected {record.reference!r}", ""]
     if record.transcript is None:
         lines.append("(no transcript recorded: not a generative case, or recorded before transcripts)")

@@ -126,6 +126,41 @@ def _json_text(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
 
 
+def model_loads(metadata: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each hosted model's load: seconds to load and RSS after load (the mean over the processes
+    that loaded it, each in a host of its own), its host starts and crashes, and for llama.cpp
+    whether extra buffer types were in use."""
+    loads: dict[str, dict[str, Any]] = {}
+    for name, data in (metadata.get("backends") or {}).items():
+        hosts = [h for h in data.get("hosts") or [] if isinstance(h, Mapping)]
+        if not hosts:
+            continue
+        seconds = [float(h["load_s"]) for h in hosts if isinstance(h.get("load_s"), (int, float))]
+        rss = [float(h["rss_after_load_mb"]) for h in hosts if isinstance(h.get("rss_after_load_mb"), (int, float))]
+        loads[name] = {"load_s": sum(seconds) / len(seconds) if seconds else None,
+                       "rss_after_load_mb": sum(rss) / len(rss) if rss else None,
+                       "hosts": len(hosts), "starts": sum(int(h.get("starts") or 0) for h in hosts),
+                       "crashes": sum(int(h.get("crashes") or 0) for h in hosts),
+                       "extra_bufts": data.get("extra_bufts")}
+    return loads
+
+
+def _loads_markdown(loads: Mapping[str, Mapping[str, Any]]) -> str:
+    if not loads:
+        return ""
+    lines = ["", "## Model hosts", "",
+             "| model | load s | RSS after load MB | hosts | starts | crashes | extra bufts |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+
+    def num(value: Any, digits: int) -> str:
+        return "" if value is None else f"{float(value):.{digits}f}"
+
+    for name, load in loads.items():
+        lines.append(f"| {name} | {num(load['load_s'], 2)} | {num(load['rss_after_load_mb'], 0)} | {load['hosts']} | "
+                     f"{load['starts']} | {load['crashes']} | {load.get('extra_bufts') or ''} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_summary(
     run_dir: str | Path, records: Iterable[CaseRecord | Mapping[str, Any]], metadata: Mapping[str, Any]
 ) -> list[SummaryRow]:
@@ -142,12 +177,15 @@ def write_summary(
     rows = [group.row for group in groups]
     shares = [share for group in groups for share in group.shares]
     heads, pairs = headlines(groups), paired(groups)
-    summary = {"metadata": plain_metadata, "summary": [row.to_dict() for row in rows],
+    loads = model_loads(plain_metadata)
+    summary = {"metadata": plain_metadata, "models": loads,
+               "summary": [row.to_dict() for row in rows],
                "per_model": [s.to_dict() for s in shares], "headlines": [h.to_dict() for h in heads],
                "paired": [p.to_dict() for p in pairs]}
     _write_text(run_dir / METADATA_FILE, _json_text(plain_metadata))
     _write_text(run_dir / SUMMARY_JSON, _json_text(summary))
-    _write_text(run_dir / SUMMARY_MD, markdown(rows, plain_metadata) + markdown_sections(rows, shares, heads, pairs))
+    _write_text(run_dir / SUMMARY_MD, markdown(rows, plain_metadata) + markdown_sections(rows, shares, heads, pairs)
+                + _loads_markdown(loads))
     temporary_csv = run_dir / (SUMMARY_CSV + ".tmp")
     write_csv(rows, temporary_csv)
     os.replace(temporary_csv, run_dir / SUMMARY_CSV)

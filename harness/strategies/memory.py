@@ -256,7 +256,7 @@ def respond(model: ModelCall, conversation: Conversation, message: str, memory: 
     text = generation.text.strip()
     conversation.add(message, text)
     tokens = context.tokens
-    source = getattr(model.backend, "token_count_source", "tokenizer")
+    source = model.backend.token_count_source
     if tokens is None and count is not None:
         tokens = count(context.messages)
     if tokens is None:

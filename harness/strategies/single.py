@@ -26,10 +26,9 @@ def chat_context(model: ModelCall, prompt: str) -> str | None:
     """A chat model's prompt as its chat template writes it (one user turn, then the start of
     the assistant's), for scoring continuations by loglikelihood the way the model reads a
     chat; None for base models and backends that cannot render their template."""
-    render = getattr(model.backend, "chat_text", None)
-    if model.spec.prompt_style != "chat" or render is None:
+    if model.spec.prompt_style != "chat" or "chat_text" not in model.backend.abilities:
         return None
-    return render(({"role": "user", "content": prompt},))
+    return model.backend.chat_text(({"role": "user", "content": prompt},))
 
 
 def complete(model: ModelCall, prompt: str, *, max_tokens: int = 256, stop: Sequence[str] = (),

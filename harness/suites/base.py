@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import random
 from collections.abc import Iterator, Sequence
@@ -53,7 +52,12 @@ def json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """
     if not path.is_file():
         raise DataError(path, "no such file")
-    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    if path.suffix == ".gz":
+        import gzip  # only compressed files need it; suites load this module in every pytest session
+
+        data = gzip.decompress(path.read_bytes())
+    else:
+        data = path.read_bytes()
     for index, raw in enumerate(data.splitlines()):
         line = index + 1
         try:

@@ -33,7 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.suites.base import DataError, Item, Score
+from harness.settings import option
+from harness.suites.base import DataError, Item, Score, sample
+from harness.suites.unit import LoadContext, Suite
 
 DEFAULT_SYSTEM = ("You are a helpful assistant chatting with a user. Keep every answer to one short "
                   "sentence. Remember what the user tells you about themselves.")
@@ -169,3 +171,22 @@ def score(judged: Sequence[dict[str, Any]]) -> Score:
     return Score(right == len(judged) and bool(judged),
                  {"recall": right / len(judged) if judged else 0.0,
                   "in_context": in_context / len(judged) if judged else 0.0})
+
+
+# -- the suite as the harness registers it (harness/suites/unit.py) --------------------------------
+
+SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "chat"
+
+
+@dataclass(frozen=True)
+class Options:
+    strategies: tuple[str, ...] = option("chat memory strategies, comma-separated: full, none, window:N, budget:T",
+                                         ("full", "none", "window:4", "budget:512"), aliases=("--memory",))
+
+
+def _load(options: Options, context: LoadContext) -> list[Item]:
+    return sample(load(SAMPLE), context.samples, context.seed)
+
+
+SUITE = Suite("chat_memory", load=_load, options=Options, reports=("harness.report.chat_memory",),
+              description="chat memory: facts stated early in a conversation, asked for later")

@@ -19,12 +19,15 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from typing import TYPE_CHECKING, Any
 
 from harness.extraction_format import OUTPUT_PREFIXES, SOURCE, same_answer
+from harness.settings import option
 from harness.suites.base import DataError, Item, Score, sample
+from harness.suites.unit import LoadContext, Suite
+
+if TYPE_CHECKING:  # pydantic loads when answers are validated, not when the suite registers its options
+    from pydantic import BaseModel
 
 PLACEHOLDER = "{source}"
 
@@ -151,6 +154,8 @@ def answer_model(fields: Sequence[str]) -> type[BaseModel]:
     Column names need not be Python identifiers, so each is an alias of a generated attribute.
     Numbers are taken as their text ("dosierung": 500); extra keys are ignored.
     """
+    from pydantic import ConfigDict, Field, create_model
+
     definitions: dict[str, Any] = {f"field_{i}": (str, Field(alias=name)) for i, name in enumerate(fields)}
     config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
     return create_model("ExtractionAnswer", __config__=config, **definitions)
@@ -191,6 +196,8 @@ class Parsed:
 
 
 def parse(text: str, model: type[BaseModel]) -> Parsed:
+    from pydantic import ValidationError
+
     found = find_json_object(strip_thinking(text))
     if found is None:
         return Parsed(None, "no JSON object in the output")
@@ -210,3 +217,39 @@ def score(item: Item, values: Mapping[str, str] | None) -> Score:
              for name, expected in reference.items()}
     scores = {"valid": float(values is not None), **{f"exact_{n}": float(v) for n, v in exact.items()}}
     return Score(correct=values is not None and all(exact.values()), scores=scores)
+
+
+# -- the suite as the harness registers it (harness/suites/unit.py) --------------------------------
+
+SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "extraction"
+
+
+@dataclass(frozen=True)
+class Options:
+    data: Path | None = option("extraction CSV: a `source` column, every other column a target field",
+                               shown_default="the project's sample in fixtures/extraction")
+    template: Path | None = option("extraction prompt template with a {source} placeholder",
+                                   shown_default="the sample's prompt.txt")
+    max_tokens: int = option("most tokens an extraction answer may take", 256, minimum=1)
+    metrics: bool = option("write the extraction metrics CSV and plots at the end of the run (off: inference "
+                           "only; `harness rescore` later)", True, flag=True)
+    bertscore_model: Path | None = option("a local model folder for BERTScore (bert-score); without it the "
+                                          "bertscore column stays empty")
+
+    @property
+    def csv(self) -> Path:
+        return self.data or SAMPLE / "sample.csv"
+
+    @property
+    def prompt_template(self) -> Path:
+        return self.template or SAMPLE / "prompt.txt"
+
+
+def _load(options: Options, context: LoadContext) -> list[Item]:
+    read_template(options.prompt_template)  # a bad template stops the run at collection, not per case
+    return load(options.csv, samples=context.samples, seed=context.seed)
+
+
+SUITE = Suite("extraction", load=_load, options=Options,
+              reports=("harness.report.extraction_metrics", "harness.report.extraction_more"),
+              description="structured extraction: JSON with the target fields from a text")

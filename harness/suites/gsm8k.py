@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from harness.settings import option
 from harness.suites.base import DataError, Item, Score, json_lines, sample
+from harness.suites.unit import LoadContext, Suite
 
 STYLES = ("base", "chat")
 # Base models, given "Question: ...\nAnswer:", tend to go on with a question of their own.
@@ -272,3 +275,28 @@ def _load_hf(name: str, split: str) -> Iterator[Item]:
         item = _item(dict(row), f"{split}-{index}", f"hf:{name} {split} row {index}", None)
         yield Item(id=item.id, input=item.input, reference=item.reference,
                    meta={**item.meta, "file": f"hf:{name}", "index": index})
+
+
+# -- the suite as the harness registers it (harness/suites/unit.py) --------------------------------
+
+SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "gsm8k"
+
+
+@dataclass(frozen=True)
+class Options:
+    data: str | None = option("GSM8K data: a JSON-lines file, a folder with <split>.jsonl, or hf:gsm8k",
+                              shown_default="the project's sample in fixtures/gsm8k")
+    split: str = option("GSM8K split when the data is a folder", "test")
+    shots: int = option("worked examples in base-model prompts", 2, minimum=0)
+    max_tokens: int = option("tokens a GSM8K answer may take", 256, minimum=1)
+
+    @property
+    def source(self) -> str:
+        return self.data or str(SAMPLE)
+
+
+def _load(options: Options, context: LoadContext) -> list[Item]:
+    return load(options.source, split=options.split, samples=context.samples, seed=context.seed)
+
+
+SUITE = Suite("gsm8k", load=_load, options=Options, description="GSM8K: grade-school math, the final number")

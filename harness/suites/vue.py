@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 import math
 import re
-import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.settings import option
 from harness.suites.base import DataError, Item, Score, sample
+from harness.suites.unit import LoadContext, Suite
 from harness.suites.vue_project import FIXTURES, TypeCheck, VueProject, Workspace
 
 CASES = FIXTURES / "cases"
@@ -308,6 +309,8 @@ def combine(runs: Sequence[tuple[Score, dict[str, Any]]], pass_score: float) -> 
     if len(runs) == 1:
         return runs[0]
     keys = [k for k in runs[0][0].scores if all(k in s.scores for s, _ in runs)]
+    import statistics  # loaded when runs are combined, not when pytest registers the suite
+
     scores = {k: round(statistics.fmean(s.scores[k] for s, _ in runs), 4) for k in keys}
     values = [s.scores["score"] for s, _ in runs]
     scores["score_stdev"] = round(statistics.stdev(values), 4)
@@ -316,3 +319,29 @@ def combine(runs: Sequence[tuple[Score, dict[str, Any]]], pass_score: float) -> 
     compiled_all = all(s.scores.get("compiled") == 1.0 for s, _ in runs)
     score = Score(compiled_all and scores["score"] >= pass_score, scores)
     return score, {**spread, "repeats": [d for _, d in runs]}
+
+
+# -- the suite as the harness registers it (harness/suites/unit.py) --------------------------------
+
+MODES = ("single", "agent")
+
+
+@dataclass(frozen=True)
+class Options:
+    mode: tuple[str, ...] = option("Vue suite modes, comma-separated: single (one prompt, the answer is the file) "
+                                   "and agent (read_file/write_file/run_type_check/finish in a loop)", ("single",),
+                                   choices=MODES)
+    repeats: int = option("runs of each Vue case, recorded as mean and standard deviation", 1, minimum=1)
+    max_tokens: int = option("most tokens of a Vue answer or agent turn", 1024, minimum=1)
+    max_iterations: int = option("most model turns of the Vue agent", 10, minimum=1)
+    temperature: float = option("sampling temperature of the Vue suite", 0.0, minimum=0)
+    keep_failed: bool = option("keep the project copy of every failing Vue case on disk for debugging (its path "
+                               "is the record's kept_workspace)", False, flag=True, aliases=("--keep-failed",))
+
+
+def _load(options: Options, context: LoadContext) -> list[Item]:
+    return load(samples=context.samples, seed=context.seed)
+
+
+SUITE = Suite("vue", load=_load, options=Options, reports=("harness.report.vue_report",),
+              description="Vue to TypeScript: type an untyped Vue 3 component, graded 0-10")

@@ -88,11 +88,14 @@ def test_report_renders_in_headless_chromium(bench: BenchRun) -> None:
 
 
 def test_the_page_is_written_after_the_other_reports(tmp_path: Path) -> None:
-    from harness.report.hooks import report_manager, run_reports
+    from harness.report.hooks import report_manager, reports_of, run_reports
 
     records = [_record("1", "m1", True), _record("1", "m2", False), _record("2", "m1", True),
                _record("2", "m2", True)]
-    assert run_reports(report_manager(), RunData.of(tmp_path, records, {"run_id": "r"})) == []
+    # The run's suites name their reports in its metadata (the MMLU Suite: its analysis).
+    metadata = {"run_id": "r", "suites": {"mmlu": {"tags": ["subject"], "reports": ["harness.report.mmlu_analysis"]}}}
+    manager = report_manager(reports=reports_of(metadata))
+    assert run_reports(manager, RunData.of(tmp_path, records, metadata)) == []
     page = (tmp_path / html.REPORT_FILE).read_text(encoding="utf-8")
     pytest.importorskip("matplotlib")
     assert (tmp_path / "comparison" / "mmlu" / "comparison.png").is_file()

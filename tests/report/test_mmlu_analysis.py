@@ -14,7 +14,10 @@ from harness.report.aggregate import aggregate
 
 
 def rec(subject: str, n: int, model: str, correct: bool, wall: float = 1.0) -> CaseRecord:
-    return CaseRecord(run_id="r", case_id=f"{model}-{subject}-{n}", suite="mmlu", item_id=f"{subject}-{n}",
+    # The item id says nothing of the subject: the analysis reads the record's tag.
+    item_id = f"q{n}-{len(subject)}"
+    return CaseRecord(run_id="r", case_id=f"{model}-{item_id}", suite="mmlu", item_id=item_id,
+                      tags={"subject": subject},
                       model=model, backend="fake", correct=correct, status="ok" if correct else "wrong",
                       timings={"wall_s": wall}, resources={"cpu_s": wall / 2, "duration_s": wall})
 
@@ -43,7 +46,7 @@ def test_per_subject_per_model_accuracy_chance_flag_and_errors() -> None:
     # b's interval [0.02, 0.47] includes 25 %; a's [0.41, 0.93] does not
     assert models["single:b"]["chance_in_interval"] and not models["single:a"]["chance_in_interval"]
     errors = analysis["errors"]
-    assert errors["missed_by_every_model"] == ["high_school_math-2", "high_school_math-3"]
+    assert errors["missed_by_every_model"] == ["q2-16", "q3-16"]  # high_school_math 2 and 3
     (overlap,) = errors["wrong_overlap"]
     assert (overlap["both_wrong"], overlap["either_wrong"]) == (2, 7)
     assert overlap["jaccard"] == pytest.approx(2 / 7)
@@ -66,6 +69,14 @@ def test_files_are_written(tmp_path: Path) -> None:
     assert {p.name for p in folder.glob("*.png")} == {"heatmap.png", "accuracy.png", "efficiency.png", "time.png"}
 
 
+def test_a_record_without_the_tag_is_untagged_not_parsed_from_its_id() -> None:
+    old = CaseRecord.from_dict({"suite": "mmlu", "model": "a", "item_id": "astronomy-0", "case_id": "c",
+                                "status": "ok", "correct": True})
+    assert old.tags == {}
+    analysis = mmlu_analysis.analyse(aggregate([old]))
+    assert list(analysis["subjects"]) == [mmlu_analysis.UNTAGGED]
+
+
 def test_a_run_keeps_every_choice_loglikelihood_and_writes_the_analysis(bench) -> None:  # type: ignore[no-untyped-def]
     assert bench("--models", "oracle", "--samples", "5", "--run-id", "ll").ret == 0
     records = bench.records(bench.reports / "ll")
@@ -76,5 +87,7 @@ def test_a_run_keeps_every_choice_loglikelihood_and_writes_the_analysis(bench) -
         # the oracle: the reference is certain, every other letter impossible (-inf, kept as null)
         assert values[record["reference"]] == 0.0
         assert all(v is None for letter, v in values.items() if letter != record["reference"])
+    # Each record carries its subject as a tag, the same as its item's input.
+    assert all(r["tags"] == {"subject": r["item_id"].rsplit("-", 1)[0]} for r in records)
     analysis = json.loads((bench.reports / "ll" / "mmlu" / "analysis.json").read_text())
     assert analysis["models"]["single:oracle"]["accuracy"] == 1.0

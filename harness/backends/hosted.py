@@ -1,0 +1,391 @@
+"""A model in a process of its own: the backend protocol, proxied to a model host (host.py).
+
+In-process libraries (llama.cpp, transformers) run their model in a host process per model, the
+way servers do by nature. So each model's CPU time, memory and load time are its own (the monitor
+samples the host's PID), and a native crash costs the case in flight, not the run:
+
+- a host that dies during a call (a signal, an OOM kill, an abort) raises HostCrash, with the
+  signal and the last lines of its stderr; the case is recorded with status=crash;
+- the next call starts a new host; after MAX_CRASH_STREAK crashes in a row the model is retired
+  (`retired` says why) and the run skips its remaining cases.
+
+llama.cpp's AMX extra buffer type crashes on the first decode on some Xeons (upstream llama.cpp
+issue #20824). A llama.cpp host that does not say `use_extra_bufts` in its options is probed: a
+short prompt is decoded on start, and if the host dies doing it, it restarts with extra buffer
+types off (`describe()["extra_bufts"]` says which, and why). Where they work, they stay on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from multiprocessing.connection import Client, Connection
+from pathlib import Path
+from typing import Any
+
+from harness.backends.base import (
+    BackendBase,
+    BackendError,
+    BackendTimeout,
+    Generation,
+    HostCrash,
+    LoglikelihoodRequest,
+    Loglikelihoods,
+    Request,
+    Unsupported,
+    UsageSource,
+)
+from harness.backends.host import KEY_VARIABLE, spec_to_json
+from harness.registry import ModelSpec
+
+MAX_CRASH_STREAK = 3
+STDERR_TAIL_LINES = 20
+STDERR_TAIL_CHARS = 4000
+# The probe: a prompt long enough to run a batched matrix product, and a token decoded after it.
+PROBE = Request(prompt="Question: What is the capital of France, the country in western Europe? "
+                       "Answer with one word.\nAnswer:", max_tokens=2)
+# Probe outcomes per model file within this process: a restarted host needs no second probe.
+_PROBED: dict[str, dict[str, str]] = {}
+
+
+def _verdicts_file() -> Path:
+    """Where llama.cpp probe verdicts persist between runs (one crash per machine, not per run)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "llm-bench-harness" / "extra-bufts.json"
+
+
+def _verdict_key(spec: ModelSpec) -> str:
+    """The model file, the llama.cpp build and the CPU: a verdict holds while all three do."""
+    try:
+        version = importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        version = "?"
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:
+        flags = ""
+    return f"{spec.model}|llama-cpp-python {version}|cpu {hashlib.sha256(flags.encode()).hexdigest()[:16]}"
+
+
+def _known_verdict(spec: ModelSpec) -> dict[str, str] | None:
+    if spec.model in _PROBED:
+        return _PROBED[spec.model]
+    if spec.backend != "llamacpp":  # test doubles are probed afresh in each process
+        return None
+    try:
+        saved = json.loads(_verdicts_file().read_text(encoding="utf-8")).get(_verdict_key(spec))
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(saved, dict) and saved.get("extra_bufts") in ("on", "off"):
+        _PROBED[spec.model] = {"extra_bufts": str(saved["extra_bufts"]), "why": f"{saved.get('why')} (probed earlier)"}
+        return _PROBED[spec.model]
+    return None
+
+
+def _remember_verdict(spec: ModelSpec, verdict: dict[str, str]) -> None:
+    _PROBED[spec.model] = verdict
+    if spec.backend != "llamacpp":
+        return
+    path = _verdicts_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            saved = {}
+        saved[_verdict_key(spec)] = verdict
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(saved, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError:  # a read-only home: the verdict holds for this process only
+        pass
+
+
+def _signal_name(returncode: int | None) -> str | None:
+    if returncode is None or returncode >= 0:
+        return None
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
+def _tail(path: Path) -> str:
+    """The end of a host's stderr: from faulthandler's report of a fatal error where there is one
+    (its header names the signal; the stacks follow), else the last lines."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").rstrip()
+    except OSError:
+        return ""
+    fatal = text.rfind("Fatal Python error")
+    if fatal >= 0:
+        return text[fatal:fatal + STDERR_TAIL_CHARS]
+    return "\n".join(text.splitlines()[-STDERR_TAIL_LINES:])[-STDERR_TAIL_CHARS:]
+
+
+class HostedBackend(BackendBase):
+    def __init__(self, spec: ModelSpec, *, timeout_s: float | None = None) -> None:
+        self.name = spec.name
+        self.spec = spec
+        self._timeout_s = timeout_s
+        self._lock = threading.Lock()  # one call in flight per client, as with an in-process model
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+        self._folder: Path | None = None
+        self._info: dict[str, Any] = {}
+        self._options: dict[str, Any] = {}  # what the probe decided, applied to every restart
+        self._choice: dict[str, Any] = {}
+        self._described: dict[str, Any] | None = None
+        self.crashes = 0
+        self.streak = 0  # crashes in a row
+        self.starts = 0
+        self.retired: str | None = None
+        if spec.backend == "llamacpp" and "use_extra_bufts" in spec.options:
+            on = bool(spec.options["use_extra_bufts"])
+            self._choice = {"extra_bufts": "on" if on else "off", "extra_bufts_why": "set in the registry"}
+        with self._lock:
+            self._ensure()
+
+    # -- the protocol --------------------------------------------------------------------------
+    @property
+    def abilities(self) -> frozenset[str]:
+        return frozenset(self._info.get("abilities", ()))
+
+    @property
+    def supports_loglikelihood(self) -> bool:  # type: ignore[override]
+        return bool(self._info.get("supports_loglikelihood", False))
+
+    @property
+    def token_count_source(self) -> UsageSource:  # type: ignore[override]
+        return self._info.get("token_count_source", "tokenizer")
+
+    def generate(self, request: Request) -> Generation:
+        return self._call("generate", request)
+
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> Loglikelihoods:
+        return self._call("loglikelihood", requests)
+
+    def loglikelihood_groups(self, groups: list[list[LoglikelihoodRequest]]) -> list[Loglikelihoods]:
+        return self._call("loglikelihood_groups", groups)
+
+    def chat_text(self, messages: tuple[dict[str, Any], ...]) -> str:
+        return self._call("chat_text", messages)
+
+    def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
+        return self._call("count_tokens", content)
+
+    def describe(self) -> dict[str, Any]:
+        """The hosted backend's own description, with the host's: load time, RSS after load,
+        restarts and crashes, and for llama.cpp what the probe chose for extra buffer types."""
+        running = self._proc is not None and self._proc.poll() is None
+        if self._described is None and self.retired is None or running:
+            try:  # a host that is not running is not started only to be described
+                self._described = dict(self._call("describe", _ability=None))
+            except BackendError as exc:
+                self._described = {"describe_error": str(exc)}
+        data = dict(self._described or {})
+        host = {"pid": self._info.get("pid"), "load_s": self._info.get("load_s"),
+                "rss_after_load_mb": self._info.get("rss_after_load_mb"), "starts": self.starts,
+                "crashes": self.crashes, "retired": self.retired}
+        return {**data, **self._choice, "host": host}
+
+    def process(self) -> int | None:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            return proc.pid
+        if self.retired is not None or not self._lock.acquire(blocking=False):
+            return None  # a call still holds the host (one abandoned past its timeout): not sampled
+        try:
+            self._ensure(strict=False)  # the host that crashed in the last case starts again for this one
+            return self._proc.pid if self._proc is not None else None
+        except BackendError:
+            return None
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        """Ask the host to end; kill it if it does not. Never waits on a call in flight."""
+        if self._lock.acquire(timeout=0.5):
+            try:
+                self._stop_host(polite=True)
+            finally:
+                self._lock.release()
+        else:  # a call abandoned past its timeout still holds the host: end it
+            self._stop_host(polite=False)
+
+    def _stop_host(self, *, polite: bool) -> None:
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        if proc is not None and proc.poll() is None:
+            if conn is not None and polite:
+                try:
+                    conn.send(("shutdown", ()))
+                    conn.recv()
+                except (EOFError, OSError):
+                    pass
+            else:
+                proc.kill()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if conn is not None:
+            conn.close()
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+    # -- the host's life -----------------------------------------------------------------------
+    def _call(self, operation: str, *args: Any, _ability: str | None = "") -> Any:
+        ability = operation if _ability == "" else _ability
+        if ability in ("loglikelihood", "loglikelihood_groups", "chat_text", "count_tokens") and \
+                ability not in self.abilities:
+            raise Unsupported(f"{self.name}: this backend does not offer {ability}")
+        with self._lock:
+            if self.retired is not None:
+                raise BackendError(self.retired)
+            self._ensure(strict=True)
+            value = self._exchange(operation, args)
+            self.streak = 0
+            return value
+
+    def _exchange(self, operation: str, args: tuple[Any, ...]) -> Any:
+        assert self._conn is not None
+        try:
+            self._conn.send((operation, args))
+            # A call past the run's --call-timeout ends its host, as an HTTP backend's request is
+            # dropped: the next case gets a fresh host instead of queueing behind a hung one.
+            limit = None if operation == "hello" else self._timeout_s
+            if limit is not None and not self._conn.poll(limit):
+                self._stop_host(polite=False)
+                raise BackendTimeout(f"{self.name}: no answer within {limit:g} s; its host was stopped")
+            kind, value = self._conn.recv()
+        except (EOFError, OSError):
+            raise self._crashed(operation) from None
+        if kind == "error":
+            raise value
+        return value
+
+    def _ensure(self, *, strict: bool = True) -> None:
+        """A running host, started (and for llama.cpp, probed) if there is none. A host found dead
+        is a crash of the call about to be made (`strict`), or, at a case's start, just restarted."""
+        if self._proc is not None and self._proc.poll() is None and self._conn is not None:
+            return
+        if self._proc is not None:
+            crash = self._crashed("the time between calls")
+            if strict:
+                raise crash
+        if self.retired is not None:
+            raise BackendError(self.retired)
+        probe = self._needs_probe()
+        known = _known_verdict(self.spec) if probe else None
+        if known is not None:  # this process probed this model file before: its verdict holds
+            if known["extra_bufts"] != "on":
+                self._options["use_extra_bufts"] = False
+            self._choice = {"extra_bufts": known["extra_bufts"], "extra_bufts_why": known["why"]}
+            probe = False
+        self._start()
+        if probe:
+            self._probe()
+
+    def _start(self) -> None:
+        self._folder = Path(tempfile.mkdtemp(prefix="harness-host-"))
+        socket_path = self._folder / "host.sock"
+        key = secrets.token_bytes(32)
+        spec = self.spec
+        if self._options:
+            from dataclasses import replace
+
+            spec = replace(spec, options={**spec.options, **self._options})
+        env = {**os.environ, KEY_VARIABLE: key.hex()}
+        package_root = str(Path(__file__).resolve().parents[2])  # this harness, whatever the path says
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+        with open(self._folder / "stderr.log", "wb") as stderr:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "harness.backends.host", str(socket_path), spec_to_json(spec),
+                 "" if self._timeout_s is None else repr(self._timeout_s)],
+                stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=env, start_new_session=False)
+        self.starts += 1
+        deadline = time.monotonic() + 120.0
+        while not socket_path.exists():  # the host listens before it loads: this takes an import's time
+            if self._proc.poll() is not None:
+                raise self._crashed("start")
+            if time.monotonic() > deadline:
+                self._proc.kill()
+                raise self._crashed("start")
+            time.sleep(0.01)
+        try:
+            self._conn = Client(str(socket_path), family="AF_UNIX", authkey=key)
+        except (EOFError, OSError):
+            raise self._crashed("start") from None
+        try:
+            self._info = self._exchange("hello", ())
+        except HostCrash:
+            raise
+        except BackendError:  # the model did not load: an error, not a crash; nothing to keep running
+            self._stop_host(polite=True)
+            raise
+
+    def _needs_probe(self) -> bool:
+        probed = self.spec.backend == "llamacpp" or self.spec.options.get("amx_crash") is True  # (a test double)
+        return probed and "use_extra_bufts" not in {**self.spec.options, **self._options}
+
+    def _probe(self) -> None:
+        try:
+            self._exchange("generate", (PROBE,))
+        except HostCrash as crash:
+            why = (f"a probe decode with them crashed the host ({crash.signal or crash.exit_code}); "
+                   "llama.cpp's AMX path on this CPU (upstream issue #20824)")
+            self.crashes -= 1  # the probe's crash is a finding, not a case's crash
+            self.streak = 0
+            self._options["use_extra_bufts"] = False
+            self._start()
+            self._exchange("generate", (PROBE,))  # off must work, or this model cannot run here
+            verdict = {"extra_bufts": "off", "why": why}
+        else:
+            verdict = {"extra_bufts": "on", "why": "a probe decode with them worked"}
+        _remember_verdict(self.spec, verdict)
+        self._choice = {"extra_bufts": verdict["extra_bufts"], "extra_bufts_why": verdict["why"]}
+
+    def _crashed(self, operation: str) -> HostCrash:
+        """The host is gone: what killed it, the tail of its stderr; start afresh next time."""
+        proc, folder = self._proc, self._folder
+        returncode = None
+        if proc is not None:
+            try:
+                returncode = proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # the channel broke but the process lives: end it
+                proc.kill()
+                returncode = proc.wait()
+        tail = _tail(folder / "stderr.log") if folder is not None else ""
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        self._folder = None
+        self.crashes += 1
+        self.streak += 1
+        name = _signal_name(returncode)
+        how = f"killed by {name}" if name else f"exited with code {returncode}"
+        message = f"{self.name}: the model host {how} during {operation}"
+        if self.streak >= MAX_CRASH_STREAK:
+            self.retired = (f"{self.name}: the model host crashed {self.streak} times in a row "
+                            f"(last: {how}); its remaining cases are skipped")
+        lines = tail.strip().splitlines()
+        last_line = (lines[0] if tail.startswith("Fatal Python error") else lines[-1]) if lines else ""
+        if last_line:
+            message += f": {last_line}"
+        return HostCrash(message, model=self.name, signal=name,
+                         exit_code=returncode if name is None else None, stderr_tail=tail)

@@ -1,0 +1,60 @@
+"""The resource monitor: CPU time and memory of a process tree, and GPU memory by PID."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import types
+from typing import Any
+
+import pytest
+
+from harness import monitor as monitor_module
+from harness.monitor import Monitor
+
+
+def test_cpu_time_and_rss_are_those_of_the_sampled_process_only() -> None:
+    # A child that burns CPU and holds ~200 MB; this process stays idle.
+    code = ("import time\nx = bytearray(200 * 2**20)\nend = time.time() + 1.0\nwhile time.time() < end: pass\n"
+            "time.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        with Monitor([child.pid], interval=0.05, gpus=False, children=False) as mon:
+            time.sleep(1.5)  # it is alive at the window's end: its counters can be read
+        summary = mon.summary()
+    finally:
+        child.kill()
+    assert 0.05 < summary.cpu_s <= 2 * summary.duration_s + 0.1  # the child's busy second, not ours
+    assert summary.rss_peak_mb is not None and 150 < summary.rss_peak_mb < 600
+
+
+class _FakeNvml(types.SimpleNamespace):
+    """NVML as pynvml shows it: one GPU, two compute processes (ours and another's)."""
+
+    def __init__(self, ours: int, theirs: int) -> None:
+        proc = types.SimpleNamespace
+        handle = object()
+        super().__init__(
+            nvmlInit=lambda: None, nvmlDeviceGetCount=lambda: 1,
+            nvmlDeviceGetHandleByIndex=lambda i: handle,
+            nvmlDeviceGetTotalEnergyConsumption=lambda h: 1000,
+            nvmlDeviceGetUtilizationRates=lambda h: proc(gpu=50),
+            nvmlDeviceGetMemoryInfo=lambda h: proc(used=9000 * 2**20),
+            nvmlDeviceGetPowerUsage=lambda h: 100_000,
+            nvmlDeviceGetComputeRunningProcesses=lambda h: [proc(pid=ours, usedGpuMemory=1500 * 2**20),
+                                                            proc(pid=theirs, usedGpuMemory=7000 * 2**20)])
+
+
+def test_gpu_memory_of_the_sampled_processes_is_told_apart_from_the_whole_gpu(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fake: Any = _FakeNvml(ours=os.getpid(), theirs=os.getpid() + 1)
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.setattr(monitor_module, "_NVML", [])
+    with Monitor([os.getpid()], interval=0.02, children=False) as mon:
+        time.sleep(0.2)
+    [gpu] = mon.summary().gpu
+    assert gpu["memory_peak_mb"] == pytest.approx(9000)  # the whole GPU, every process on it
+    assert gpu["process_memory_peak_mb"] == pytest.approx(1500)  # this tree's own, by PID
+    monkeypatch.setattr(monitor_module, "_NVML", [])
