@@ -67,7 +67,10 @@ def run(model: str, extra: bool | None, site: str | None) -> dict[str, object]:
     if site:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (site, env.get("PYTHONPATH", "")) if p)
     code = CHILD.format(project=str(PROJECT), extra=extra, model=model)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    except subprocess.TimeoutExpired:
+        return {"error": "no answer within 300 s"}
     if proc.returncode != 0:
         return {"error": f"exit {proc.returncode}" + (" (SIGSEGV)" if proc.returncode == -11 else "")}
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
@@ -85,10 +88,13 @@ def main() -> None:
     flags = cpuinfo.read_text().split("flags", 1)[-1].split("\n", 1)[0] if cpuinfo.exists() else ""
     print(f"CPU has AMX: {'amx_int8' in flags}; load average at start: {os.getloadavg()[0]:.1f}")
     results: dict[tuple[str, str], list[dict[str, object]]] = {}
-    for _ in range(args.rounds):
+    for index in range(args.rounds):
         for name, (extra, site) in configs.items():
             for label, model in MODELS.items():
-                results.setdefault((name, label), []).append(run(model, extra, site))
+                row = run(model, extra, site)
+                results.setdefault((name, label), []).append(row)
+                shown = row.get("error") or f"prompt {row['prompt_tps']:.1f} tok/s, gen {row['gen_tps']:.1f} tok/s"
+                print(f"round {index + 1}: {name}, {label}: {shown} (load {os.getloadavg()[0]:.1f})", flush=True)
     print(f"{'configuration':34} {'model':16} {'prompt tok/s':>13} {'gen tok/s':>10}")
     for (name, label), rows in results.items():
         good = [r for r in rows if "error" not in r]

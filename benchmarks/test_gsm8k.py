@@ -8,14 +8,19 @@ Data: --gsm8k-data (default: the project's sample in fixtures/gsm8k).
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from harness.call import ModelCall
+from harness.confidence import AGREEMENT, agreement
 from harness.plugin import Case, parametrize_cases
 from harness.session import RunSession
 from harness.strategies import delegate, single
 from harness.suites import gsm8k
 from harness.suites.base import Item
+
+SAMPLE_TEMPERATURE = 0.8  # the --gsm8k-samples-per-item draws beside the greedy answer
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -29,11 +34,27 @@ def _prompt(run: RunSession, o: gsm8k.Options, model: ModelCall, question: Item)
     return gsm8k.prompt(question, shots, style="base")
 
 
-def _solve(run: RunSession, o: gsm8k.Options, model: ModelCall, item: Item) -> str:
+def _solve(run: RunSession, o: gsm8k.Options, model: ModelCall, item: Item, temperature: float = 0.0,
+           seed: int | None = None) -> str:
     output = single.complete(model, _prompt(run, o, model, item), max_tokens=o.max_tokens,
                              stop=gsm8k.STOP if model.spec.prompt_style == "base" else (),
-                             reference=f"The answer is {item.reference}.")
+                             reference=f"The answer is {item.reference}.", temperature=temperature, seed=seed)
     return output.text
+
+
+def _confidence(run: RunSession, o: gsm8k.Options, model: ModelCall, item: Item, text: str,
+                answer: str | None) -> dict[str, Any]:
+    """The record's confidence: with --gsm8k-samples-per-item k > 1, the share of k answers (the
+    greedy one and k - 1 samples at temperature 0.8) that agree with the greedy answer; else with
+    --generation-confidence the answer's mean token log-probability (strategies/single.py)."""
+    k = o.samples_per_item
+    if k > 1:
+        others = [gsm8k.extract_answer(_solve(run, o, model, item, SAMPLE_TEMPERATURE, seed=i)) for i in range(1, k)]
+        return {"confidence": agreement([answer, *others], answer), "confidence_source": AGREEMENT,
+                "sampled_answers": others}
+    if run.settings.generation_confidence:
+        return single.answer_confidence(model, _prompt(run, o, model, item), text)
+    return {}
 
 
 def test_gsm8k(case: Case, llm: ModelCall, record, harness: RunSession, options: gsm8k.Options,
@@ -42,7 +63,8 @@ def test_gsm8k(case: Case, llm: ModelCall, record, harness: RunSession, options:
     if case.strategy == "single":
         text = _solve(harness, options, llm, item)
         answer = gsm8k.extract_answer(text)
-        record(answer, gsm8k.score(item, answer), mode="generate", output=text)
+        record(answer, gsm8k.score(item, answer), mode="generate", output=text,
+               **_confidence(harness, options, llm, item, text, answer))
         return
     large: ModelCall = request.getfixturevalue("large_llm")
 

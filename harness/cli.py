@@ -42,9 +42,32 @@ def _run(ref: str, store_uri: str | None) -> tuple[list[CaseRecord], dict[str, A
     return read_run(Path(ref))
 
 
+def _compare_page(refs: list[str], store_uri: str | None, out: str | None, report_dir: str) -> int:
+    """One page comparing runs (report/compare_page.py), the first the baseline; prints its path."""
+    from harness.report import compare_page
+
+    runs = []
+    for ref in refs:
+        records, metadata = _run(ref, store_uri)
+        runs.append(compare_page.Run(str(metadata.get("run_id") or Path(ref).name), records, metadata))
+    if out is None:  # beside the first run's folder, else in the report folder
+        folder = Path(refs[0]).parent if Path(refs[0]).is_dir() else Path(report_dir)
+        out = str(folder / ("compare-" + "-vs-".join(Path(ref).name for ref in refs) + ".html"))
+    print(compare_page.write(out, runs))
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     """Every file of a run again from its records: the summaries, then every report. With --store,
-    the records come from the store and the files go to <report-dir>/<run id>."""
+    the records come from the store and the files go to <report-dir>/<run id>. With --runs, one
+    page comparing those runs instead."""
+    if args.runs:
+        refs = [ref for ref in args.runs.split(",") if ref]
+        if len(refs) < 2 or args.run_dir:
+            raise ValueError(f"--runs {args.runs!r}: takes two or more runs, comma-separated, and no run folder")
+        return _compare_page(refs, args.store, args.out, args.report_dir)
+    if not args.run_dir:
+        raise ValueError("report: name a run folder (or a run id with --store), or --runs A,B")
     records, metadata = _run(args.run_dir, args.store)
     if args.store is not None and not Path(args.run_dir).is_dir():
         print(f"{len(records)} records of run {args.run_dir} from the store")
@@ -80,6 +103,8 @@ def _compare(args: argparse.Namespace) -> int:
     item (not by test id, which names the model): the same model against itself where both runs
     have it, else every model of A against every model of B. Paired figures: accuracy of each on
     the items both scored, the difference with its 95 % interval, and the exact McNemar p-value."""
+    if args.html:
+        return _compare_page([args.a, args.b], args.store, args.out, "reports")
     records_a, records_b = _run(args.a, args.store)[0], _run(args.b, args.store)[0]
     results = compare_runs(records_a, records_b)
     matched = sum(r.items for r in results)
@@ -173,6 +198,29 @@ def _rescore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _routes(args: argparse.Namespace) -> int:
+    """The routing lab (harness/report/routes.py) of a run where a small and a large model
+    answered the same items: every threshold's accuracy, cost and share sent to the large model,
+    and the cheapest that keeps --target of the large model's accuracy. Writes <run>/routes/."""
+    from harness.report import routes
+
+    records, metadata = _run(args.run_dir, args.store)
+    run = RunData.of(Path(args.run_dir), records, metadata)
+    results = routes.labs(run, args.small, args.large, args.target)
+    if not results:
+        raise ValueError(f"{args.run_dir}: no suite where the small model's single records carry a confidence "
+                         "and both models answered the same items (name them with --small and --large, or "
+                         "run with --small-model and --large-model)")
+    if Path(args.run_dir).is_dir():
+        routes.write(Path(args.run_dir), results)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+        return 0
+    for result in results:
+        print(routes.markdown(result))
+    return 0
+
+
 def _doctor(args: argparse.Namespace) -> int:
     """Checks of this machine; exit 1 when something the default run needs is missing."""
     from harness.doctor import render, run_checks
@@ -219,23 +267,38 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("report", help="re-render the summaries of a finished run from results.jsonl")
-    p.add_argument("run_dir", help="a run folder, or with --store the run id")
+    p.add_argument("run_dir", nargs="?", help="a run folder, or with --store the run id")
     p.add_argument("--store", help="read the run from this store: a SQLite path or mongodb://host:port/db")
     p.add_argument("--report-dir", help="with --store: where <run id>/summary.* go (default: reports/ here)")
     p.add_argument("--html", action="store_true", help="write only report.html (the page of the run) and "
                                                         "print its path")
+    p.add_argument("--runs", help="A,B[,C...]: write one page comparing these runs (the first the baseline)")
+    p.add_argument("--out", help="with --runs: the page's path (default: beside the first run's folder)")
     p.set_defaults(func=_report)
     p = sub.add_parser("compare", help="compare two runs on the cases both ran")
     p.add_argument("a", help="a run folder, or with --store a run id")
     p.add_argument("b", help="a run folder, or with --store a run id")
     p.add_argument("--store", help="read run ids from this store: a SQLite path or mongodb://host:port/db")
     p.add_argument("--json", action="store_true", help="the paired figures as JSON")
+    p.add_argument("--html", action="store_true", help="write one page comparing the runs (deltas, flipped "
+                                                        "items, log-likelihood changes) and print its path")
+    p.add_argument("--out", help="with --html: the page's path (default: beside run A's folder)")
     p.set_defaults(func=_compare)
     p = sub.add_parser("show", help="one case of a run in the terminal: status, reason, conversation")
     p.add_argument("run_dir", help="a run folder, or with --store the run id")
     p.add_argument("case", help="the case's test id, its [parameter], or a part that names one case")
     p.add_argument("--store", help="read the run from this store: a SQLite path or mongodb://host:port/db")
     p.set_defaults(func=_show)
+    p = sub.add_parser("routes", help="the offline routing lab: every confidence threshold between a small and "
+                                     "a large model, from a finished run, without running a model")
+    p.add_argument("run_dir", help="a run folder, or with --store the run id")
+    p.add_argument("--store", help="read the run from this store: a SQLite path or mongodb://host:port/db")
+    p.add_argument("--small", help="the small model (default: the run's --small-model)")
+    p.add_argument("--large", help="the large model (default: the run's --large-model)")
+    p.add_argument("--target", type=float, help="the share of the large model's accuracy to keep (default: "
+                                               "the run's --route-target, 0.95)")
+    p.add_argument("--json", action="store_true", help="the lab as JSON")
+    p.set_defaults(func=_routes)
     p = sub.add_parser("models", help="list the registry and what can run on this machine")
     p.add_argument("--models-file")
     p.add_argument("--json", action="store_true")

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from harness import locations
+from harness.decide import DECISION_FILE, Decider
 from harness.record import RECORD_KEY, SCORED_STATUSES, CaseRecord
 from harness.registry import ModelSpec
 from harness.report.aggregate import SummaryRow, latest
@@ -69,6 +70,13 @@ class Controller:
         self.failures: list[ReportFailure] = []
         self._log: ResultsLog | None = None
         self._store: Store | None = None
+        # --decide: the sequential test, fed in the seeded order (harness/decide.py); a resumed
+        # run's records count again once collection has written the plan.
+        self.decider = Decider(self.run_dir, settings) if settings.decide else None
+        if self.decider is not None:
+            for earlier_record in earlier:  # errors and timeouts run again: their new record counts
+                if earlier_record.status in SCORED_STATUSES:
+                    self.decider.add(earlier_record)
         # A store named by --store is opened now: a wrong URI or an unreachable server stops the
         # run before any case runs (pytest exits 4, naming it).
         if settings.store:
@@ -89,6 +97,15 @@ class Controller:
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput[WORKER_RUN_ID] = self.run_id
         node.workerinput[WORKER_ANSWERED] = sorted(self.answered)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: Any) -> None:
+        self.decider_ready()
+
+    def decider_ready(self) -> None:
+        """Collection wrote the --decide plan: count what has arrived (a resumed run's records)."""
+        if self.decider is not None:
+            self.decider.advance_all()
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -112,6 +129,8 @@ class Controller:
         self._store.add(record.to_dict())
         self.records.pop(record.case_id, None)  # a re-run after --resume replaces the old record
         self.records[record.case_id] = record
+        if self.decider is not None:
+            self.decider.add(record)
 
     def _open(self) -> None:
         if self._log is None:
@@ -153,6 +172,9 @@ class Controller:
             return
         records = list(self.records.values())
         metadata = self.metadata(finished=True, workers=workers)
+        if self.decider is not None:  # the decision, with the items it took, into the run's reports
+            self.decider.write()
+            metadata["decision"] = self.decider.summary()
         self.rows = write_summary(self.run_dir, records, metadata)
         self._open()  # a resumed run may have had nothing left to run
         assert self._store is not None
@@ -172,6 +194,10 @@ class Controller:
                 terminalreporter.write_line(f"{len(crashed)} case(s) crashed their model's host (status crash): "
                                             + ", ".join(r.case_id for r in crashed[:5])
                                             + (" ..." if len(crashed) > 5 else ""), yellow=True, bold=True)
+            if self.decider is not None:
+                for line in self.decider.lines():
+                    terminalreporter.write_line(f"decision: {line}", bold=True)
+                terminalreporter.write_line(f"decision: {self.run_dir / DECISION_FILE}")
             terminalreporter.write_line(f"reports: {self.run_dir}")
         for failure in self.failures:
             terminalreporter.write_line(f"harness: {failure} (the run fails; its records are in "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -181,6 +182,55 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.nodeid in run.answered:
             item.add_marker(pytest.mark.skip(reason=f"already answered in run {run.run_id}"))
+    if run.settings.decide is not None:
+        _plan_decision(config, items)
+
+
+def _plan_decision(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """--decide: A and B's cases in a seeded random order, nothing else (harness/decide.py)."""
+    from harness import decide
+
+    run = config.stash[SESSION]
+    pair = decide.variants(run.settings)
+    if pair is None:
+        return
+    kept, dropped, plan = decide.plan_cases(items, _case_about, pair, run.settings.seed)
+    if not plan:
+        raise pytest.UsageError(f"--decide {','.join(run.settings.decide or ())}: no item has cases of both "
+                                "variants (a variant is a model name, or strategy:model)")
+    items[:] = kept
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+    decide.write_json(_run_dir(config) / decide.PLAN_FILE, {"suites": plan})
+    if CONTROLLER in config.stash:  # a plain run: the controller may count resumed records now
+        config.stash[CONTROLLER].decider_ready()
+
+
+def _case_about(item: pytest.Item) -> tuple[str, str, str, str] | None:
+    callspec = getattr(item, "callspec", None)
+    case = callspec.params.get("case") if callspec is not None else None
+    return (case.suite, case.item.id, case.strategy, case.label) if isinstance(case, Case) else None
+
+
+def _run_dir(config: pytest.Config) -> Path:
+    from harness import locations
+
+    run = config.stash[SESSION]
+    return locations.report_dir(run.settings.report_dir, config.rootpath) / run.run_id
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # --decide: a case of a suite already decided is skipped before any fixture loads its model.
+    run = item.config.stash.get(SESSION, None)
+    if run is None or run.settings.decide is None:
+        return
+    from harness import decide
+
+    about = _case_about(item)
+    reason = decide.decided_reason(_run_dir(item.config), about[0]) if about else None
+    if reason is not None:
+        pytest.skip(reason)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -315,8 +365,8 @@ def record(request: pytest.FixtureRequest, harness: RunSession) -> Callable[...,
 
     `status="invalid_output"` marks an answer the suite could not read (scored as wrong);
     `status="error"` needs `error=<the reason>`. The details named in record.TYPED_OUTCOME_FIELDS
-    (output, tool_calls, turns, stopped, tries, settled_by_small, isolation) become typed fields
-    of the record; any other keyword goes to its `extra`.
+    (output, tool_calls, turns, stopped, tries, settled_by_small, isolation, confidence,
+    confidence_source) become typed fields of the record; any other keyword goes to its `extra`.
     """
 
     def _record(prediction: str | None, score: Score, mode: str = "", status: str | None = None,

@@ -165,7 +165,8 @@ class Try:
 
 
 # Keys of `record(...)` (and of version-1 `extra`) that are typed fields of the record.
-TYPED_OUTCOME_FIELDS = ("output", "tool_calls", "turns", "stopped", "tries", "settled_by_small", "isolation")
+TYPED_OUTCOME_FIELDS = ("output", "tool_calls", "turns", "stopped", "tries", "settled_by_small", "isolation",
+                        "confidence", "confidence_source")
 
 
 @dataclass
@@ -201,6 +202,8 @@ class CaseRecord:
     settled_by_small: bool | None = None  # cascade: the small model's answer was final
     isolation: str | None = None  # code suites: the sandbox the program ran in
     transcript: Transcript | None = None  # the conversation, bounded (harness/transcript.py)
+    confidence: float | None = None  # how sure the answering model was, in [0, 1] (harness/confidence.py)
+    confidence_source: str | None = None  # what it is: choice_margin, mean_logprob, agreement, tests_passed
     # status crash: {model, signal, exit_code, stderr_tail} of the model host that died
     crash: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # suite-specific details, free-form

@@ -28,6 +28,41 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+def _two_variants(value: str) -> tuple[str, ...]:
+    pair = _csv(value)
+    if len(pair) != 2 or pair[0] == pair[1]:
+        raise ValueError("takes two different variants A,B: a model name, or strategy:model")
+    return pair
+
+
+def _fraction(value: str | float) -> float:
+    number = float(value)
+    if not 0 < number < 0.5:
+        raise ValueError("takes a number between 0 and 0.5, such as 0.05")
+    return number
+
+
+def _share(value: str | float) -> float:
+    number = float(value)
+    if not 0 < number <= 1:
+        raise ValueError("takes a share between 0 and 1, such as 0.95")
+    return number
+
+
+def _points(value: str | float) -> float:
+    number = float(value)
+    if not 0 < number < 100:
+        raise ValueError("takes accuracy points between 0 and 100, such as 5")
+    return number
+
+
+def _thresholds(value: str) -> tuple[float, ...]:
+    numbers = tuple(float(part) for part in _csv(value))
+    if not numbers or any(not 0 <= t <= 1 for t in numbers):
+        raise ValueError("takes confidence thresholds between 0 and 1, comma-separated, such as 0.3,0.6")
+    return numbers
+
+
 def _bool(value: str | bool) -> bool:
     if isinstance(value, bool):
         return value
@@ -84,6 +119,23 @@ class Settings:
                                  "clients' timeout)", 600.0, minimum=0.001)
     retries: int = option("retries of a model call on retryable errors", 3, minimum=0)
     monitor_interval: float = option("resource sampling interval in seconds (0 turns it off)", 0.1, minimum=0)
+    # -- a decision by sequential paired testing (harness/decide.py)
+    decide: tuple[str, ...] | None = option(
+        "A,B: run both variants (a model name, or strategy:model) on items in a seeded random order and stop "
+        "each suite as soon as it is known whether A is worse than B by more than --margin", convert=_two_variants)
+    margin: float = option("the --decide margin D in accuracy points: 'A is not worse than B by more than D'",
+                           5.0, convert=_points)
+    decide_alpha: float = option("the --decide error rate, held at every look", 0.05, convert=_fraction)
+    # -- routing on the small model's confidence (harness/confidence.py, harness/report/routes.py)
+    route_thresholds: tuple[float, ...] | None = option(
+        "thresholds T of the live threshold router (pair strategy threshold:T, with --small-model and "
+        "--large-model): the small model answers when its confidence >= T, else the large one", convert=_thresholds)
+    generation_confidence: bool = option(
+        "score each generated answer (GSM8K, MMLU by generation) once more as a continuation of its prompt: its mean "
+        "token log-probability is the record's confidence (one more forward pass, counted in the case's usage; "
+        "backends with log-likelihoods only)", False, flag=True)
+    route_target: float = option("the routing lab's target: the cheapest threshold that keeps this share of the "
+                                 "large model's accuracy", 0.95, convert=_share)
     # -- in-process scoring and pair strategies (any suite that uses them)
     score_batch: int = option("loglikelihood questions of one model scored together in one call by in-process "
                               "backends, each still its own case and record (0 or 1: one at a time; llama.cpp's "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,8 @@ class BenchRun:
         """Options that make the run die (os._exit(3)) after `cases` finished cases: no
         sessionfinish, no summaries, as a killed process would leave it."""
         (self.pytester.path / "crashplugin.py").write_text(CRASH_PLUGIN.format(cases=cases))
-        monkeypatch.setenv("PYTHONPATH", str(self.pytester.path))
+        # This checkout's harness stays importable beside the plugin (not an installed copy elsewhere).
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join((str(self.pytester.path), str(PROJECT))))
         return ["-p", "crashplugin"]
 
     def run_dirs(self) -> list[Path]:

@@ -18,12 +18,13 @@ PACKAGE = PROJECT / "harness"
 LAYERS: dict[str, int] = {
     "harness": 0, "harness.record": 0, "harness.settings": 0, "harness.registry": 0, "harness.extraction_format": 0,
     "harness.endpoints": 0, "harness.transcript": 0, "harness.locations": 0, "harness.internals": 0,
+    "harness.confidence": 0,
     "harness.backends.base": 0,
     "harness.backends": 1, "harness.report": 1, "harness.store": 1, "harness.sandbox": 1,
     "harness.isolation": 1, "harness.monitor": 1, "harness.cache": 1, "harness.suites": 1,
     "harness.call": 2,
     "harness.session": 3, "harness.controller": 3, "harness.strategies": 3, "harness.case_monitor": 3,
-    "harness.selection": 3, "harness.upcoming": 3,
+    "harness.selection": 3, "harness.upcoming": 3, "harness.decide": 3,
     "harness.plugin": 4, "harness.api": 4, "harness.task_cases": 4,
     "harness.cli": 4, "harness.doctor": 4, "harness.tasks": 4, "harness.chat": 4,
 }

@@ -318,17 +318,23 @@ class HostedBackend(BackendBase):
                 stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=env, start_new_session=False)
         self.starts += 1
         deadline = time.monotonic() + 120.0
-        while not socket_path.exists():  # the host listens before it loads: this takes an import's time
+        # The host listens before it loads: this takes an import's time. The socket's file appears
+        # at bind(), a moment before listen(): a refused connection in between is tried again.
+        while True:
             if self._proc.poll() is not None:
                 raise self._crashed("start")
             if time.monotonic() > deadline:
                 self._proc.kill()
                 raise self._crashed("start")
+            if socket_path.exists():
+                try:
+                    self._conn = Client(str(socket_path), family="AF_UNIX", authkey=key)
+                    break
+                except (ConnectionRefusedError, FileNotFoundError):
+                    pass
+                except (EOFError, OSError):
+                    raise self._crashed("start") from None
             time.sleep(0.01)
-        try:
-            self._conn = Client(str(socket_path), family="AF_UNIX", authkey=key)
-        except (EOFError, OSError):
-            raise self._crashed("start") from None
         try:
             self._info = self._exchange("hello", ())
         except HostCrash:

@@ -16,11 +16,18 @@ would) on a request whose prompt holds TEXT; `sleep_s = N` makes every reply tak
 call to kill midway); `amx_crash = true` plays llama.cpp on a CPU whose AMX path crashes: it
 segfaults on its first reply unless `use_extra_bufts = false`, and the host probes it as it
 probes llama.cpp.
+
+`options.loglikelihood = "digest"` also scores continuations: each one's log-likelihood is a fixed
+pseudo-random number in [-4, 0] drawn from a digest of (context, continuation), so the same
+question always gets the same scores, right about as often as chance and with every degree of
+confidence between (the routing lab's tests compare offline and live routing on it); another
+`options.salt` gives another such guesser, independent of the first.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import time
@@ -57,9 +64,12 @@ def _tool_call(index: int, call: dict[str, Any]) -> ToolCall:
     return ToolCall.from_raw(call["name"], raw, call.get("id", f"call_{index}"))
 
 
-class ScriptedBackend(BackendBase):
-    supports_loglikelihood = False
+def _digest_score(request: LoglikelihoodRequest, salt: str) -> float:
+    digest = hashlib.sha256(f"{salt}\0{request.context}\0{request.continuation}".encode()).digest()
+    return -4.0 * int.from_bytes(digest[:4], "big") / 2**32
 
+
+class ScriptedBackend(BackendBase):
     def __init__(self, spec: ModelSpec, steps: Sequence[Any] | None = None) -> None:
         self.name = spec.name
         self.spec = spec
@@ -68,6 +78,7 @@ class ScriptedBackend(BackendBase):
             steps = json.loads(Path(script).read_text()) if script else spec.options.get("steps", [])
         self.steps = list(steps)
         self.then = spec.options.get("then", "repeat")
+        self.supports_loglikelihood = spec.options.get("loglikelihood") == "digest"
         self.requests: list[Request] = []  # what the model was asked, for assertions
 
     @classmethod
@@ -111,7 +122,11 @@ class ScriptedBackend(BackendBase):
         return sum(4 + len(str(m.get("content", "")).split()) for m in content)
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> Loglikelihoods:
-        raise Unsupported("the scripted backend only generates")
+        if not self.supports_loglikelihood:
+            raise Unsupported("the scripted backend only generates (options.loglikelihood = \"digest\" scores)")
+        usage = Usage(sum(len(c.split()) for c in {r.context for r in requests}), 0, "estimate")
+        salt = str(self.spec.options.get("salt", ""))
+        return Loglikelihoods([_digest_score(r, salt) for r in requests], usage)
 
     def process(self) -> int | None:
         return os.getpid()

@@ -32,6 +32,7 @@ hookimpl = pluggy.HookimplMarker("pytest")
 # them under "suites", so `harness report` finds them again.
 BUILTIN_REPORTS = (
     "harness.report.comparison",
+    "harness.report.routes",  # any suite whose records carry a confidence, run with a model pair
     "harness.report.html",  # called last (trylast): it inlines the plots the others wrote
 )
 

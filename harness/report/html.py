@@ -1,11 +1,15 @@
 """reports/<run>/report.html: one self-contained page a person can open for a finished run.
 
-Run metadata, the scoreboard with time and resources, each pair strategy against its large model
-alone, the paired statistics, one section per suite with its plots inline (the PNGs the other
-reports wrote, as base64), and an item browser: each item's input, reference and every variant's
-answer side by side, filterable by suite, model and correct/wrong. Nothing is fetched at view
-time: the style, the script and the images are in the file. Every figure comes from the one
-aggregation (report/aggregate.py, report/paired.py), never from results.jsonl read again.
+A verdict per suite at the top (report/verdict.py: which variant to pick, and what it costs), the
+scoreboard with time and resources, each pair strategy against its large model alone, the paired
+statistics, one section per suite with its frontier plots (report/frontier.py) and the PNGs the
+other reports wrote inline (base64), an item browser (each item's input, reference and every
+variant's answer side by side, filterable by suite, model and correct/wrong, a page at a time),
+and the run's metadata with each hosted model's load time and memory. Errors count crashes (a
+model's host died) and say how many. Tables sort by a click on a header and fold wide detail
+away (report/html_table.py). Nothing is fetched at view time: the style, the scripts and the
+images are in the file. Every figure comes from the one aggregation (report/aggregate.py,
+report/paired.py), never from results.jsonl read again.
 
 Runs last among the reports (trylast), so the plots of the others are there to inline.
 """
@@ -15,29 +19,30 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
 from html import escape
 from pathlib import Path
 from typing import Any
 
-from harness.report import transcript_view
-from harness.report.aggregate import Group, SummaryRow
+from harness.report import html_columns, transcript_view
+from harness.report.aggregate import Group, by_suite
+from harness.report.frontier import FRONTIER_STYLE, suite_frontier
 from harness.report.hooks import RunData, hookimpl
+from harness.report.html_table import SORT_SCRIPT, TABLE_STYLE
 from harness.report.paired import headlines, paired
-from harness.report.resources import ModelShare
+from harness.report.routes import labs, shown_points
+from harness.report.verdict import Verdict, on_common_items, suite_verdict
+from harness.report.write import model_loads
 
 REPORT_FILE = "report.html"
-MAX_ITEMS = 5000  # items in the browser; beyond that the page gets slow to open (said on the page)
+MAX_ITEMS = 50000  # items in the browser (the whole MMLU test split is 14,042); beyond, said on the page
 _TEXT_LIMIT = 2000  # characters of one answer shown in the browser
+PAGE_SIZE = 50  # items the browser shows at a time: building the DOM is what costs, not the data
 
 _STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
-main{max-width:1400px;margin:0 auto;padding:16px 24px}
+main{max-width:1280px;margin:0 auto;padding:16px 24px;box-sizing:border-box}
 h1{font-size:24px;margin:8px 0 4px}h2{font-size:19px;margin:28px 0 8px;border-bottom:1px solid #d5d9e0}
 h3{font-size:15px;margin:16px 0 6px}
-table{border-collapse:collapse;background:#fff;margin:6px 0 10px;font-size:13px}
-th,td{border:1px solid #d5d9e0;padding:3px 7px;text-align:right;vertical-align:top}
-th{background:#eef1f5}td.t,th.t{text-align:left}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;background:#fff;padding:8px 12px;
 border:1px solid #d5d9e0}
 dt{font-weight:600}dd{margin:0;word-break:break-word}
@@ -51,57 +56,82 @@ nav a{margin-right:12px}
 .item pre{white-space:pre-wrap;margin:4px 0;background:#f6f7f9;padding:6px;max-height:240px;overflow:auto}
 .answers{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:8px}
 .answer{border:1px solid #e1e4ea;padding:6px}
-.muted{color:#5b6475}.scroll{overflow-x:auto;max-width:100%}
-"""
+.muted{color:#5b6475}
+.verdicts{list-style:none;padding:0;margin:8px 0}
+.verdict{background:#fff;border:1px solid #d5d9e0;border-left:4px solid #3b5bdb;padding:8px 12px;margin:6px 0}
+.verdict.chance{border-left-color:#b3261e}.verdict .flag{color:#b3261e;font-weight:600}
+.pager button{margin:0 4px}
+""" + TABLE_STYLE + FRONTIER_STYLE + transcript_view.STYLE
 
 # The item browser: renders the embedded data with textContent only (item text is untrusted).
+# Filtering runs over every item; only PAGE_SIZE boxes are built at a time (building the DOM of
+# thousands of items is what made a big page slow), with buttons for the pages before and after.
 _SCRIPT = """
 (function(){
   var data = JSON.parse(document.getElementById('item-data').textContent);
   var suite = document.getElementById('f-suite'), model = document.getElementById('f-model'),
       verdict = document.getElementById('f-verdict'), search = document.getElementById('f-search'),
-      list = document.getElementById('items'), count = document.getElementById('f-count');
+      list = document.getElementById('items'), count = document.getElementById('f-count'),
+      prev = document.getElementById('f-prev'), next = document.getElementById('f-next');
+  var pageSize = parseInt(list.getAttribute('data-page-size'), 10), page = 0, matches = [];
   function option(select, value){ var o = document.createElement('option'); o.value = value;
     o.textContent = value; select.appendChild(o); }
   data.suites.forEach(function(s){ option(suite, s); });
   data.models.forEach(function(m){ option(model, m); });
   function el(tag, cls, text){ var e = document.createElement(tag); if(cls) e.className = cls;
     if(text !== undefined && text !== null) e.textContent = text; return e; }
-  function render(){
-    var s = suite.value, m = model.value, v = verdict.value, q = search.value.toLowerCase(), shown = 0;
-    list.textContent = '';
+  // One item's box: its input, reference and the answers that passed the filters.
+  function itemBox(item, answers){
+    var box = el('div', 'item');
+    box.appendChild(el('h3', null, item.suite + ' / ' + item.id));
+    box.appendChild(el('div', 'muted', 'input'));
+    box.appendChild(el('pre', null, item.input || '(no input text recorded)'));
+    box.appendChild(el('div', 'muted', 'reference'));
+    box.appendChild(el('pre', null, item.reference));
+    var grid = el('div', 'answers');
+    answers.forEach(function(a){
+      var cell = el('div', 'answer');
+      cell.appendChild(el('div', null, a.variant));
+      cell.appendChild(el('span', a.verdict === 'correct' ? 'ok' : (a.verdict === 'wrong' ? 'bad' : 'err'),
+                           a.status));
+      cell.appendChild(el('pre', null, a.answer));
+      showTranscript(cell, a, el);
+      grid.appendChild(cell);
+    });
+    box.appendChild(grid);
+    return box;
+  }
+  function filter(){
+    var s = suite.value, m = model.value, v = verdict.value, q = search.value.toLowerCase();
+    matches = [];
     data.items.forEach(function(item){
       if(s && item.suite !== s) return;
       var answers = item.answers.filter(function(a){ return !m || a.model === m; });
       if(v) answers = answers.filter(function(a){ return a.verdict === v; });
       if(!answers.length) return;
       if(q && (item.input + ' ' + item.id).toLowerCase().indexOf(q) < 0) return;
-      shown += 1;
-      if(shown > 500) return;
-      var box = el('div', 'item');
-      box.appendChild(el('h3', null, item.suite + ' / ' + item.id));
-      box.appendChild(el('div', 'muted', 'input'));
-      box.appendChild(el('pre', null, item.input || '(no input text recorded)'));
-      box.appendChild(el('div', 'muted', 'reference'));
-      box.appendChild(el('pre', null, item.reference));
-      var grid = el('div', 'answers');
-      answers.forEach(function(a){
-        var cell = el('div', 'answer');
-        cell.appendChild(el('div', null, a.variant));
-        cell.appendChild(el('span', a.verdict === 'correct' ? 'ok' : (a.verdict === 'wrong' ? 'bad' : 'err'),
-                             a.status));
-        cell.appendChild(el('pre', null, a.answer));
-        showTranscript(cell, a, el);
-        grid.appendChild(cell);
-      });
-      box.appendChild(grid);
-      list.appendChild(box);
+      matches.push([item, answers]);
     });
-    count.textContent = shown + ' items' + (shown > 500 ? ' (first 500 shown; narrow the filters)' : '');
+    page = 0;
+    show();
   }
-  [suite, model, verdict].forEach(function(e){ e.addEventListener('change', render); });
-  search.addEventListener('input', render);
-  render();
+  function show(){
+    var first = page * pageSize, last = Math.min(matches.length, first + pageSize);
+    list.textContent = '';
+    for(var i = first; i < last; i++) list.appendChild(itemBox(matches[i][0], matches[i][1]));
+    count.textContent = matches.length + ' items' +
+      (matches.length > pageSize ? ', showing ' + (first + 1) + '-' + last : '');
+    prev.disabled = page === 0;
+    next.disabled = last >= matches.length;
+  }
+  prev.addEventListener('click', function(){ page -= 1; show(); list.scrollIntoView(); });
+  next.addEventListener('click', function(){ page += 1; show(); list.scrollIntoView(); });
+  [suite, model, verdict].forEach(function(e){ e.addEventListener('change', filter); });
+  var typing;
+  search.addEventListener('input', function(){ clearTimeout(typing); typing = setTimeout(filter, 150); });
+  filter();
+  document.body.setAttribute('data-ready', '1');  // tests and timings wait for this
+  if(window.performance && performance.mark) performance.mark('items-ready');
 })();
 """
 
@@ -111,36 +141,10 @@ _FILTERS = (
     '<label>model <select id="f-model"><option value="">all</option></select></label>'
     '<label>answer <select id="f-verdict"><option value="">all</option><option value="correct">correct'
     '</option><option value="wrong">wrong</option><option value="error">error</option></select></label>'
-    '<label>search <input id="f-search" type="search"></label> <span id="f-count" class="muted"></span></div>'
+    '<label>search <input id="f-search" type="search"></label> <span id="f-count" class="muted"></span>'
+    '<span class="pager"><button id="f-prev" type="button">previous</button>'
+    '<button id="f-next" type="button">next</button></span></div>'
 )
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1000 else f"{value:.0f}"
-    return str(value)
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], text_columns: int = 3) -> str:
-    head = "".join(f'<th class="t">{escape(h)}</th>' if i < text_columns else f"<th>{escape(h)}</th>"
-                   for i, h in enumerate(headers))
-    body = "".join("<tr>" + "".join(f'<td class="t">{escape(_fmt(c))}</td>' if i < text_columns
-                                    else f"<td>{escape(_fmt(c))}</td>" for i, c in enumerate(row)) + "</tr>"
-                   for row in rows)
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
-
-
-def _scoreboard(rows: Sequence[SummaryRow]) -> str:
-    """Every SummaryRow column that some row has a figure for (no GPU columns without a GPU)."""
-    names = [f.name for f in fields(SummaryRow)]
-    # A count of 0 is a figure; a resource nobody measured (None) or a cost nobody priced is not.
-    kept = [n for n in names if any(getattr(r, n) is not None for r in rows)
-            and (n != "cost" or any(r.cost for r in rows))]
-    return _table(kept, [[getattr(r, n) for n in kept] for r in rows])
 
 
 def _metadata(metadata: Mapping[str, Any]) -> str:
@@ -202,67 +206,94 @@ def item_data(groups: Sequence[Group]) -> dict[str, Any]:
             "items": chosen, "total": len(items)}
 
 
-def _shares(shares: Sequence[ModelShare]) -> str:
-    return _table(["suite", "strategy", "pair", "model", "cases", "calls", "tokens in", "tokens out",
-                   "model s", "cost", "CPU s"],
-                  [[s.suite, s.strategy, s.model, s.part, s.cases, s.calls, s.prompt_tokens, s.completion_tokens,
-                    s.model_s, s.cost, s.cpu_s] for s in shares], text_columns=4)
+def _verdicts(found: Sequence[Verdict]) -> str:
+    """The verdict of each suite, one sentence each; a suite near chance is marked."""
+    lines = []
+    for v in found:
+        cls = "verdict chance" if v.near_chance else "verdict"
+        flag = '<span class="flag">near chance </span>' if v.near_chance else ""
+        lines.append(f'<li class="{cls}" data-suite="{escape(v.suite, quote=True)}">{flag}{escape(v.sentence())}</li>')
+    note = ('<p class="muted">Per suite, on the items every variant answered: the most accurate variant, and '
+            "the cheapest whose accuracy is not significantly lower (exact McNemar p &ge; 0.05), with the paired "
+            "difference, its 95% interval and what it uses of the best's resources.</p>")
+    return note + '<ul class="verdicts">' + "".join(lines) + "</ul>"
+
+
+def item_browser(groups: Sequence[Group]) -> str:
+    """The item browser: the filters, an empty list the script fills a page at a time, the data."""
+    data = item_data(groups)
+    note = (f' (the first {MAX_ITEMS} of {data["total"]})' if data["total"] > MAX_ITEMS else "")
+    payload = json.dumps(data, sort_keys=True, separators=(",", ":")).replace("</", "<\\/")
+    return "".join(['<h2 id="browser">Items</h2>',
+                    f'<p class="muted">Every item with its input, reference and each answer{escape(note)}.</p>',
+                    _FILTERS,
+                    f'<div id="items" data-page-size="{PAGE_SIZE}"></div>',
+                    f'<script type="application/json" id="item-data">{payload}</script>',
+                    f"<script>{transcript_view.SCRIPT}{_SCRIPT}</script>"])
 
 
 def render(run: RunData, sections: Sequence[tuple[str, str]] = ()) -> str:
     """The page's HTML. `sections` are extra (title, html) blocks from suite reports."""
     groups, rows = run.groups, [g.row for g in run.groups]
+    row_of = {g.key: row for g, row in zip(groups, rows)}
+    suites = sorted(by_suite(groups).items())
+    common = {suite: on_common_items(members) for suite, members in suites}  # verdicts and frontiers share them
     run_id = str(run.metadata.get("run_id") or run.run_dir.name)
     parts = [f"<h1>Benchmark run {escape(run_id)}</h1>",
-             ('<nav><a href="#run">Run</a><a href="#scoreboard">Scoreboard</a>'
-              '<a href="#statistics">Statistics</a><a href="#suites">Suites</a><a href="#browser">Items</a></nav>'),
-             '<h2 id="run">Run</h2>', _metadata(run.metadata),
-             '<h2 id="scoreboard">Scoreboard</h2>', _scoreboard(rows)]
+             ('<nav><a href="#verdicts">Verdicts</a><a href="#scoreboard">Scoreboard</a>'
+              '<a href="#statistics">Statistics</a><a href="#suites">Suites</a><a href="#browser">Items</a>'
+              '<a href="#run">Run</a></nav>'),
+             '<h2 id="verdicts">Verdicts</h2>', _verdicts([suite_verdict(s, m, common[s]) for s, m in suites]),
+             '<h2 id="scoreboard">Scoreboard</h2>', html_columns.scoreboard("scoreboard-table", rows)]
     shares = [s for g in groups for s in g.shares]
     if shares:
-        parts += ["<h3>Per model in pair strategies</h3>", _shares(shares)]
+        parts += ["<h3>Per model in pair strategies</h3>", html_columns.shares_table("shares-table", shares)]
     heads = headlines(groups)
     if heads:
         parts += ["<h2>Pair strategies against the large model alone</h2>",
-                  _table(["suite", "strategy", "pair", "large", "items", "accuracy", "large alone",
-                          "accuracy diff (points)", "95% CI low", "95% CI high", "McNemar p", "cost saved %",
-                          "large tokens saved %", "latency overhead %", "settled by small"],
-                         [[h.suite, h.strategy, h.model, h.large, h.items, h.accuracy, h.large_accuracy,
-                           h.accuracy_diff_points, h.accuracy_diff_ci_low, h.accuracy_diff_ci_high, h.p_value,
-                           h.cost_saved_pct, h.large_tokens_saved_pct, h.latency_overhead_pct,
-                           h.settled_by_small] for h in heads], text_columns=4)]
+                  html_columns.headline_table("headlines-table", heads)]
+    decision = run.metadata.get("decision")
+    if isinstance(decision, Mapping) and decision.get("suites"):  # --decide (harness/decide.py)
+        parts += ["<h2>Decision</h2>",
+                  html_columns.decision_table("decision-table", sorted(decision["suites"].items()))]
+    for index, lab in enumerate(labs(run)):  # the routing lab of the run's pair (harness/report/routes.py)
+        parts += [f"<h2>Routing lab: {escape(lab.suite)}, {escape(lab.small)} then {escape(lab.large)}</h2>",
+                  html_columns.routing_table(f"routing-table-{index}", lab, shown_points(lab))]
     pairs = paired(groups)
     parts.append('<h2 id="statistics">Paired statistics</h2>')
     if pairs:
         parts += [('<p class="muted">Every two variants of a suite on the items both scored: B minus A, '
                    "its 95% interval (adjusted Wald) and the exact McNemar p-value.</p>"),
-                  _table(["suite", "A", "B", "items", "both right", "A only", "B only", "neither", "accuracy A",
-                          "accuracy B", "B - A", "95% CI low", "95% CI high", "McNemar p"],
-                         [[p.suite, p.a, p.b, p.items, p.both_right, p.a_only, p.b_only, p.neither, p.accuracy_a,
-                           p.accuracy_b, p.difference, p.ci_low, p.ci_high, p.p_value] for p in pairs])]
+                  html_columns.paired_table("paired-table", pairs)]
     else:
         parts.append('<p class="muted">One variant per suite: nothing to pair.</p>')
     parts.append('<h2 id="suites">Suites</h2>')
-    for suite in sorted({g.suite for g in groups}):
+    for suite, members in suites:
         parts.append(f'<h2 id="suite-{escape(suite)}">Suite: {escape(suite)}</h2>')
-        parts.append(_scoreboard([g.row for g in groups if g.suite == suite]))
-        plots = suite_plots(run.run_dir, suite)
+        parts.append(html_columns.scoreboard(f"suite-{suite}-table", [row_of[g.key] for g in members],
+                                             with_suite=False))
+        parts.append(suite_frontier(members, common[suite]))
+        # comparison.png is the frontier's older, smaller cousin: the SVG panels above replace it
+        plots = [p for p in suite_plots(run.run_dir, suite) if p.name != "comparison.png"]
         if plots:
             parts.append('<div class="plots">' + "".join(_image(p) for p in plots) + "</div>")
     for title, block in sections:
         parts += [f"<h2>{escape(title)}</h2>", block]
-    data = item_data(groups)
-    note = (f' (the first {MAX_ITEMS} of {data["total"]})' if data["total"] > MAX_ITEMS else "")
-    payload = json.dumps(data, sort_keys=True).replace("</", "<\\/")
-    parts += ['<h2 id="browser">Items</h2>',
-              f'<p class="muted">Every item with its input, reference and each answer{escape(note)}.</p>',
-              _FILTERS,
-              '<div id="items"></div>',
-              f'<script type="application/json" id="item-data">{payload}</script>',
-              f"<script>{transcript_view.SCRIPT}{_SCRIPT}</script>"]
+    parts.append(item_browser(groups))
+    parts += ['<h2 id="run">Run</h2>', _metadata(run.metadata)]
+    loads = model_loads(run.metadata)
+    if loads:  # models that ran in host processes of their own (backends/hosted.py)
+        parts += ["<h3>Model hosts</h3>", html_columns.hosts_table("hosts-table", loads)]
+    return page(f"Benchmark run {run_id}", "".join(parts))
+
+
+def page(title: str, body: str, style: str = "") -> str:
+    """A self-contained HTML document with the pages' style (and `style`) and the table sorting
+    script inline: nothing is fetched at view time."""
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>Benchmark run {escape(run_id)}</title><style>{_STYLE}{transcript_view.STYLE}</style></head>"
-            f"<body><main>{''.join(parts)}</main></body></html>\n")
+            f"<meta name=\"viewport\" content=\"width=device-width\"><title>{escape(title)}</title>"
+            f"<style>{_STYLE}{style}</style></head><body><main>{body}</main><script>{SORT_SCRIPT}</script>"
+            "</body></html>\n")
 
 
 def write(run: RunData) -> Path:

@@ -28,6 +28,7 @@ from typing import Any
 from harness.record import CaseRecord
 from harness.report.aggregate import Group, SummaryRow
 from harness.report.hooks import RunData, hookimpl
+from harness.report.stats import near_chance
 
 SUITE = "mmlu"
 FOLDER = "mmlu"
@@ -43,8 +44,7 @@ def subject_of(record: CaseRecord) -> str:
 def _figures(row: SummaryRow) -> dict[str, Any]:
     return {"items": row.items, "scored": row.scored, "correct": row.correct, "accuracy": row.accuracy,
             "ci_low": row.ci_low, "ci_high": row.ci_high, "errors": row.errors,
-            "chance_in_interval": (row.ci_low is not None and row.ci_high is not None
-                                   and row.ci_low <= CHANCE <= row.ci_high),
+            "chance_in_interval": near_chance(row.ci_low, row.ci_high, CHANCE),
             "wall_s": row.wall_s, "mean_latency_s": row.mean_latency_s, "cpu_s": row.cpu_s,
             "model_s": row.model_s, "gpu_util_mean": row.gpu_util_mean, "gpu_energy_j": row.gpu_energy_j}
 

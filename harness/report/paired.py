@@ -140,13 +140,12 @@ def headlines(groups: Iterable[Group]) -> list[Headline]:
     return out
 
 
-def compare_runs(a: Iterable[CaseRecord], b: Iterable[CaseRecord]) -> list[PairedComparison]:
-    """Two runs' cases matched by suite, strategy and item, not by test id (which names the model).
+def match_runs(a: Iterable[CaseRecord], b: Iterable[CaseRecord]) -> list[tuple[Group, Group]]:
+    """Two runs' groups matched by suite and strategy, not by test id (which names the model).
 
-    Within a suite and strategy, a model both runs have is compared with itself (the same model
+    Within a suite and strategy, a model both runs have is matched with itself (the same model
     under other settings or another version); where the runs share no model there, every model of
-    A is compared with every model of B (two runs of different models). `a` and `b` in each result
-    are `strategy:model`; which run each side is from is A then B.
+    A is matched with every model of B (two runs of different models). Each pair is (A's, B's).
     """
     groups_a = {g.key: g for g in aggregate(a)}
     groups_b = {g.key: g for g in aggregate(b)}
@@ -157,7 +156,24 @@ def compare_runs(a: Iterable[CaseRecord], b: Iterable[CaseRecord]) -> list[Paire
         models_b = sorted(m for s, m, st in groups_b if (s, st) == (suite, strategy))
         shared = [m for m in models_a if m in models_b]
         pairs = [(m, m) for m in shared] if shared else [(x, y) for x in models_a for y in models_b]
-        for model_a, model_b in pairs:
-            first, second = groups_a[(suite, model_a, strategy)], groups_b[(suite, model_b, strategy)]
-            out.append(compare_items(suite, first.variant, _by_item(first), second.variant, _by_item(second)))
+        out += [(groups_a[(suite, ma, strategy)], groups_b[(suite, mb, strategy)]) for ma, mb in pairs]
     return out
+
+
+def compare_pair(first: Group, second: Group) -> PairedComparison:
+    """Two groups of one suite on the items both scored (B minus A)."""
+    return compare_items(first.suite, first.variant, _by_item(first), second.variant, _by_item(second))
+
+
+def flips(first: Group, second: Group) -> list[tuple[CaseRecord, CaseRecord]]:
+    """The items both scored on which A and B disagree about correctness, (A's, B's) records, by
+    item id: the a_only and b_only items of compare_pair(first, second), by the same rule."""
+    a, b = _by_item(first), _by_item(second)
+    return [(a[key], b[key]) for key in sorted(set(a) & set(b))
+            if a[key].scored and b[key].scored and a[key].counts_correct != b[key].counts_correct]
+
+
+def compare_runs(a: Iterable[CaseRecord], b: Iterable[CaseRecord]) -> list[PairedComparison]:
+    """Each matched pair of match_runs(a, b), compared on the items both scored. `a` and `b` in
+    each result are `strategy:model`; which run each side is from is A then B."""
+    return [compare_pair(first, second) for first, second in match_runs(a, b)]

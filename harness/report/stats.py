@@ -73,7 +73,13 @@ def mcnemar_exact(b: int, c: int) -> float:
     n = b + c
     if n == 0:
         return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2.0**n
+    # In integers: 2.0**n overflows a float beyond n = 1023 discordant items (a whole MMLU run has
+    # thousands), and each binomial coefficient from the one before is far cheaper than math.comb.
+    term = total = 1
+    for i in range(1, min(b, c) + 1):
+        term = term * (n - i + 1) // i
+        total += term
+    tail = total / (1 << n)
     return min(1.0, 2.0 * tail)
 
 
@@ -93,3 +99,9 @@ def paired_difference(b: int, c: int, n: int, z: float = 1.96) -> tuple[float, f
     variance = ((b2 + c2) / n2 - adjusted * adjusted) / n2
     half = z * math.sqrt(max(variance, 0.0))
     return diff, max(-1.0, adjusted - half), min(1.0, adjusted + half)
+
+
+def near_chance(low: float | None, high: float | None, chance: float | None) -> bool:
+    """An accuracy whose 95 % interval includes the chance level (a guesser's accuracy): the
+    sample cannot tell the variant from guessing. No interval or no chance level: False."""
+    return low is not None and high is not None and chance is not None and low <= chance <= high

@@ -65,10 +65,12 @@ class PageBudget:
 
 
 def answer_details(record: CaseRecord, budget: PageBudget) -> dict[str, Any]:
-    """What the item browser adds to an answer: the case id, the reason, a crashed host's details
-    and the transcript."""
-    return {"case": record.case_id, "reason": reason(record), "crash": crash_details(record),
-            "transcript": budget.take(record)}
+    """What the item browser adds to an answer: the reason, a crashed host's details and the
+    transcript, with the case id where there is any of them. Only what a case has: most cases of a
+    log-likelihood run have none, and the page of a whole MMLU split stays its size."""
+    details = {"reason": reason(record), "crash": crash_details(record), "transcript": budget.take(record)}
+    found = {key: value for key, value in details.items() if value is not None}
+    return {"case": record.case_id, **found} if found else {}
 
 
 STYLE = """

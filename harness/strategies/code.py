@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness.call import ModelCall
+from harness.confidence import TESTS_PASSED, passed_share
 from harness.report import passk
 from harness.sandbox import Sandbox, SandboxError
 from harness.strategies import cascade
@@ -79,4 +80,6 @@ def answer(task: CodeTask, model: ModelCall, sandbox: Sandbox, *, strategy: str 
                        "passed": sum(passed), "outcomes": [t.outcome for t in tries],
                        "sandbox_s": sum(t.sandbox_s for t in tries),
                        "sandbox_cpu_s": sum(t.sandbox_cpu_s for t in tries), "isolation": isolation,
-                       "tries": [t.to_dict() for t in tries] if len(tries) > 1 else [], "sandbox_isolated": isolated})
+                       "tries": [t.to_dict() for t in tries] if len(tries) > 1 else [], "sandbox_isolated": isolated,
+                       # The share that passed the tests: the cascade's signal, for the routing lab.
+                       "confidence": passed_share(passed), "confidence_source": TESTS_PASSED})

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from harness.backends.base import Generation, LoglikelihoodRequest, Request
 from harness.call import ModelCall
+from harness.confidence import MEAN_LOGPROB
 
 
 def choose(model: ModelCall, context: str, continuations: Sequence[str], reference: str | None = None) -> int:
@@ -41,3 +43,22 @@ def complete(model: ModelCall, prompt: str, *, max_tokens: int = 256, stop: Sequ
         request = Request(prompt=prompt, max_tokens=max_tokens, temperature=temperature,
                           stop=tuple(stop), seed=seed, reference=reference)
     return model.generate(request)
+
+
+def answer_confidence(model: ModelCall, prompt: str, text: str) -> dict[str, float | str]:
+    """The record's confidence in a generated answer: its mean token log-probability given the prompt
+    (`mean_logprob`) and exp of it (the geometric mean of the tokens' probabilities, in [0, 1]).
+
+    Backends stream their answers without per-token scores (llama-cpp-python keeps them only with
+    logits_all, which costs every call), so the answer is scored again as a continuation: one
+    forward pass over prompt and answer, counted in the case's usage (what a live router pays too).
+    Empty where the backend gives no log-likelihoods or a chat model cannot render its template."""
+    if not text or not model.supports_loglikelihood:
+        return {}
+    context = chat_context(model, prompt) if model.spec.prompt_style == "chat" else prompt
+    tokens = model.count_tokens(text) if context is not None else 0
+    if context is None or tokens <= 0:
+        return {}
+    total = model.loglikelihood([LoglikelihoodRequest(context, text, text)]).values[0]
+    mean = total / tokens
+    return {"confidence": math.exp(mean), "confidence_source": MEAN_LOGPROB, "mean_logprob": mean}

@@ -289,6 +289,10 @@ class Options:
     split: str = option("GSM8K split when the data is a folder", "test")
     shots: int = option("worked examples in base-model prompts", 2, minimum=0)
     max_tokens: int = option("tokens a GSM8K answer may take", 256, minimum=1)
+    samples_per_item: int = option("answers per GSM8K item for the agreement confidence: the greedy answer (the "
+                                   "prediction) and k - 1 samples at temperature 0.8, each counted in the case's "
+                                   "usage; the share agreeing with the greedy answer is the record's confidence "
+                                   "(1: off)", 1, minimum=1, aliases=("--samples-per-item",))
 
     @property
     def source(self) -> str:

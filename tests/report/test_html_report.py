@@ -16,7 +16,7 @@ from harness.report import html
 from harness.report.hooks import RunData
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-HEADINGS = ["Run", "Scoreboard", "Paired statistics", "Suites", "Suite: mmlu", "Items"]
+HEADINGS = ["Verdicts", "Scoreboard", "Paired statistics", "Suites", "Suite: mmlu", "Items", "Run"]
 
 
 def _record(item: str, model: str, correct: bool, text: str = "What is 2+2?") -> CaseRecord:
@@ -26,7 +26,7 @@ def _record(item: str, model: str, correct: bool, text: str = "What is 2+2?") ->
 
 
 def test_page_is_self_contained_and_escapes_item_text(tmp_path: Path) -> None:
-    plot = tmp_path / "comparison" / "mmlu" / "comparison.png"
+    plot = tmp_path / "mmlu" / "heatmap.png"
     plot.parent.mkdir(parents=True)
     plot.write_bytes(b"\x89PNG\r\n\x1a\nnot-really")
     hostile = "</script><script>alert(1)</script><b>bold</b>"
@@ -99,7 +99,9 @@ def test_the_page_is_written_after_the_other_reports(tmp_path: Path) -> None:
     page = (tmp_path / html.REPORT_FILE).read_text(encoding="utf-8")
     pytest.importorskip("matplotlib")
     assert (tmp_path / "comparison" / "mmlu" / "comparison.png").is_file()
-    # every plot the other reports wrote before the page: the comparison's and the MMLU analysis's
+    # every plot the other reports wrote before the page (the MMLU analysis's), but comparison.png:
+    # the frontier panels (inline SVG) replace it
     captions = re.findall(r'<figcaption class="muted">(.*?)</figcaption>', page)
-    assert sorted(captions) == ["accuracy.png", "comparison.png", "efficiency.png", "heatmap.png", "time.png"]
-    assert page.count("data:image/png;base64,") == 5
+    assert sorted(captions) == ["accuracy.png", "efficiency.png", "heatmap.png", "time.png"]
+    assert page.count("data:image/png;base64,") == 4
+    assert page.count('<svg class="frontier"') == 1  # latency only: no cost, CPU or memory was measured

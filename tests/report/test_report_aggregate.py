@@ -145,7 +145,7 @@ def test_to_dict_and_empty_input() -> None:
     data = row.to_dict()
     assert list(data) == [
         "model", "suite", "strategy", "items", "scored", "correct", "accuracy", "ci_low", "ci_high",
-        "errors", "invalid", "mean_latency_s", "tokens_per_s", "prompt_tokens", "completion_tokens", "cost",
+        "errors", "crashes", "invalid", "mean_latency_s", "tokens_per_s", "prompt_tokens", "completion_tokens", "cost",
         "settled_by_small",
         # issue 11: time and resources
         "wall_s", "latency_p50_s", "latency_p95_s", "model_s", "cpu_s", "cpu_percent_mean", "rss_peak_mb",

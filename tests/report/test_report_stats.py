@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.report.stats import mean, wilson_interval
+from harness.report.stats import mcnemar_exact, mean, wilson_interval
 
 
 def test_wilson_known_value() -> None:
@@ -58,3 +58,10 @@ def test_mean_skips_missing_and_empty_is_none() -> None:
     assert mean([None, 2.0, None, 4.0]) == 3.0
     assert mean([]) is None
     assert mean([None, None]) is None
+
+
+def test_mcnemar_exact_takes_the_discordant_items_of_a_whole_mmlu_run() -> None:
+    # 2.0**n overflows a float past 1023 discordant items; a full MMLU run of two models has thousands
+    assert mcnemar_exact(3000, 3000) == 1.0
+    assert 0.3 < mcnemar_exact(2990, 3010) < 0.9
+    assert 0.0 <= mcnemar_exact(2000, 4000) < 1e-100
