@@ -78,7 +78,8 @@ def test_gsm8k(case: Case, llm: ModelCall, record, harness: RunSession, options:
                             small_stop=gsm8k.STOP if llm.spec.prompt_style == "base" else (),
                             reference=f"The answer is {item.reference}.",
                             system=gsm8k.router_instructions(),
-                            tool_choice=harness.settings.router_tool_choice)  # type: ignore[arg-type]
+                            tool_choice=harness.settings.router_tool_choice,  # type: ignore[arg-type]
+                            calculator=harness.settings.router_calculator)
     answer = gsm8k.extract_answer(routed.text)
     extra = {**routed.to_extra(), "output": routed.text}
     if routed.malformed:

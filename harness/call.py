@@ -41,6 +41,7 @@ from harness.backends.base import (
 from harness.cache import ResponseCache, request_key
 from harness.record import ModelUsage
 from harness.registry import ModelSpec
+from harness.transcript import TranscriptBuilder, TranscriptCall
 
 T = TypeVar("T")
 
@@ -115,6 +116,9 @@ class ModelCall:
         # A ModelCall made outside a run (a script, a test) gets executors of its own.
         self.executors = executors or Executors()
         self.log = CallLog()
+        # The case's conversation, shared by every model of the case (set by the plugin); None
+        # outside a case.
+        self.transcript: TranscriptBuilder | None = None
 
     @property
     def name(self) -> str:
@@ -168,6 +172,26 @@ class ModelCall:
         return key, self.policy.cache.get(key)
 
     def generate(self, request: Request) -> Generation:
+        if self.transcript is not None:
+            self.transcript.request(self.name, request.messages, request.prompt)
+        try:
+            generation = self._generate(request)
+        except BackendError as exc:
+            if self.transcript is not None:
+                self.transcript.note(f"{type(exc).__name__}: {exc}", self.name)
+            raise
+        if self.transcript is not None:
+            self.transcript.answer(self.name, generation.text,
+                                   [TranscriptCall(c.id, c.name, c.raw_arguments, c.error)
+                                    for c in generation.tool_calls])
+        return generation
+
+    def note_tool_result(self, call_id: str, name: str, content: str, ok: bool) -> None:
+        """A tool result on its way back to this model, for the case's transcript."""
+        if self.transcript is not None:
+            self.transcript.tool_result(self.name, call_id, name, content, ok)
+
+    def _generate(self, request: Request) -> Generation:
         key, hit = self._cached("generate", request)
         if hit is not None:
             self.log.cache_hits += 1

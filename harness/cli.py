@@ -263,6 +263,21 @@ def _chat(args: argparse.Namespace) -> int:
         raise ValueError(str(exc)) from None
 
 
+def _show(args: argparse.Namespace) -> int:
+    """One case of a run: its status, the reason of a failure, and its whole conversation. CASE is
+    the test id, or any part of it that names one case."""
+    from harness.report.transcript_view import terminal
+
+    records, _ = _run(args.run_dir, args.store)
+    exact = [r for r in records if r.case_id == args.case or r.case_id.endswith(f"[{args.case}]")]
+    found = exact or [r for r in records if args.case in r.case_id]
+    if len(found) != 1:
+        names = "\n  ".join(r.case_id for r in found[:20]) or "(none)"
+        raise ValueError(f"{len(found)} cases of run {args.run_dir} match {args.case!r}; name one of:\n  {names}")
+    print(terminal(found[0]))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -284,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
                                                         "items, log-likelihood changes) and print its path")
     p.add_argument("--out", help="with --html: the page's path (default: beside run A's folder)")
     p.set_defaults(func=_compare)
+    p = sub.add_parser("show", help="one case of a run in the terminal: status, reason, conversation")
+    p.add_argument("run_dir", help="a run folder, or with --store the run id")
+    p.add_argument("case", help="the case's test id, its [parameter], or a part that names one case")
+    p.add_argument("--store", help="read the run from this store: a SQLite path or mongodb://host:port/db")
+    p.set_defaults(func=_show)
     p = sub.add_parser("routes", help="the offline routing lab: every confidence threshold between a small and "
                                      "a large model, from a finished run, without running a model")
     p.add_argument("run_dir", help="a run folder, or with --store the run id")

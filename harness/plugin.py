@@ -28,6 +28,7 @@ from harness.settings import add_options, given, resolve
 from harness.suites import unit
 from harness.suites.base import Item, Score
 from harness.suites.unit import Suite
+from harness.transcript import TranscriptBuilder  # light: harness.record imports it already
 
 # What a session that never uses the harness need not load: the run's machinery is imported where
 # it is first needed (start, the fixtures, the record), so an unrelated pytest run stays about as
@@ -47,6 +48,7 @@ OUTCOME = pytest.StashKey[Outcome]()
 CALLS: pytest.StashKey[list[ModelCall]] = pytest.StashKey()
 RESOURCES = pytest.StashKey[dict[str, Any]]()
 WINDOWS: pytest.StashKey[CaseWindows] = pytest.StashKey()
+TRANSCRIPT = pytest.StashKey[TranscriptBuilder]()
 RUN_ID = pytest.StashKey[str]()  # the run id handed to xdist workers before the harness starts
 SHARD: pytest.StashKey[Shard | None] = pytest.StashKey()  # set by start(): no shard before the harness is used
 ITEMS = pytest.StashKey[str]()  # the items fingerprint of the whole run (harness/shard.py)
@@ -389,6 +391,7 @@ def _track(request: pytest.FixtureRequest, call: ModelCall) -> ModelCall:
     if call.backend.retired is not None:
         pytest.skip(call.backend.retired)
     request.node.stash.setdefault(CALLS, []).append(call)
+    call.transcript = request.node.stash.setdefault(TRANSCRIPT, TranscriptBuilder())  # one per case
     windows = request.node.stash.get(WINDOWS, None)
     if windows is not None:
         windows.add(call.name, call.backend.process())
@@ -472,6 +475,9 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
     rec = build_record(info, outcome, models=_usage_by_model(calls), wall_s=wall_s, failure=failure,
                        timeout=isinstance(exc, BackendTimeout), resources=item.stash.get(RESOURCES, {}),
                        crash=crash.to_dict() if crash is not None else None)
+    builder = item.stash.get(TRANSCRIPT, None)
+    if builder is not None:
+        rec.transcript = builder.build(rec.output if rec.output is not None else rec.prediction)
     endpoints = {c.name: e for c in calls if (e := endpoint_of(c.backend))}  # options.base_urls
     if endpoints:
         rec.extra["endpoint"] = endpoints.pop(case.model.name, None) or next(iter(endpoints.values()))

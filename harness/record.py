@@ -24,6 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from harness.transcript import Transcript
+
 RECORD_KEY = "harness_record"
 _ANONYMOUS = itertools.count(1)
 # 1: the loose records of the first wave (tool calls, per-model usage and attempts inside `extra`).
@@ -199,6 +201,7 @@ class CaseRecord:
     tries: list[Try] = field(default_factory=list)  # code suites: every sample / cascade step
     settled_by_small: bool | None = None  # cascade: the small model's answer was final
     isolation: str | None = None  # code suites: the sandbox the program ran in
+    transcript: Transcript | None = None  # the conversation, bounded (harness/transcript.py)
     confidence: float | None = None  # how sure the answering model was, in [0, 1] (harness/confidence.py)
     confidence_source: str | None = None  # what it is: choice_margin, mean_logprob, agreement, tests_passed
     # status crash: {model, signal, exit_code, stderr_tail} of the model host that died
@@ -215,6 +218,7 @@ class CaseRecord:
         self.tool_calls = [ToolCallRecord.from_value(c) for c in self.tool_calls]
         self.per_model = {str(k): ModelUsage.from_value(v) for k, v in self.per_model.items()}
         self.tries = [Try.from_value(t) for t in self.tries]
+        self.transcript = Transcript.from_value(self.transcript)
 
     # -- what counts -----------------------------------------------------------------------------
     @property

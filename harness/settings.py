@@ -159,6 +159,8 @@ class Settings:
     router_tool_choice: str = option("the router's first turn: auto (the large model decides) or required (it "
                                      "must call ask_small_model; later turns are auto)", "auto",
                                      choices=("auto", "required"))
+    router_calculator: bool = option("give the router's large model a second tool, calculate(expression): "
+                                     "arithmetic, evaluated safely", False, flag=True)
     cascade_variants: int = option("tries of the small model in the cascade before the large one answers "
                                    "(2: greedy, then one sample)", 2, minimum=1)
     # -- generated code: the sandbox and the code strategy (harness/strategies/code.py)

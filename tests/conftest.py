@@ -7,7 +7,7 @@ from __future__ import annotations
 # module more than once per process"). Imported here, before any snapshot, they stay.
 import numpy  # noqa: F401
 import pytest
-from llama_server import llama_server  # noqa: F401  (a session fixture: one server for all tests)
+from llama_server import llama_server, tool_server  # noqa: F401  (session fixtures: one server each)
 from support import BenchRun
 
 try:

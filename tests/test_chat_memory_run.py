@@ -53,6 +53,11 @@ def test_scripted_models_through_every_strategy(bench: BenchRun) -> None:
         # The scripts reply to every turn but the question: only the question is a model call.
         assert extra["latency_s_per_turn"][:6] == [None] * 6 and extra["latency_s_per_turn"][6] >= 0
         assert all(isinstance(t, int) and t > 0 for t in extra["prompt_tokens_per_turn"])
+    # The transcript: what the question's call was sent (the history the strategy kept) and the answer.
+    full, none = (records[("says-lisbon", s)]["transcript"]["messages"] for s in ("full", "none"))
+    assert full[-1] == {**full[-1], "role": "assistant", "content": "Lisbon", "model": "says-lisbon"}
+    assert [m["role"] for m in none] == ["system", "user", "assistant"]
+    assert len(full) == 2 + 2 * 6 + 1 and "Paris" in " ".join(m["content"] for m in full)
     kept = {s: records[("says-lisbon", s)]["extra"]["kept_turns_per_turn"] for s in STRATEGIES}
     assert kept["full"] == [0, 1, 2, 3, 4, 5, 6] and kept["none"] == [0] * 7
     assert kept["window:2"] == [0, 1, 2, 2, 2, 2, 2]

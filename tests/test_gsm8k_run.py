@@ -83,3 +83,45 @@ def test_real_router_run_through_the_llama_server(bench: BenchRun, llama_server:
     # A 270M base model rarely calls a tool: the count is a measured outcome, recorded either way.
     assert isinstance(routed["tool_calls"], list) and routed["turns"] >= 1
     assert routed["usage"]["prompt_tokens"] > 0
+
+
+def test_router_through_a_tool_calling_server_records_calls_and_transcripts(
+        bench: BenchRun, tool_server: dict[str, Any]) -> None:
+    """The router end to end on 4 GSM8K items, both models SmolLM2 behind llama-cpp-python's server
+    (chatml-function-calling): the forced first call is a real, grammar-bound tool call, and each
+    case records its calls and the conversation around them."""
+    registry = bench.pytester.path / "server.toml"
+    registry.write_text(
+        '[[models]]\nname = "smol-server"\nbackend = "openai"\nmodel = "smollm2-135m"\nprompt_style = "chat"\n'
+        f'options = {{ base_url = "{tool_server["base_url"]}", tokenize_url = "{tool_server["tokenize_url"]}", '
+        'stream = "text" }\n')
+    result = run(bench, "--models-file", str(registry), "--models", "smol-server", "--small-model", "smol-server",
+                 "--large-model", "smol-server", "--samples", "4", "--seed", "0", "--router-tool-choice",
+                 "required", "--router-max-turns", "3", "--gsm8k-max-tokens", "96", "-k", "delegate",
+                 "--run-id", "tools")
+    assert result.ret == 0, result.stdout.str()
+    records = bench.records(bench.reports / "tools")
+    assert len(records) == 4 and {r["strategy"] for r in records} == {"delegate"}
+    for record in records:
+        first = record["tool_calls"][0]
+        # The forced first call always parses (a grammar from the tool's schema). Later turns are
+        # the model's free choice: a malformed call there is its own, and the reason is recorded.
+        assert first["name"] == "ask_small_model" and first["ok"] and first["turn"] == 1, first
+        assert record["status"] in ("ok", "wrong", "error"), record["status"]
+        if record["status"] == "error":
+            failed = [c for c in record["tool_calls"] if not c["ok"]]
+            assert failed and all(c["turn"] > 1 for c in failed)
+            assert record["error"] == "tool call failed: " + "; ".join(c["result"] for c in failed)
+        assert isinstance(json.loads(first["arguments"])["task"], str)
+        transcript = record["transcript"]
+        said = [c for m in transcript["messages"] for c in m["tool_calls"]]
+        assert [(c["name"], c["arguments"]) for c in said] == [(c["name"], c["arguments"])
+                                                               for c in record["tool_calls"]]
+        roles = [m["role"] for m in transcript["messages"]]
+        assert roles[:3] == ["system", "user", "assistant"] and "tool" in roles
+        results = [m["content"] for m in transcript["messages"] if m["role"] == "tool"]
+        assert results[0] == first["result"]  # what went back to the large model
+        assert transcript["final"] == record["output"]
+    answered = [m for r in records for m in r["transcript"]["messages"]
+                if m["role"] == "assistant" and not m["tool_calls"]]
+    assert answered  # the small model's answers and the final ones

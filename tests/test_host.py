@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +109,23 @@ def test_a_segfault_in_the_host_is_a_crash_with_its_signal_and_stderr(pytester: 
     assert "Segmentation fault" in crash["stderr_tail"]  # faulthandler's report, from the host's stderr
     assert "_native_crash" in crash["stderr_tail"]  # with the Python stack where it happened
     assert _summary(pytester, "s")["summary"][0]["crashes"] == 1
+    # The case's transcript holds the prompt it was asked and the crash, as a note
+    messages = records["q1"]["transcript"]["messages"]
+    assert [(m["role"], m["content"]) for m in messages[:1]] == [("prompt", "SEGV now")]
+    assert messages[-1]["role"] == "note" and "HostCrash" in messages[-1]["content"]
+    # `harness show` and report.html's item browser show the crash: its signal and stderr's tail
+    shown = subprocess.run([sys.executable, "-m", "harness.cli", "show", str(pytester.path / "reports" / "s"), "q1"],
+                           capture_output=True, text=True, check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert "status   crash" in shown.stdout and "reason   scripted: the model host killed by SIGSEGV" in shown.stdout
+    assert "crash    the model host of scripted killed by SIGSEGV; the end of its stderr:" in shown.stdout
+    assert "Segmentation fault" in shown.stdout
+    page = (pytester.path / "reports" / "s" / "report.html").read_text()
+    data = json.loads(page.split('id="item-data">', 1)[1].split("</script>", 1)[0])
+    [answer] = [a for item in data["items"] if item["id"] == "q1" for a in item["answers"]]
+    assert answer["status"] == "crash" and "killed by SIGSEGV" in answer["reason"]
+    assert answer["crash"].startswith("the model host of scripted killed by SIGSEGV")
+    assert "_native_crash" in answer["crash"]
 
 
 def test_three_crashes_in_a_row_retire_the_model(pytester: pytest.Pytester) -> None:
@@ -169,6 +188,39 @@ def test_the_proxy_offers_what_the_hosted_backend_offers() -> None:
         hosted.close()
     assert hosted.process() is not None  # a closed backend asked again starts a new host
     hosted.close()
+
+
+def test_a_transcript_is_built_from_a_hosted_models_answers() -> None:
+    """The call wrapper builds the transcript here from the Generation that crossed the host's
+    pipe: a tool call's raw arguments and why they do not parse survive the pickle."""
+    from harness.call import ModelCall
+    from harness.transcript import TranscriptBuilder
+
+    broken = {"tool_calls": [{"name": "lookup", "arguments": "{city: Oslo"}]}
+    hosted = create_backend(_spec(steps=[broken, "done"]))
+    try:
+        assert isinstance(hosted, HostedBackend)
+        call = ModelCall(hosted.spec, hosted)
+        call.transcript = builder = TranscriptBuilder()
+        first = call.generate(Request(messages=({"role": "user", "content": "weather?"},)))
+        assert first.tool_calls[0].error is not None
+        sent_call = first.tool_calls[0]
+        call.note_tool_result(sent_call.id, "lookup", "error: unreadable", ok=False)
+        call.generate(Request(messages=(
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"id": sent_call.id, "function": {"name": "lookup", "arguments": sent_call.raw_arguments}}]},
+            {"role": "tool", "tool_call_id": sent_call.id, "content": "error: unreadable"})))
+    finally:
+        hosted.close()
+    transcript = builder.build("done")
+    assert transcript is not None
+    assert [(m.role, m.model) for m in transcript.messages] == [
+        ("user", "scripted"), ("assistant", "scripted"), ("tool", "scripted"), ("assistant", "scripted")]
+    [sent] = transcript.messages[1].tool_calls
+    assert (sent.name, sent.arguments) == ("lookup", "{city: Oslo")
+    assert sent.error is not None and "not valid JSON" in sent.error
+    assert transcript.messages[3].content == "done" and transcript.final == "done"
 
 
 def test_an_error_in_the_host_keeps_its_type_and_message() -> None:

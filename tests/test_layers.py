@@ -17,7 +17,8 @@ PACKAGE = PROJECT / "harness"
 # backend does not import another).
 LAYERS: dict[str, int] = {
     "harness": 0, "harness.record": 0, "harness.settings": 0, "harness.registry": 0, "harness.extraction_format": 0,
-    "harness.endpoints": 0, "harness.shard": 0, "harness.locations": 0, "harness.internals": 0,
+    "harness.endpoints": 0, "harness.shard": 0, "harness.transcript": 0, "harness.locations": 0,
+    "harness.internals": 0,
     "harness.confidence": 0,
     "harness.backends.base": 0,
     "harness.backends": 1, "harness.report": 1, "harness.store": 1, "harness.sandbox": 1,

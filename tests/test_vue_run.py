@@ -69,6 +69,11 @@ def test_a_scripted_agent_with_repeats_records_each_run_mean_and_spread(bench: B
     assert (record["strategy"], record["mode"], record["status"]) == ("agent", "agent", "ok")
     first, second = record["extra"]["repeats"]
     assert first["tools_used"] == ["write_file", "run_type_check", "write_file", "run_type_check", "finish"]
+    # The transcript: both repeats' tool calls, each with its result (the type checker's output).
+    calls = [c["name"] for m in record["transcript"]["messages"] for c in m["tool_calls"]]
+    assert calls == first["tools_used"] + ["write_file", "finish"]
+    results = [m for m in record["transcript"]["messages"] if m["role"] == "tool"]
+    assert len(results) == 7 and [m["name"] for m in results][:2] == ["write_file", "run_type_check"]
     assert (first["self_corrected"], first["iterations_to_success"], first["final_score"]) == (True, 4, 10.0)
     assert (second["self_corrected"], second["tool_calls_count"]) == (False, 2)
     # The plan for the case reads the component first: neither repeat did.

@@ -87,7 +87,9 @@ class Timings:
 def parse_arguments(raw: str) -> tuple[dict[str, Any] | None, str | None]:
     """A tool call's raw arguments text -> (the JSON object, None) or (None, why it is not one)."""
     try:
-        parsed = json.loads(raw) if raw.strip() else {}
+        # strict=False: a raw newline inside a string is read as one. llama-cpp-python's JSON
+        # grammar lets a constrained call write it, and the call means the same.
+        parsed = json.loads(raw, strict=False) if raw.strip() else {}
     except json.JSONDecodeError as exc:
         return None, f"arguments are not valid JSON ({exc.msg} at position {exc.pos})"
     if not isinstance(parsed, dict):

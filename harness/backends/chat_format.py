@@ -133,3 +133,50 @@ def forced_call_schema(tools: tuple[dict[str, Any], ...], choice: str) -> dict[s
 
     variants = [one(f) for f in functions]
     return variants[0] if len(variants) == 1 else {"anyOf": variants}
+
+
+# JSON the grammar lets through between tokens: llama.cpp's schema grammar allows at most a
+# newline and 20 spaces or tabs; counted generously per value.
+_SPACE = 24
+
+
+def json_char_bound(schema: dict[str, Any]) -> int | None:
+    """The most characters of JSON that `schema`'s grammar admits, or None where it admits any
+    length (a string without maxLength, a number, an array without maxItems). A string's character
+    may be an escape, up to six characters (\\uXXXX)."""
+    if "const" in schema:
+        return len(json.dumps(schema["const"])) + _SPACE
+    if "enum" in schema:
+        return max(len(json.dumps(v)) for v in schema["enum"]) + _SPACE
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            bounds = [json_char_bound(s) for s in schema[key]]
+            return None if any(b is None for b in bounds) else max(b for b in bounds if b is not None)
+    kind = schema.get("type")
+    if kind == "string" and isinstance(schema.get("maxLength"), int):
+        return 2 + 6 * schema["maxLength"] + _SPACE
+    if kind == "boolean" or kind == "null":
+        return 5 + _SPACE
+    if kind == "object":
+        total = 2 + _SPACE
+        for name, value in (schema.get("properties") or {}).items():
+            bound = json_char_bound(value)
+            if bound is None:
+                return None
+            total += len(json.dumps(name)) + 2 + bound + _SPACE
+        # Properties beyond those listed are unbounded, unless the schema closes the object.
+        return total if schema.get("additionalProperties") is False else None
+    if kind == "array" and isinstance(schema.get("maxItems"), int):
+        item = json_char_bound(schema.get("items") or {})
+        return None if item is None else 2 + schema["maxItems"] * (item + 1) + _SPACE
+    return None
+
+
+def forced_call_budget(schema: dict[str, Any] | None, asked: int, room: int) -> int:
+    """Tokens a forced call may take: enough for the longest call its schema admits (a token is
+    at least one character), so a call the grammar holds is never cut short by the budget; at
+    least `asked`, at most `room` (what the context has left)."""
+    bound = json_char_bound(schema) if schema is not None else None
+    if bound is None:
+        return min(asked, room) if room > 0 else asked
+    return max(1, min(max(asked, bound), room)) if room > 0 else max(asked, bound)

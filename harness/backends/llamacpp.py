@@ -37,7 +37,7 @@ from harness.backends.base import (
     ToolCall,
     Usage,
 )
-from harness.backends.chat_format import FORCED_PREFIX, offered_tools, tool_names
+from harness.backends.chat_format import FORCED_PREFIX, forced_call_budget, offered_tools, tool_names
 from harness.backends.llamacpp_batch import SequenceBatch
 from harness.backends.llamacpp_chat import ChatTemplate
 from harness.backends.modelfiles import (
@@ -326,6 +326,9 @@ class LlamaCppBackend(BackendBase):
                 kwargs["stop"] = [*request.stop, *chat.stop] or None
                 if chat.schema is not None:
                     kwargs["grammar"] = LlamaGrammar.from_json_schema(json.dumps(chat.schema), verbose=False)
+                    # The call gets the tokens its schema's longest call needs, so it closes.
+                    kwargs["max_tokens"] = forced_call_budget(chat.schema, request.max_tokens,
+                                                              int(self.llm.n_ctx()) - prompt_tokens)
                 text, first, finish = self._stream(prompt, kwargs)
                 generated = text
                 if chat.forced:
@@ -333,6 +336,10 @@ class LlamaCppBackend(BackendBase):
                 tools = offered_tools(request.tools, request.tool_choice)
                 if tools:
                     text, calls = parse_tool_calls(text, tool_names(tools))
+                    if finish == "length":
+                        for call in calls:
+                            if call.error is not None:  # say why, so the record's reason is actionable
+                                call.error += f" (the answer ran out of tokens: max_tokens={kwargs['max_tokens']})"
             else:
                 prompt = request.prompt or ""
                 prompt_tokens = len(self._tokens(prompt, bos=True))
@@ -354,7 +361,7 @@ class LlamaCppBackend(BackendBase):
         extra: dict[str, Any] = {}
         if request.tools:
             extra["tools"] = list(request.tools)
-            extra["tool_choice"] = openai_tool_choice(request.tool_choice)
+            extra["tool_choice"] = openai_tool_choice(request.tool_choice, request.tools)
         response = self.llm.create_chat_completion(messages=list(request.messages or ()),
                                                    **{**kwargs, "stream": False}, **extra)
         choice = response["choices"][0]

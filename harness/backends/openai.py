@@ -3,7 +3,9 @@
 Registry options: `base_url` (default: OpenAI), `api_key_env` (default OPENAI_API_KEY; the key is
 read from the environment only, never from a file), `tokenize_url` (a llama.cpp-server style
 endpoint used to count tokens when the server reports no usage), `loglikelihood` (true where
-the server returns prompt logprobs with `echo`, as llama.cpp's server does).
+the server returns prompt logprobs with `echo`, as llama.cpp's server does), `stream` (default
+true; false asks for whole answers; "text" streams only requests without tools, for servers that
+cannot stream a tool choice, such as llama-cpp-python's with tool_choice auto).
 
 Requests are streamed, to measure time to first token, with `stream_options.include_usage`;
 usage the server reports is marked "server". Some servers send no usage on streams: then the
@@ -89,6 +91,16 @@ def estimate_tokens(text: str) -> int:
     return max(1, round(len(text) / 4)) if text else 0
 
 
+def _cut_short(calls: list[ToolCall], finish: str | None) -> list[ToolCall]:
+    """Calls whose arguments do not parse because the answer hit max_tokens say so: the reason a
+    user can act on (a larger token budget, a maxLength in the tool's schema)."""
+    if finish == "length":
+        for call in calls:
+            if call.error is not None:
+                call.error += " (the answer ran out of tokens: finish_reason=length)"
+    return calls
+
+
 class OpenAIBackend(BackendBase):
     def __init__(self, spec: ModelSpec, timeout_s: float = 600.0) -> None:
         if openai is None:
@@ -104,6 +116,10 @@ class OpenAIBackend(BackendBase):
                                     timeout=spec.options.get("timeout_s", timeout_s))
         self.supports_loglikelihood = bool(spec.options.get("loglikelihood", False))
         self.server_pid: int | None = spec.options.get("pid")
+        self.stream: bool | str = spec.options.get("stream", True)
+        if self.stream not in (True, False, "text"):
+            raise BackendError(f"{spec.name}: options.stream takes true, false or \"text\" (stream only "
+                               f"requests without tools), not {self.stream!r}")
         self._special_tokens: int | None = None
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -141,20 +157,30 @@ class OpenAIBackend(BackendBase):
     # -- the protocol ------------------------------------------------------------------------------
     def generate(self, request: Request) -> Generation:
         params: dict[str, Any] = {"model": self.spec.model, "max_tokens": request.max_tokens,
-                                  "temperature": request.temperature, "stream": True,
-                                  "stream_options": {"include_usage": True}}
+                                  "temperature": request.temperature}
         if request.stop:
             params["stop"] = list(request.stop)
         if request.seed is not None:
             params["seed"] = request.seed
         chat = request.messages is not None
         if chat:
-            params["messages"] = list(request.messages or ())
+            # An assistant turn that only calls tools has content None (as the API returns it);
+            # llama-cpp-python's server takes only text there, and "" means the same to all.
+            params["messages"] = [{**m, "content": ""} if m.get("content") is None else m
+                                  for m in request.messages or ()]
             if request.tools:
                 params["tools"] = list(request.tools)
-                params["tool_choice"] = openai_tool_choice(request.tool_choice)
+                params["tool_choice"] = openai_tool_choice(request.tool_choice, request.tools)
         else:
             params["prompt"] = request.prompt or ""
+        if self.stream is False or (self.stream == "text" and request.tools):
+            return self._whole(params, chat)
+        return self._streamed({**params, "stream": True, "stream_options": {"include_usage": True}}, chat)
+
+    def _streamed(self, params: dict[str, Any], chat: bool) -> Generation:
+        """One streamed request: the text as it comes, and the tool calls assembled from their
+        deltas (an id and name, then pieces of the arguments; some servers repeat the name whole in
+        every delta, as llama-cpp-python's does, which names the tool once, not many times)."""
         start = time.perf_counter()
         first: float | None = None
         parts: list[str] = []
@@ -174,7 +200,8 @@ class OpenAIBackend(BackendBase):
                         slot = calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
                         slot["id"] = delta.id or slot["id"]
                         if delta.function is not None:
-                            slot["name"] += delta.function.name or ""
+                            name = delta.function.name or ""
+                            slot["name"] += "" if name == slot["name"] else name
                             slot["arguments"] += delta.function.arguments or ""
                         if first is None:
                             first = time.perf_counter() - start
@@ -186,17 +213,49 @@ class OpenAIBackend(BackendBase):
             raise self._translate(exc) from exc
         total = time.perf_counter() - start
         text = "".join(parts)
+        if finish is None and not text and not calls:
+            # The server failed after it began to answer (an HTTP error can no longer be sent):
+            # an error with that said, not an empty answer.
+            raise BackendError(f"{self.name}: the stream ended with no answer and no finish reason; "
+                               "the server failed mid-answer (see its log; llama-cpp-python cannot "
+                               "stream tool_choice auto: set options.stream = \"text\")")
+        written = text + "".join(c["name"] + c["arguments"] for c in calls.values())
         if usage is not None:
             counted = Usage(usage.prompt_tokens, usage.completion_tokens, "server")
         else:
             prompt_text = params.get("prompt") or json.dumps(params.get("messages"))
             prompt_tokens, source = self._count(prompt_text, prompt=True)
-            completion_tokens, _ = self._count(text)
+            completion_tokens, _ = self._count(written)
             counted = Usage(prompt_tokens, completion_tokens, source)  # type: ignore[arg-type]
         tool_calls = [ToolCall.from_raw(c["name"], c["arguments"], c["id"] or f"call_{i}")
                       for i, c in sorted(calls.items())]
-        return Generation(text=text, tool_calls=tool_calls, usage=counted, finish_reason=finish,
-                          timings=Timings(total_s=total, first_token_s=first))
+        return Generation(text=text, tool_calls=_cut_short(tool_calls, finish), usage=counted,
+                          finish_reason=finish, timings=Timings(total_s=total, first_token_s=first))
+
+    def _whole(self, params: dict[str, Any], chat: bool) -> Generation:
+        """One request answered whole (options.stream = false): for servers and proxies that
+        cannot stream, or stream tool calls differently; no time to first token."""
+        start = time.perf_counter()
+        try:
+            response = (self.client.chat.completions.create(**params) if chat
+                        else self.client.completions.create(**params))
+        except openai.OpenAIError as exc:
+            raise self._translate(exc) from exc
+        total = time.perf_counter() - start
+        if not response.choices:
+            raise BackendError(f"{self.name}: the server answered with no choices")
+        choice = response.choices[0]
+        text = (choice.message.content if chat else choice.text) or ""
+        calls = [ToolCall.from_raw(c.function.name or "", c.function.arguments or "", c.id or f"call_{i}")
+                 for i, c in enumerate((choice.message.tool_calls if chat else None) or [])]
+        if response.usage is not None:
+            counted = Usage(response.usage.prompt_tokens, response.usage.completion_tokens, "server")
+        else:
+            prompt_tokens, source = self._count(params.get("prompt") or json.dumps(params.get("messages")),
+                                                prompt=True)
+            counted = Usage(prompt_tokens, self._count(text)[0], source)  # type: ignore[arg-type]
+        return Generation(text=text, tool_calls=_cut_short(calls, choice.finish_reason), usage=counted,
+                          finish_reason=choice.finish_reason, timings=Timings(total_s=total))
 
     def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
         """The backend protocol's optional count (chat memory budgets): plain text through the server's

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from harness.backends.base import ToolCall
@@ -33,8 +33,13 @@ _NAME = re.compile(r'"name"\s*:\s*"([^"\\]*)"')
 _FUNCTIONS = re.compile(r"^functions\.([\w.-]+):[ \t]*\n?", re.MULTILINE)
 
 
-def openai_tool_choice(choice: str) -> str | dict[str, Any]:
-    """Request.tool_choice in the chat completions API's form: a mode, or one named function."""
+def openai_tool_choice(choice: str, tools: Sequence[dict[str, Any]] = ()) -> str | dict[str, Any]:
+    """Request.tool_choice in the chat completions API's form: a mode, or one named function.
+
+    "required" with one tool offered is sent as that tool's name: the same demand, and the form
+    every server takes (llama-cpp-python's function-calling handlers know only named choices)."""
+    if choice == "required" and len(tools) == 1:
+        choice = tools[0].get("function", tools[0]).get("name", choice)
     if choice in ("auto", "required", "none"):
         return choice
     return {"type": "function", "function": {"name": choice}}
@@ -66,7 +71,7 @@ def _decode(body: str, start: int) -> tuple[list[ToolCall], str | None]:
     if fenced:
         body = fenced.group(1)
     try:
-        value = json.loads(body)
+        value = json.loads(body, strict=False)  # raw control characters in strings: see base.parse_arguments
     except json.JSONDecodeError as exc:
         named = _NAME.search(body)
         error = f"tool call is not valid JSON ({exc.msg} at position {exc.pos})"

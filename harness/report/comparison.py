@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ def compare_groups(groups: list[Group]) -> dict[str, Any]:
         row = chosen.row
         n = row.items
         tool_calls = [len(r.tool_calls) for r in chosen.records]
+        by_tool = Counter(c.name for r in chosen.records for c in r.tool_calls)
         rows[group.variant] = {
             "items": n,
             "scored": row.scored,
@@ -67,6 +69,7 @@ def compare_groups(groups: list[Group]) -> dict[str, Any]:
             "total_cost": row.cost,
             "total_tokens": row.prompt_tokens + row.completion_tokens,
             "tool_calls_per_item": sum(tool_calls) / n if n else None,
+            "tool_calls_per_item_by_tool": {name: count / n for name, count in sorted(by_tool.items())} if n else {},
         }
     # Every two variants on the items both scored, and each pair strategy against its large model
     # alone (report/paired.py): the same figures as summary.json's.

@@ -23,7 +23,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from harness.report import html_columns
+from harness.report import html_columns, transcript_view
 from harness.report.aggregate import Group, by_suite
 from harness.report.frontier import FRONTIER_STYLE, suite_frontier
 from harness.report.hooks import RunData, hookimpl
@@ -61,7 +61,7 @@ nav a{margin-right:12px}
 .verdict{background:#fff;border:1px solid #d5d9e0;border-left:4px solid #3b5bdb;padding:8px 12px;margin:6px 0}
 .verdict.chance{border-left-color:#b3261e}.verdict .flag{color:#b3261e;font-weight:600}
 .pager button{margin:0 4px}
-""" + TABLE_STYLE + FRONTIER_STYLE
+""" + TABLE_STYLE + FRONTIER_STYLE + transcript_view.STYLE
 
 # The item browser: renders the embedded data with textContent only (item text is untrusted).
 # Filtering runs over every item; only PAGE_SIZE boxes are built at a time (building the DOM of
@@ -95,6 +95,7 @@ _SCRIPT = """
       cell.appendChild(el('span', a.verdict === 'correct' ? 'ok' : (a.verdict === 'wrong' ? 'bad' : 'err'),
                            a.status));
       cell.appendChild(el('pre', null, a.answer));
+      showTranscript(cell, a, el);
       grid.appendChild(cell);
     });
     box.appendChild(grid);
@@ -180,24 +181,26 @@ def suite_plots(run_dir: Path, suite: str) -> list[Path]:
     return sorted(p for p in run_dir.rglob("*.png") if suite in p.relative_to(run_dir).parts[:-1])
 
 
-def _answer(record: Any) -> dict[str, Any]:
+def _answer(record: Any, budget: transcript_view.PageBudget) -> dict[str, Any]:
     text = record.prediction if record.prediction is not None else (record.output or record.error or "")
     text = str(text)
     verdict = "error" if record.is_error else ("correct" if record.counts_correct else "wrong")
     return {"variant": f"{record.strategy}:{record.model}", "model": record.model, "status": record.status,
-            "verdict": verdict, "answer": text if len(text) <= _TEXT_LIMIT else text[:_TEXT_LIMIT] + "…"}
+            "verdict": verdict, "answer": text if len(text) <= _TEXT_LIMIT else text[:_TEXT_LIMIT] + "…",
+            **transcript_view.answer_details(record, budget)}
 
 
 def item_data(groups: Sequence[Group]) -> dict[str, Any]:
     """The item browser's data: per (suite, item), its input, reference and every variant's answer."""
     items: dict[tuple[str, str], dict[str, Any]] = {}
+    budget = transcript_view.PageBudget()
     for group in groups:
         for record in group.records:
             entry = items.setdefault((record.suite, record.item_id), {
                 "suite": record.suite, "id": record.item_id, "input": record.input_text or "",
                 "reference": record.reference or "", "answers": []})
             entry["input"] = entry["input"] or record.input_text or ""
-            entry["answers"].append(_answer(record))
+            entry["answers"].append(_answer(record, budget))
     chosen = [items[key] for key in sorted(items)][:MAX_ITEMS]
     return {"suites": sorted({g.suite for g in groups}), "models": sorted({g.model for g in groups}),
             "items": chosen, "total": len(items)}
@@ -226,7 +229,7 @@ def item_browser(groups: Sequence[Group]) -> str:
                     _FILTERS,
                     f'<div id="items" data-page-size="{PAGE_SIZE}"></div>',
                     f'<script type="application/json" id="item-data">{payload}</script>',
-                    f"<script>{_SCRIPT}</script>"])
+                    f"<script>{transcript_view.SCRIPT}{_SCRIPT}</script>"])
 
 
 def render(run: RunData, sections: Sequence[tuple[str, str]] = ()) -> str:

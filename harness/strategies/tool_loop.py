@@ -67,11 +67,11 @@ def _required(tool: Tool, arguments: dict[str, Any]) -> None:
 def run_tool_loop(model: ModelCall, messages: Sequence[dict[str, Any]], tools: Sequence[Tool], *,
                   max_turns: int = 8, finish_tool: str | None = None, max_tokens: int = 512,
                   temperature: float = 0.0, reference: str | None = None,
-                  first_tool_choice: ToolChoice = "auto") -> LoopResult:
+                  first_tool_choice: str = "auto") -> LoopResult:
     """Ask, run the tools the model calls, feed results back; stop on a plain answer, on the
     finish tool, or after max_turns model calls.
 
-    `first_tool_choice="required"` asks the backend to force a tool call on the first turn
+    `first_tool_choice="required"` (or a tool's name) asks the backend to force a tool call on the first turn
     (later turns are "auto"): the tool path gets measured with models that never volunteer one.
     """
     by_name: Mapping[str, Tool] = {t.name: t for t in tools}
@@ -103,6 +103,7 @@ def run_tool_loop(model: ModelCall, messages: Sequence[dict[str, Any]], tools: S
             except ToolError as exc:
                 result, ok = f"error: {exc}", False
             calls.append(ToolCallRecord(turn, call.name, call.raw_arguments, ok, result))
+            model.note_tool_result(id_, call.name, result, ok)
             history.append({"role": "tool", "tool_call_id": id_, "content": result})
             if ok and call.name == finish_tool:
                 return LoopResult(generation.text, turn, "finish_tool", calls, history, arguments)

@@ -9,6 +9,7 @@ templates shipped inside the GGUF files of the two PyPI model packages.
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import pytest
 
@@ -156,3 +157,14 @@ def test_history_renders_through_real_templates_and_the_call_reads_back(source: 
     roles = [m["role"] for m in messages]
     assert roles == (["system"] if abilities.has_system_role else []) + ["user", "assistant", "user"]
     assert "You can call these tools" in rendered and "You solve math word problems." in rendered
+
+
+def test_a_raw_newline_inside_a_string_still_parses() -> None:
+    """llama-cpp-python's JSON grammar admits raw control characters in strings (SmolLM2 wrote one in
+    a forced call on GSM8K); the call means the same, so it is read, not refused."""
+    text = '<tool_call>\n{"name": "ask_small_model", "arguments": {"task": "15 feet.\n"}}\n</tool_call>'
+    _, [call] = parse_tool_calls(text, ["ask_small_model"])
+    assert call.error is None and call.arguments == {"task": "15 feet.\n"}
+    assert json.loads(call.raw_arguments) == {"task": "15 feet.\n"}  # written back as valid JSON
+    direct = ToolCall.from_raw("ask_small_model", '{"task": "a\tb\nc"}')
+    assert direct.error is None and direct.arguments == {"task": "a\tb\nc"}

@@ -107,6 +107,10 @@ def test_cascade_beside_small_only_and_large_only_end_to_end(bench: BenchRun, tm
         assert [a["model"] for a in rec["tries"]] == ["tiny-scripted", "tiny-scripted", "oracle"]
         assert rec["attempts"] == 3  # model calls, counted by the plugin
         assert rec["per_model"]["tiny-scripted"]["calls"] == 2
+        # the transcript: each try's prompt and answer, in order
+        said = [m for m in rec["transcript"]["messages"] if m["role"] == "assistant"]
+        assert [m["model"] for m in said] == ["tiny-scripted", "tiny-scripted", "oracle"]
+        assert len(rec["transcript"]["messages"]) == 6 and rec["transcript"]["final"] is not None
     rows = {(r["model"], r["strategy"]): r for r in bench.summary(bench.reports / "escalates")["summary"]}
     assert rows[("tiny-scripted", "single")]["accuracy"] == 0.0 and rows[("oracle", "single")]["accuracy"] == 1.0
     assert rows[("tiny-scripted+oracle", "cascade")]["accuracy"] == 1.0
