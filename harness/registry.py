@@ -155,16 +155,19 @@ def select(models: dict[str, ModelSpec], wanted: Iterable[str] | None) -> list[M
     return list(chosen.values())
 
 
-def create_backend(spec: ModelSpec, *, timeout_s: float | None = None) -> Backend:
+def create_backend(spec: ModelSpec, *, timeout_s: float | None = None, shared_by: str | None = None) -> Backend:
     """Load the model a registry entry names: in a model host of its own where `spec.hosted`
     (backends/hosted.py), else here. `timeout_s` (the run's --call-timeout) reaches the backends
-    that talk to a server, so a call that times out stops its request too."""
+    that talk to a server, so a call that times out stops its request too. `shared_by` (a run id)
+    makes every process of that run on this machine share one host per model."""
     reason = availability(spec)
     if reason is not None:
         raise RegistryError(f"model {spec.name!r} cannot run here: {reason}")
     target = HOSTED if spec.hosted else str(BACKENDS[spec.backend])
     module_name, _, factory_name = target.partition(":")
     factory = getattr(importlib.import_module(module_name), factory_name)
+    if spec.hosted and shared_by is not None:
+        return factory(for_worker(spec), timeout_s=timeout_s, shared_by=shared_by)  # type: ignore[no-any-return]
     if timeout_s is not None and "timeout_s" in inspect.signature(factory).parameters:
         return factory(for_worker(spec), timeout_s=timeout_s)
     return factory(for_worker(spec))

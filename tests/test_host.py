@@ -136,14 +136,33 @@ def test_a_probe_crash_turns_extra_buffer_types_off(pytester: pytest.Pytester) -
     assert "## Model hosts" in (pytester.path / "reports" / "p" / "summary.md").read_text()
 
 
-def test_each_xdist_worker_has_hosts_of_its_own(pytester: pytest.Pytester) -> None:
-    result = _run(pytester, ["a", "b", "c", "d"], "--run-id", "x", "-n", "2")
+def test_two_xdist_workers_share_one_host(pytester: pytest.Pytester) -> None:
+    """One PID, one load: the first worker starts the host, the other connects to it."""
+    prompts = ["a", "b", "c", "d", "e", "f"]
+    result = _run(pytester, prompts, "--run-id", "x", "-n", "2", sleep_s=0.3)
     assert result.ret == 0, result.stdout.str()
     described = _summary(pytester, "x")["metadata"]["backends"]["scripted"]
     hosts = described["hosts"]
-    assert described["processes"] == 2 and len(hosts) == 2 and len({h["pid"] for h in hosts}) == 2
+    assert described["processes"] == 2 and len(hosts) == 2  # both workers loaded the model...
+    assert len({h["pid"] for h in hosts}) == 1 and hosts[0]["pid"] != os.getpid()  # ...into one host
+    assert sum(h["starts"] for h in hosts) == 1 and all(h["shared"] for h in hosts)
+    assert hosts[0]["load_s"] == hosts[1]["load_s"]  # the one load, reported by both
     assert {r["status"] for r in _records(pytester, "x")} == {"ok"}
-    assert _summary(pytester, "x")["models"]["scripted"]["hosts"] == 2
+    loads = _summary(pytester, "x")["models"]["scripted"]
+    assert (loads["hosts"], loads["starts"]) == (1, 1)
+
+
+def test_a_shared_host_that_segfaults_crashes_the_case_it_computed_only(pytester: pytest.Pytester) -> None:
+    """The call the host was computing crashes; the other worker's call queued behind it in the
+    host is asked again of the next host (`running` names the call being computed)."""
+    prompts = ["a", "b", "SEGV", "c", "d", "e"]
+    result = _run(pytester, prompts, "--run-id", "xs", "-n", "2", sleep_s=0.5, segfault_on="SEGV")
+    assert result.ret == 1
+    statuses = {r["item_id"]: r["status"] for r in _records(pytester, "xs")}
+    assert statuses["q2"] == "crash" and sorted(statuses.values()).count("crash") == 1, statuses
+    assert len(statuses) == 6 and result.parseoutcomes().get("failed") == 1
+    hosts = _summary(pytester, "xs")["metadata"]["backends"]["scripted"]["hosts"]
+    assert sum(h["starts"] for h in hosts) == 2 and sum(h["crashes"] for h in hosts) == 1
 
 
 def _spec(**options: Any) -> ModelSpec:
