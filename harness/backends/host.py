@@ -34,7 +34,7 @@ from multiprocessing.connection import Connection, Listener
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import BackendError
+from harness.backends.base import BackendError, Generation
 from harness.backends.host_place import locked, write_exit_status
 from harness.registry import ModelSpec, create_backend
 
@@ -106,9 +106,17 @@ class Host:
             return {**self.info, "client": client}
         if operation not in OPERATIONS:
             raise BackendError(f"model host: unknown operation {operation!r}")
+        if operation == "generate":  # joins the running batch, where the backend batches this request
+            generated = self.backend.generate_concurrently(args[0], self.lock)
+            if generated is not None:
+                return generated
         with self.lock:
             self.mark_running(client)
-            return getattr(self.backend, operation)(*args)
+            cpu = time.process_time()
+            value = getattr(self.backend, operation)(*args)
+            if isinstance(value, Generation):  # alone on the model: the host's CPU time is all this call's
+                value.timings.server.setdefault("host_cpu_s", time.process_time() - cpu)
+            return value
 
     def mark_running(self, client: int) -> None:
         """Say whose call the model is computing (a file beside the socket): if the host dies now,

@@ -320,6 +320,8 @@ class HostedBackend(BackendBase):
 
             spec = replace(spec, options={**spec.options, **self._options})
         env = {**os.environ, KEY_VARIABLE: key.hex()}
+        if self._shared_by is not None:  # one host for every worker: all the cores are its own
+            env.pop("PYTEST_XDIST_WORKER_COUNT", None)
         package_root = str(Path(__file__).resolve().parents[2])  # this harness, whatever the path says
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
         with open(generation / "stderr.log", "wb") as stderr:
