@@ -167,7 +167,7 @@ def create_backend(spec: ModelSpec, *, timeout_s: float | None = None, shared_by
     module_name, _, factory_name = target.partition(":")
     factory = getattr(importlib.import_module(module_name), factory_name)
     if spec.hosted and shared_by is not None:
-        return factory(for_worker(spec), timeout_s=timeout_s, shared_by=shared_by)  # type: ignore[no-any-return]
+        return factory(for_worker(spec), timeout_s=timeout_s, shared_by=shared_by)
     if timeout_s is not None and "timeout_s" in inspect.signature(factory).parameters:
         return factory(for_worker(spec), timeout_s=timeout_s)
     return factory(for_worker(spec))
