@@ -148,6 +148,12 @@ def compare_runs(a: Iterable[CaseRecord], b: Iterable[CaseRecord]) -> list[Paire
     A is compared with every model of B (two runs of different models). `a` and `b` in each result
     are `strategy:model`; which run each side is from is A then B.
     """
+    return [compare_items(first.suite, first.variant, _by_item(first), second.variant, _by_item(second))
+            for first, second in matched_groups(a, b)]
+
+
+def matched_groups(a: Iterable[CaseRecord], b: Iterable[CaseRecord]) -> list[tuple[Group, Group]]:
+    """The (group of A, group of B) pairs compare_runs compares, by the rule it states."""
     groups_a = {g.key: g for g in aggregate(a)}
     groups_b = {g.key: g for g in aggregate(b)}
     out = []
@@ -157,7 +163,5 @@ def compare_runs(a: Iterable[CaseRecord], b: Iterable[CaseRecord]) -> list[Paire
         models_b = sorted(m for s, m, st in groups_b if (s, st) == (suite, strategy))
         shared = [m for m in models_a if m in models_b]
         pairs = [(m, m) for m in shared] if shared else [(x, y) for x in models_a for y in models_b]
-        for model_a, model_b in pairs:
-            first, second = groups_a[(suite, model_a, strategy)], groups_b[(suite, model_b, strategy)]
-            out.append(compare_items(suite, first.variant, _by_item(first), second.variant, _by_item(second)))
+        out.extend((groups_a[(suite, x, strategy)], groups_b[(suite, y, strategy)]) for x, y in pairs)
     return out
