@@ -156,7 +156,7 @@ def matched_groups(a: Iterable[CaseRecord], b: Iterable[CaseRecord]) -> list[tup
     """The (group of A, group of B) pairs compare_runs compares, by the rule it states."""
     groups_a = {g.key: g for g in aggregate(a)}
     groups_b = {g.key: g for g in aggregate(b)}
-    out = []
+    out: list[tuple[Group, Group]] = []
     places = sorted({(s, st) for s, _, st in groups_a} & {(s, st) for s, _, st in groups_b})
     for suite, strategy in places:
         models_a = sorted(m for s, m, st in groups_a if (s, st) == (suite, strategy))
