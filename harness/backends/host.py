@@ -91,7 +91,8 @@ class Host:
         except BaseException as exc:  # noqa: BLE001 - the client is told why the model did not load
             self.load_error = exc
         else:
-            self.info = {"pid": os.getpid(), "load_s": time.perf_counter() - start, "rss_after_load_mb": _rss_mb(),
+            self.info = {"pid": os.getpid(), "supervisor": os.getppid(), "load_s": time.perf_counter() - start,
+                         "rss_after_load_mb": _rss_mb(),
                          "abilities": sorted(self.backend.abilities),
                          "supports_loglikelihood": bool(self.backend.supports_loglikelihood),
                          "token_count_source": self.backend.token_count_source}

@@ -101,15 +101,16 @@ class HostPlace:
             return None
 
     @staticmethod
-    def exit_status(generation: Path, wait_s: float = 5.0) -> int | None:
-        """The host's exit status as its supervisor wrote it (-N for signal N), waiting a little
-        for the supervisor to see the death; None where it never says."""
+    def exit_status(generation: Path, supervisor: int | None = None, wait_s: float = 30.0) -> int | None:
+        """The host's exit status as its supervisor wrote it (-N for signal N), waiting while the
+        supervisor lives (a busy machine can take seconds to schedule it); None where it never says."""
         deadline = time.monotonic() + wait_s
         while True:
+            gone = supervisor is not None and not _alive(supervisor)
             try:
                 return int(json.loads((generation / "exit.json").read_text())["returncode"])
             except (OSError, ValueError, KeyError, TypeError):
-                if time.monotonic() > deadline:
+                if gone or time.monotonic() > deadline:
                     return None
                 time.sleep(0.05)
 
@@ -129,6 +130,19 @@ class HostPlace:
     def remove(self) -> None:
         if self.private:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (our own child, not yet reaped) has ended too
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def write_exit_status(generation: Path, returncode: int) -> None:

@@ -225,13 +225,20 @@ class HostedBackend(BackendBase):
             raise value
         return value
 
+    def _supervisor(self) -> int | None:
+        """The process that reports how the host ended: ours where we started the host."""
+        if self._proc is not None:
+            return self._proc.pid
+        supervisor = self._info.get("supervisor")
+        return supervisor if isinstance(supervisor, int) else None
+
     def _was_running(self) -> bool:
         """Whether the host that just died was computing our call (it names the one it computes)
         rather than holding it in its queue. Unknown counts as ours: a crash is never hidden."""
         generation = self._generation
         if generation is None:
             return True
-        HostPlace.exit_status(generation)  # the host is gone for sure once its supervisor says so
+        HostPlace.exit_status(generation, self._supervisor())  # gone for sure once its supervisor says so
         try:
             running = int((generation / "running").read_text().strip())
         except (OSError, ValueError):
@@ -384,10 +391,10 @@ class HostedBackend(BackendBase):
         """The host is gone: what killed it (its supervisor says), the tail of its stderr; start
         afresh next time."""
         proc, generation, pid = self._proc, self._generation, self._info.get("pid")
-        returncode = HostPlace.exit_status(generation) if generation is not None else None
+        returncode = HostPlace.exit_status(generation, self._supervisor()) if generation is not None else None
         if returncode is None and self._shared_by is None and _pid_alive(pid):
             _kill(pid)  # the channel broke but the process lives: end it
-            returncode = HostPlace.exit_status(generation) if generation is not None else None
+            returncode = HostPlace.exit_status(generation, self._supervisor()) if generation else None
         if proc is not None:
             try:
                 proc.wait(timeout=5)
