@@ -345,10 +345,16 @@ class HostedBackend(BackendBase):
                 self._proc.kill()
                 raise self._crashed("start")
             time.sleep(0.01)
-        try:
-            self._conn = Client(str(socket_path), family="AF_UNIX", authkey=key)
-        except (EOFError, OSError):
-            raise self._crashed("start") from None
+        while True:  # the socket's file appears at bind(), a moment before listen(): refused until then
+            try:
+                self._conn = Client(str(socket_path), family="AF_UNIX", authkey=key)
+                break
+            except ConnectionRefusedError:
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    raise self._crashed("start") from None
+                time.sleep(0.01)
+            except (EOFError, OSError):
+                raise self._crashed("start") from None
         try:
             self._info = self._exchange("hello", ())
         except HostCrash:

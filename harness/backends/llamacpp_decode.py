@@ -16,6 +16,11 @@ the logits' argmax, as the serial path's sampler picks it. The quantized kernels
 bit-identical logits for different batch shapes, so a near tie may go the other way; the parity
 check (harness parity) measures what that does to scores.
 
+Prefix reuse is explicit: a joining sequence starts from the longest prefix of its prompt already
+in the cache (a running sequence's, or a finished one's prompt kept in its idle slot until the
+cells are wanted), so few-shot examples and system prompts are computed once while they stay;
+each result says how many prompt tokens it reused, the decoder how many of all it was given.
+
 Each sequence's share of the host's CPU time is the process CPU time of each decode apportioned
 by the tokens it had in that decode.
 """
@@ -40,6 +45,7 @@ class Decoded:
     first_token_s: float | None
     cpu_s: float
     batch_mean: float  # sequences per decode over this sequence's decodes
+    reused: int  # prompt tokens found in the cache, not computed
 
 
 @dataclass
@@ -57,10 +63,20 @@ class _Sequence:
     cpu_s: float = 0.0
     decodes: int = 0
     companions: int = 0
+    reused: int = 0
 
     @property
     def cells(self) -> int:
         return len(self.prompt) + self.max_tokens
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    """The length of the longest common prefix of two token lists."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 class BatchedDecoder:
@@ -91,10 +107,13 @@ class BatchedDecoder:
         self._step_lock = step_lock  # the host's model lock: serial calls and decodes take turns
         self._waiting: list[_Sequence] = []
         self._running: list[_Sequence] = []
+        self._idle: dict[int, list[int]] = {}  # slot -> the prompt of the finished sequence whose cells stay
         self._wake = threading.Condition()
         self._closed = False
         self.decodes = 0
         self.sequences = 0
+        self.prompt_tokens = 0  # submitted
+        self.prompt_reused = 0  # of those, found in the cache
         self._thread = threading.Thread(target=self._loop, name="llama-decode", daemon=True)
         self._thread.start()
 
@@ -122,24 +141,68 @@ class BatchedDecoder:
                     self._step()
             except Exception as exc:  # noqa: BLE001 - every sequence in the batch gets the error
                 for sequence in self._running:
-                    self._free(sequence)
+                    self._drop(sequence.slot)
                     sequence.future.set_exception(exc)
                 self._running = []
 
     def _admit(self) -> None:
-        """Waiting sequences join, in order, while a slot and their cells are free."""
-        used = sum(s.cells for s in self._running)
-        free = [slot for slot in range(self.slots) if slot not in {s.slot for s in self._running}]
-        while self._waiting and free and used + self._waiting[0].cells <= self.n_ctx:
-            sequence = self._waiting.pop(0)
-            sequence.slot = free.pop(0)
-            used += sequence.cells
+        """Waiting sequences join, in order, while a slot and their cells are free. A joining
+        sequence starts from the longest prefix of its prompt already in the cache: an idle slot's
+        (a finished sequence's prompt stays until its cells are wanted) or a running sequence's,
+        whose cells it then shares (llama_memory_seq_cp adds a sequence id to them, no copy)."""
+        lib = self._lib
+        while self._waiting:
+            sequence = self._waiting[0]
+            busy = {s.slot for s in self._running}
+            if len(busy) >= self.slots:
+                return
+            limit = len(sequence.prompt) - 1  # one token at least is computed: its logits are the first read
+            best, source, idle_source = 0, -1, False
+            for slot, tokens in self._idle.items():
+                common = min(_common(tokens, sequence.prompt), limit)
+                if common > best:
+                    best, source, idle_source = common, slot, True
+            for other in self._running:
+                common = min(_common(other.prompt[:other.fed], sequence.prompt), limit)
+                if common > best:
+                    best, source, idle_source = common, other.slot, False
+            used = sum(s.cells for s in self._running) + sum(len(t) for s, t in self._idle.items()
+                                                             if not (idle_source and s == source))
+            need = sequence.cells - (0 if idle_source else best)
+            for slot in [s for s in self._idle if not (idle_source and s == source)]:
+                if used + need <= self.n_ctx:
+                    break
+                used -= len(self._idle[slot])
+                self._drop(slot)
+            if used + need > self.n_ctx:
+                if not self._running:  # one that never fits: refuse it, not wait forever
+                    self._waiting.pop(0)
+                    sequence.future.set_exception(ValueError(
+                        f"a prompt of {len(sequence.prompt)} tokens and {sequence.max_tokens} new ones "
+                        f"exceed the {self.n_ctx} cells of the batch"))
+                    continue
+                return
+            if idle_source:
+                slot = source
+                del self._idle[slot]
+                lib.llama_memory_seq_rm(self._memory, slot, best, -1)
+            else:
+                empty = [s for s in range(self.slots) if s not in busy and s not in self._idle]
+                slot = empty[0] if empty else next(iter(self._idle))
+                if slot in self._idle:
+                    self._drop(slot)
+                if best:
+                    lib.llama_memory_seq_cp(self._memory, source, slot, 0, best)
+            self._waiting.pop(0)
+            sequence.slot, sequence.fed, sequence.reused = slot, best, best
             self._running.append(sequence)
             self.sequences += 1
-        if self._waiting and not self._running:  # one that never fits: refuse it, not wait forever
-            sequence = self._waiting.pop(0)
-            sequence.future.set_exception(ValueError(f"a prompt of {len(sequence.prompt)} tokens and "
-                                                     f"{sequence.max_tokens} new ones exceed {self.n_ctx}"))
+            self.prompt_tokens += len(sequence.prompt)
+            self.prompt_reused += best
+
+    def _drop(self, slot: int) -> None:
+        self._lib.llama_memory_seq_rm(self._memory, slot, -1, -1)
+        self._idle.pop(slot, None)
 
     def _step(self) -> None:
         """One decode: the next token of each generating sequence, then prompt tokens of joining
@@ -206,14 +269,13 @@ class BatchedDecoder:
                 finish = "stop"
             elif len(sequence.completion) >= sequence.max_tokens:
                 finish = "length"
-        if finish is not None:
-            self._free(sequence)
+        if finish is not None:  # its prompt's cells stay, for a later prompt that starts alike
+            self._lib.llama_memory_seq_rm(self._memory, sequence.slot, len(sequence.prompt), -1)
+            self._idle[sequence.slot] = sequence.prompt
             self._running.remove(sequence)
             sequence.future.set_result(Decoded(sequence.completion, sequence.text, finish, sequence.first_token_s,
-                                               sequence.cpu_s, sequence.companions / max(1, sequence.decodes)))
-
-    def _free(self, sequence: _Sequence) -> None:
-        self._lib.llama_memory_seq_rm(self._memory, sequence.slot, -1, -1)
+                                               sequence.cpu_s, sequence.companions / max(1, sequence.decodes),
+                                               sequence.reused))
 
     def close(self) -> None:
         with self._wake:
