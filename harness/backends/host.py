@@ -144,8 +144,13 @@ class Host:
                          BackendError(f"{self.spec.name}: {type(exc).__name__}: {exc}"))
             try:
                 conn.send(reply)
+            except (EOFError, OSError):  # the client left while its call ran (killed, or past its timeout)
+                break
             except Exception as exc:  # noqa: BLE001 - a value that does not pickle is the call's error
-                conn.send(("error", BackendError(f"{self.spec.name}: the host could not send its answer: {exc}")))
+                try:
+                    conn.send(("error", BackendError(f"{self.spec.name}: the host could not send its answer: {exc}")))
+                except (EOFError, OSError):
+                    break
         conn.close()
         with self.clients_lock:
             self.clients -= 1
