@@ -228,3 +228,34 @@ def test_two_local_models_in_one_run_each_measure_their_own_memory(bench: BenchR
     for name, value in alone.items():
         assert abs(together[name] - value) <= 0.2 * value, (name, together[name], value)
     assert together["smollm2-135m"] < together["gemma3-270m-q4"]
+
+
+def test_a_shared_host_ends_when_its_only_client_dies_during_a_call(tmp_path: Path) -> None:
+    """The client is SIGKILLed while the host computes its call: the host answers into a closed
+    channel, counts the client out and, with nobody left, ends."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "client.py"
+    script.write_text(
+        "import sys\n"
+        "from harness.backends.base import Request\n"
+        "from harness.backends.hosted import HostedBackend\n"
+        "from harness.registry import ModelSpec\n"
+        "spec = ModelSpec(name='scripted', backend='scripted', model='script', host=True,\n"
+        "                 options={'steps': ['yes'], 'then': 'repeat', 'sleep_s': 1.0})\n"
+        f"backend = HostedBackend(spec, shared_by={str(tmp_path)!r})\n"
+        "print(backend.process(), flush=True)\n"
+        "backend.generate(Request(prompt='x'))\n")
+    client = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert client.stdout is not None
+    host = int(client.stdout.readline())
+    time.sleep(0.3)  # the call is in the host now
+    client.send_signal(signal.SIGKILL)
+    client.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and Path(f"/proc/{host}").exists():
+        time.sleep(0.1)
+    assert not Path(f"/proc/{host}").exists() or "Z" in Path(f"/proc/{host}/stat").read_text().split(") ")[1][:1]
