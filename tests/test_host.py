@@ -147,7 +147,12 @@ def test_two_xdist_workers_share_one_host(pytester: pytest.Pytester) -> None:
     assert len({h["pid"] for h in hosts}) == 1 and hosts[0]["pid"] != os.getpid()  # ...into one host
     assert sum(h["starts"] for h in hosts) == 1 and all(h["shared"] for h in hosts)
     assert hosts[0]["load_s"] == hosts[1]["load_s"]  # the one load, reported by both
-    assert {r["status"] for r in _records(pytester, "x")} == {"ok"}
+    records = _records(pytester, "x")
+    assert {r["status"] for r in records} == {"ok"}
+    # Each case's CPU is its share as the host counted it, not the host's whole time while it ran.
+    for r in records:
+        assert r["resources"]["cpu_source"] == "host share by tokens"
+        assert r["resources"]["cpu_s"] == r["timings"]["server"]["host_cpu_s"] < 0.2  # the double sleeps
     loads = _summary(pytester, "x")["models"]["scripted"]
     assert (loads["hosts"], loads["starts"]) == (1, 1)
 
