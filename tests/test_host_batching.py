@@ -62,7 +62,8 @@ def test_batched_generation_under_n4_keeps_the_score_of_n1(bench: BenchRun) -> N
     score difference against -n 1 whose paired interval contains 0."""
     runs = {}
     for workers in ("1", "4"):
-        result = bench("--models", "smollm2-135m", "-n", workers, "--run-id", f"n{workers}", target="test_gsm8k.py")
+        result = bench("--models", "smollm2-135m", "-n", workers, "--run-id", f"n{workers}", "--gsm8k-max-tokens", "64",
+                       target="test_gsm8k.py")
         assert result.ret in (0, 1), result.stdout.str()[-3000:]  # wrong answers fail their tests
         runs[workers] = read_run(bench.reports / f"n{workers}")[0]
     described = bench.summary(bench.reports / "n4")["metadata"]["backends"]["smollm2-135m"]
