@@ -31,9 +31,17 @@ from pathlib import Path
 from typing import Any
 
 
+def _controller() -> int:
+    """The process that runs the session: an xdist worker's parent (execnet starts workers as
+    children of the controller), else this process. Two sessions given one --run-id (the same
+    test run twice at once, by two people) must not share hosts."""
+    return os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid()
+
+
 def shared_folder(shared_by: str, spec_json: str) -> Path:
-    """The folder every client of one run and one model agrees on."""
-    digest = hashlib.sha256(f"{shared_by}\n{spec_json}".encode()).hexdigest()[:24]
+    """The folder every client of one run (its session, this harness's code) and model agrees on."""
+    package = Path(__file__).resolve().parents[2]
+    digest = hashlib.sha256(f"{shared_by}\n{_controller()}\n{package}\n{spec_json}".encode()).hexdigest()[:24]
     root = Path(tempfile.gettempdir()) / f"harness-hosts-{os.getuid()}"
     root.mkdir(mode=0o700, exist_ok=True)
     folder = root / digest
