@@ -142,6 +142,22 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parity(args: argparse.Namespace) -> int:
+    """Run B against run A item by item: the same answers, or only the same score (report/parity.py)."""
+    from harness.report.parity import parity, render
+
+    records_a, records_b = _run(args.a, args.store)[0], _run(args.b, args.store)[0]
+    results = parity(records_a, records_b)
+    if not results:
+        print(f"no suite, strategy and model in common between {args.a} and {args.b}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        print(render(results, flips=args.flips))
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     registry = load_registry(registry_files(args.models_file, Path.cwd()))
     rows = []
@@ -314,6 +330,14 @@ def main(argv: list[str] | None = None) -> int:
                                                "the run's --route-target, 0.95)")
     p.add_argument("--json", action="store_true", help="the lab as JSON")
     p.set_defaults(func=_routes)
+    p = sub.add_parser("parity", help="two runs item by item: same answers, score difference with its paired "
+                                      "interval, |delta log-likelihood| per choice, the flipped items")
+    p.add_argument("a", help="a run folder, or with --store a run id")
+    p.add_argument("b", help="a run folder, or with --store a run id")
+    p.add_argument("--store", help="read run ids from this store: a SQLite path or mongodb://host:port/db")
+    p.add_argument("--json", action="store_true", help="the parity figures as JSON")
+    p.add_argument("--flips", type=int, default=20, help="flipped items listed per suite (default 20)")
+    p.set_defaults(func=_parity)
     p = sub.add_parser("models", help="list the registry and what can run on this machine")
     p.add_argument("--models-file")
     p.add_argument("--json", action="store_true")

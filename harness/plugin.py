@@ -478,6 +478,13 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
     builder = item.stash.get(TRANSCRIPT, None)
     if builder is not None:
         rec.transcript = builder.build(rec.output if rec.output is not None else rec.prediction)
+    host_cpu = rec.timings.server.get("host_cpu_s")
+    if host_cpu is not None and "cpu_s" in rec.resources and "per_model" not in rec.resources:
+        # A shared model host serves other workers' cases during this one: its sampled CPU time is
+        # theirs too. The host's own apportionment (by tokens, backends/llamacpp_decode.py) counts.
+        rec.resources["cpu_s_sampled"] = rec.resources["cpu_s"]
+        rec.resources["cpu_s"] = host_cpu
+        rec.resources["cpu_source"] = "host share by tokens"
     endpoints = {c.name: e for c in calls if (e := endpoint_of(c.backend))}  # options.base_urls
     if endpoints:
         rec.extra["endpoint"] = endpoints.pop(case.model.name, None) or next(iter(endpoints.values()))

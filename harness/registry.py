@@ -195,11 +195,12 @@ def choose(models: dict[str, ModelSpec], wanted: Sequence[str] | None) -> Select
     return Selection(chosen, unrunnable)
 
 
-def create_backend(spec: ModelSpec, *, timeout_s: float | None = None) -> Backend:
+def create_backend(spec: ModelSpec, *, timeout_s: float | None = None, shared_by: str | None = None) -> Backend:
     """Load the model a registry entry names: in a model host of its own where `spec.hosted`
     (backends/hosted.py), else here; an entry with several `base_urls` is a pool of one backend per
     server (endpoints.py). `timeout_s` (the run's --call-timeout) reaches the backends that talk to a
-    server, so a call that times out stops its request too."""
+    server, so a call that times out stops its request too. `shared_by` (a run id) makes every process
+    of that run on this machine share one host per model."""
     # A pool is not pinged here: a busy server may miss the ping's second while it answers another
     # worker, and one that is down rests out of the pool at its first request (endpoints.py).
     pooled = pool_urls(spec) is not None
@@ -219,6 +220,8 @@ def create_backend(spec: ModelSpec, *, timeout_s: float | None = None) -> Backen
     takes_timeout = "timeout_s" in inspect.signature(factory).parameters
 
     def make(entry: ModelSpec, timeout: float | None) -> Backend:
+        if spec.hosted and shared_by is not None:
+            return factory(entry, timeout_s=timeout, shared_by=shared_by)
         return factory(entry, timeout_s=timeout) if timeout is not None and takes_timeout else factory(entry)
 
     if pooled:  # several servers of one model: a pool by load, with failover

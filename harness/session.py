@@ -80,9 +80,11 @@ class RunSession:
 
     # -- models ---------------------------------------------------------------------------------
     def backend(self, spec: ModelSpec) -> Backend:
-        """Load a model once per process; every case of that model shares it."""
+        """Load a model once per process; every case of that model shares it, and a hosted model's
+        host is shared by every process of this run on this machine (backends/hosted.py)."""
         if spec.name not in self._backends:
-            self._backends[spec.name] = create_backend(spec, timeout_s=self.settings.call_timeout)
+            self._backends[spec.name] = create_backend(spec, timeout_s=self.settings.call_timeout,
+                                                       shared_by=self.run_id)
         return self._backends[spec.name]
 
     def model_call(self, spec: ModelSpec) -> ModelCall:

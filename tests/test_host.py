@@ -155,14 +155,38 @@ def test_a_probe_crash_turns_extra_buffer_types_off(pytester: pytest.Pytester) -
     assert "## Model hosts" in (pytester.path / "reports" / "p" / "summary.md").read_text()
 
 
-def test_each_xdist_worker_has_hosts_of_its_own(pytester: pytest.Pytester) -> None:
-    result = _run(pytester, ["a", "b", "c", "d"], "--run-id", "x", "-n", "2")
+def test_two_xdist_workers_share_one_host(pytester: pytest.Pytester) -> None:
+    """One PID, one load: the first worker starts the host, the other connects to it."""
+    prompts = ["a", "b", "c", "d", "e", "f"]
+    result = _run(pytester, prompts, "--run-id", "x", "-n", "2", sleep_s=0.3)
     assert result.ret == 0, result.stdout.str()
     described = _summary(pytester, "x")["metadata"]["backends"]["scripted"]
     hosts = described["hosts"]
-    assert described["processes"] == 2 and len(hosts) == 2 and len({h["pid"] for h in hosts}) == 2
-    assert {r["status"] for r in _records(pytester, "x")} == {"ok"}
-    assert _summary(pytester, "x")["models"]["scripted"]["hosts"] == 2
+    assert described["processes"] == 2 and len(hosts) == 2  # both workers loaded the model...
+    assert len({h["pid"] for h in hosts}) == 1 and hosts[0]["pid"] != os.getpid()  # ...into one host
+    assert sum(h["starts"] for h in hosts) == 1 and all(h["shared"] for h in hosts)
+    assert hosts[0]["load_s"] == hosts[1]["load_s"]  # the one load, reported by both
+    records = _records(pytester, "x")
+    assert {r["status"] for r in records} == {"ok"}
+    # Each case's CPU is its share as the host counted it, not the host's whole time while it ran.
+    for r in records:
+        assert r["resources"]["cpu_source"] == "host share by tokens"
+        assert r["resources"]["cpu_s"] == r["timings"]["server"]["host_cpu_s"] < 0.2  # the double sleeps
+    loads = _summary(pytester, "x")["models"]["scripted"]
+    assert (loads["hosts"], loads["starts"]) == (1, 1)
+
+
+def test_a_shared_host_that_segfaults_crashes_the_case_it_computed_only(pytester: pytest.Pytester) -> None:
+    """The call the host was computing crashes; the other worker's call queued behind it in the
+    host is asked again of the next host (`running` names the call being computed)."""
+    prompts = ["a", "b", "SEGV", "c", "d", "e"]
+    result = _run(pytester, prompts, "--run-id", "xs", "-n", "2", sleep_s=0.5, segfault_on="SEGV")
+    assert result.ret == 1
+    statuses = {r["item_id"]: r["status"] for r in _records(pytester, "xs")}
+    assert statuses["q2"] == "crash" and sorted(statuses.values()).count("crash") == 1, statuses
+    assert len(statuses) == 6 and result.parseoutcomes().get("failed") == 1
+    hosts = _summary(pytester, "xs")["metadata"]["backends"]["scripted"]["hosts"]
+    assert sum(h["starts"] for h in hosts) == 2 and sum(h["crashes"] for h in hosts) == 1
 
 
 def _spec(**options: Any) -> ModelSpec:
@@ -280,3 +304,34 @@ def test_a_call_past_its_timeout_stops_its_host_and_the_next_call_gets_a_fresh_o
         assert second is not None and second != first
     finally:
         hosted.close()
+
+
+def test_a_shared_host_ends_when_its_only_client_dies_during_a_call(tmp_path: Path) -> None:
+    """The client is SIGKILLed while the host computes its call: the host answers into a closed
+    channel, counts the client out and, with nobody left, ends."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "client.py"
+    script.write_text(
+        "import sys\n"
+        "from harness.backends.base import Request\n"
+        "from harness.backends.hosted import HostedBackend\n"
+        "from harness.registry import ModelSpec\n"
+        "spec = ModelSpec(name='scripted', backend='scripted', model='script', host=True,\n"
+        "                 options={'steps': ['yes'], 'then': 'repeat', 'sleep_s': 1.0})\n"
+        f"backend = HostedBackend(spec, shared_by={str(tmp_path)!r})\n"
+        "print(backend.process(), flush=True)\n"
+        "backend.generate(Request(prompt='x'))\n")
+    client = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert client.stdout is not None
+    host = int(client.stdout.readline())
+    time.sleep(0.3)  # the call is in the host now
+    client.send_signal(signal.SIGKILL)
+    client.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and Path(f"/proc/{host}").exists():
+        time.sleep(0.1)
+    assert not Path(f"/proc/{host}").exists() or "Z" in Path(f"/proc/{host}/stat").read_text().split(") ")[1][:1]

@@ -32,10 +32,13 @@ LAYERS: dict[str, int] = {
 # Peers that may import each other: the sandbox and its isolation levels; a backend and the
 # backends' shared helpers.
 ALLOWED_PEERS = {("harness.sandbox", "harness.isolation")}
-# A backend split in two modules: the transformers backend and its loader; a model host's client
-# (hosted) and its server (host).
+# A backend split in modules: the transformers backend and its loader; a model host's client
+# (hosted), its server (host), the folder both agree on (host_place) and the probe's verdicts.
 HALVES = {("harness.backends.transformers", "harness.backends.transformers_load"),
-          ("harness.backends.hosted", "harness.backends.host")}
+          ("harness.backends.hosted", "harness.backends.host"),
+          ("harness.backends.hosted", "harness.backends.host_place"),
+          ("harness.backends.hosted", "harness.backends.host_verdicts"),
+          ("harness.backends.host", "harness.backends.host_place")}
 SHARED_BACKEND_HELPERS = {"harness.backends", "harness.backends.modelfiles", "harness.backends.servers",
                           "harness.backends.toolcalls", "harness.backends.chat_format"}
 

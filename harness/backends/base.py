@@ -254,6 +254,12 @@ class BackendBase:
     def describe(self) -> dict[str, Any]:
         return {}
 
+    def generate_concurrently(self, request: Request, model_lock: Any) -> Generation | None:
+        """Generate while other calls run (a model host's continuous batching: llamacpp_decode.py),
+        taking `model_lock` only for the model's own steps; None where this request cannot be,
+        and the host then calls generate() under that lock."""
+        return None
+
     @property
     def abilities(self) -> frozenset[str]:
         offered = {name for name in OPTIONAL_ABILITIES

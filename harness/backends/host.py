@@ -1,19 +1,26 @@
 """A model host: one process that loads one model and serves the backend protocol over a socket.
 
-Started by HostedBackend (hosted.py) as `python -m harness.backends.host SOCKET SPEC_JSON`, with
-the socket's key in HARNESS_HOST_KEY. It listens on a Unix socket first, then loads the model, so
-a client's connection waits for the load and sees a crash during it. Each connection gets a thread
-of its own and every call runs under one lock (a model is not thread-safe), so one host can serve
-several clients, such as every pytest-xdist worker of a machine; today each RunSession starts its
-own. Messages are (operation, arguments) -> ("ok", value) or ("error", exception).
+Started by HostedBackend (hosted.py) as `python -m harness.backends.host SOCKET SPEC_JSON TIMEOUT
+LOCK`, with the socket's key in HARNESS_HOST_KEY. It listens on a Unix socket first, then loads the
+model, so a client's connection waits for the load and sees a crash during it. Each connection gets
+a thread of its own and every call runs under one lock (a model is not thread-safe), so one host
+serves several clients: every pytest-xdist worker of a run on this machine (host_place.py).
+Messages are (operation, arguments) -> ("ok", value) or ("error", exception).
 
-A native crash (a segfault in llama.cpp, an abort, an OOM kill) ends this process; faulthandler
+The host ends when its last client goes away (or when none came for IDLE_S): it takes the LOCK
+first, the one clients hold while they find or start a host, so nobody connects to a host on its
+way out. The process started is a supervisor: it forks the host and writes the host's exit status
+(exit.json beside the socket), so every client, not only the one that started it, can tell a
+SIGKILL from a segfault.
+
+A native crash (a segfault in llama.cpp, an abort, an OOM kill) ends the host; faulthandler
 writes the Python stack to stderr first, which the client keeps the tail of. Core dumps are off:
 a model's core is hundreds of MB and nobody reads it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import json
 import os
@@ -22,15 +29,20 @@ import signal
 import sys
 import threading
 import time
+from multiprocessing import AuthenticationError
 from multiprocessing.connection import Connection, Listener
+from pathlib import Path
 from typing import Any
 
-from harness.backends.base import BackendError
+from harness.backends.base import BackendError, Generation
+from harness.backends.host_place import locked, write_exit_status
 from harness.registry import ModelSpec, create_backend
 
 KEY_VARIABLE = "HARNESS_HOST_KEY"
 # The protocol's calls a client may make; `hello` answers what the host offers.
 OPERATIONS = ("generate", "loglikelihood", "loglikelihood_groups", "chat_text", "count_tokens", "describe")
+# A host nobody connected to (its starter died first) ends after this long.
+IDLE_S = 60.0
 
 
 def spec_to_json(spec: ModelSpec) -> str:
@@ -56,8 +68,12 @@ def _rss_mb() -> float | None:
 
 
 class Host:
-    def __init__(self, spec: ModelSpec, timeout_s: float | None) -> None:
+    def __init__(self, spec: ModelSpec, timeout_s: float | None, socket_path: str = "",
+                 lock_path: str = "") -> None:
         self.spec = spec
+        self.socket_path = socket_path
+        self.lock_path = lock_path
+        self.last_seen = time.monotonic()
         self.timeout_s = timeout_s
         self.lock = threading.Lock()  # one call at a time: a model is not thread-safe
         self.clients_lock = threading.Lock()
@@ -66,6 +82,7 @@ class Host:
         self.load_error: BaseException | None = None
         self.info: dict[str, Any] = {}
         self.clients = 0
+        self.running_fd: int | None = None
 
     def load(self) -> None:
         start = time.perf_counter()
@@ -74,25 +91,43 @@ class Host:
         except BaseException as exc:  # noqa: BLE001 - the client is told why the model did not load
             self.load_error = exc
         else:
-            self.info = {"pid": os.getpid(), "load_s": time.perf_counter() - start, "rss_after_load_mb": _rss_mb(),
+            self.info = {"pid": os.getpid(), "supervisor": os.getppid(), "load_s": time.perf_counter() - start,
+                         "rss_after_load_mb": _rss_mb(),
                          "abilities": sorted(self.backend.abilities),
                          "supports_loglikelihood": bool(self.backend.supports_loglikelihood),
                          "token_count_source": self.backend.token_count_source}
         self.loaded.set()
 
-    def answer(self, operation: str, args: tuple[Any, ...]) -> Any:
+    def answer(self, operation: str, args: tuple[Any, ...], client: int = 0) -> Any:
         self.loaded.wait()
         if self.load_error is not None:
             raise BackendError(f"{self.spec.name}: the model did not load: "
                                f"{type(self.load_error).__name__}: {self.load_error}")
         if operation == "hello":
-            return self.info
+            return {**self.info, "client": client}
         if operation not in OPERATIONS:
             raise BackendError(f"model host: unknown operation {operation!r}")
+        if operation == "generate":  # joins the running batch, where the backend batches this request
+            generated = self.backend.generate_concurrently(args[0], self.lock)
+            if generated is not None:
+                return generated
         with self.lock:
-            return getattr(self.backend, operation)(*args)
+            self.mark_running(client)
+            cpu = time.process_time()
+            value = getattr(self.backend, operation)(*args)
+            if isinstance(value, Generation):  # alone on the model: the host's CPU time is all this call's
+                value.timings.server.setdefault("host_cpu_s", time.process_time() - cpu)
+            return value
 
-    def serve(self, conn: Connection) -> None:
+    def mark_running(self, client: int) -> None:
+        """Say whose call the model is computing (a file beside the socket): if the host dies now,
+        that call crashed it, and the calls queued behind it can be asked again of the next host."""
+        if self.running_fd is None and self.socket_path:
+            self.running_fd = os.open(Path(self.socket_path).parent / "running", os.O_WRONLY | os.O_CREAT, 0o600)
+        if self.running_fd is not None:
+            os.pwrite(self.running_fd, f"{client:>12}".encode(), 0)
+
+    def serve(self, conn: Connection, client: int = 0) -> None:
         while True:
             try:
                 operation, args = conn.recv()
@@ -103,21 +138,46 @@ class Host:
                 self.close()
                 os._exit(0)
             try:
-                reply: tuple[str, Any] = ("ok", self.answer(operation, args))
+                reply: tuple[str, Any] = ("ok", self.answer(operation, args, client))
             except BaseException as exc:  # noqa: BLE001 - every failure travels back as the call's error
                 reply = ("error", exc if isinstance(exc, BackendError) else
                          BackendError(f"{self.spec.name}: {type(exc).__name__}: {exc}"))
             try:
                 conn.send(reply)
+            except (EOFError, OSError):  # the client left while its call ran (killed, or past its timeout)
+                break
             except Exception as exc:  # noqa: BLE001 - a value that does not pickle is the call's error
-                conn.send(("error", BackendError(f"{self.spec.name}: the host could not send its answer: {exc}")))
+                try:
+                    conn.send(("error", BackendError(f"{self.spec.name}: the host could not send its answer: {exc}")))
+                except (EOFError, OSError):
+                    break
         conn.close()
         with self.clients_lock:
             self.clients -= 1
+            self.last_seen = time.monotonic()
             last = self.clients == 0
-        if last:  # the last client went away: nobody will ask this host again
+        if last:  # the last client went away: end, unless another came meanwhile
+            self.end_if_unused()
+
+    def end_if_unused(self) -> None:
+        """End the host if it has no client, under the clients' lock: a client that holds it is
+        about to connect (or has), and one that comes after finds no socket and starts a host."""
+        with locked(Path(self.lock_path)) if self.lock_path else contextlib.nullcontext():
+            with self.clients_lock:
+                if self.clients > 0:
+                    return
+                if self.socket_path:
+                    Path(self.socket_path).unlink(missing_ok=True)
             self.close()
             os._exit(0)
+
+    def watch_idle(self) -> None:
+        while True:
+            time.sleep(1.0)
+            with self.clients_lock:
+                idle = self.clients == 0 and time.monotonic() - self.last_seen > IDLE_S
+            if idle:
+                self.end_if_unused()
 
     def close(self) -> None:
         if self.backend is not None:
@@ -127,10 +187,15 @@ class Host:
                 pass
 
 
-def _watch_parent(parent: int) -> None:
-    """End the host when the process that started it is gone (killed without closing us)."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
+def _supervise(host_pid: int, generation: Path) -> None:
+    """Wait for the host and write how it ended, for whichever client sees it go."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _, status = os.waitpid(host_pid, 0)
+    code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    try:
+        write_exit_status(generation, code)
+    except OSError:  # the folder went with a private host's client: nobody is asking
+        pass
     os._exit(0)
 
 
@@ -138,19 +203,28 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     socket_path, spec_json = args[0], args[1]
     timeout_s = float(args[2]) if len(args) > 2 and args[2] else None
+    lock_path = args[3] if len(args) > 3 else ""
+    child = os.fork()  # before any thread: the parent only waits, the child is the host
+    if child:
+        _supervise(child, Path(socket_path).parent)
     faulthandler.enable()  # the Python stack of a native crash goes to stderr, for the crash record
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the client decides
     key = bytes.fromhex(os.environ.pop(KEY_VARIABLE))
     listener = Listener(socket_path, family="AF_UNIX", authkey=key)
-    host = Host(spec_from_json(spec_json), timeout_s)
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    host = Host(spec_from_json(spec_json), timeout_s, socket_path, lock_path)
+    threading.Thread(target=host.watch_idle, daemon=True).start()
+    accepted = 0  # each connection's number: `running` names the one being computed
     threading.Thread(target=host.load, daemon=True).start()
     while True:
-        conn = listener.accept()
+        try:
+            conn = listener.accept()
+        except (OSError, EOFError, AuthenticationError):  # a caller without the key, or one that left
+            continue
         with host.clients_lock:
             host.clients += 1
-        threading.Thread(target=host.serve, args=(conn,), daemon=True).start()
+            accepted += 1
+        threading.Thread(target=host.serve, args=(conn, accepted), daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -17,16 +17,11 @@ types off (`describe()["extra_bufts"]` says which, and why). Where they work, th
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from multiprocessing.connection import Client, Connection
@@ -46,6 +41,8 @@ from harness.backends.base import (
     UsageSource,
 )
 from harness.backends.host import KEY_VARIABLE, spec_to_json
+from harness.backends.host_place import HostPlace, shared_folder
+from harness.backends.host_verdicts import known_verdict, remember_verdict
 from harness.registry import ModelSpec
 
 MAX_CRASH_STREAK = 3
@@ -54,63 +51,6 @@ STDERR_TAIL_CHARS = 4000
 # The probe: a prompt long enough to run a batched matrix product, and a token decoded after it.
 PROBE = Request(prompt="Question: What is the capital of France, the country in western Europe? "
                        "Answer with one word.\nAnswer:", max_tokens=2)
-# Probe outcomes per model file within this process: a restarted host needs no second probe.
-_PROBED: dict[str, dict[str, str]] = {}
-
-
-def _verdicts_file() -> Path:
-    """Where llama.cpp probe verdicts persist between runs (one crash per machine, not per run)."""
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "llm-bench-harness" / "extra-bufts.json"
-
-
-def _verdict_key(spec: ModelSpec) -> str:
-    """The model file, the llama.cpp build and the CPU: a verdict holds while all three do."""
-    try:
-        version = importlib.metadata.version("llama-cpp-python")
-    except importlib.metadata.PackageNotFoundError:
-        version = "?"
-    try:
-        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
-    except OSError:
-        flags = ""
-    return f"{spec.model}|llama-cpp-python {version}|cpu {hashlib.sha256(flags.encode()).hexdigest()[:16]}"
-
-
-def _known_verdict(spec: ModelSpec) -> dict[str, str] | None:
-    if spec.model in _PROBED:
-        return _PROBED[spec.model]
-    if spec.backend != "llamacpp":  # test doubles are probed afresh in each process
-        return None
-    try:
-        saved = json.loads(_verdicts_file().read_text(encoding="utf-8")).get(_verdict_key(spec))
-    except (OSError, ValueError, AttributeError):
-        return None
-    if isinstance(saved, dict) and saved.get("extra_bufts") in ("on", "off"):
-        _PROBED[spec.model] = {"extra_bufts": str(saved["extra_bufts"]), "why": f"{saved.get('why')} (probed earlier)"}
-        return _PROBED[spec.model]
-    return None
-
-
-def _remember_verdict(spec: ModelSpec, verdict: dict[str, str]) -> None:
-    _PROBED[spec.model] = verdict
-    if spec.backend != "llamacpp":
-        return
-    path = _verdicts_file()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            saved = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            saved = {}
-        saved[_verdict_key(spec)] = verdict
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(saved, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(temporary, path)
-    except OSError:  # a read-only home: the verdict holds for this process only
-        pass
-
-
 def _signal_name(returncode: int | None) -> str | None:
     if returncode is None or returncode >= 0:
         return None
@@ -134,14 +74,20 @@ def _tail(path: Path) -> str:
 
 
 class HostedBackend(BackendBase):
-    def __init__(self, spec: ModelSpec, *, timeout_s: float | None = None) -> None:
+    """The backend protocol, proxied to a model host. With `shared_by` (the run id), every client
+    of that run and model on this machine uses one host (host_place.py): the first to take the
+    folder's lock starts it, the others connect to it, and it ends when the last one leaves."""
+
+    def __init__(self, spec: ModelSpec, *, timeout_s: float | None = None, shared_by: str | None = None) -> None:
         self.name = spec.name
         self.spec = spec
         self._timeout_s = timeout_s
+        self._shared_by = shared_by
         self._lock = threading.Lock()  # one call in flight per client, as with an in-process model
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._place: HostPlace | None = None
+        self._generation: Path | None = None  # the generation folder of the host we talk to
+        self._proc: subprocess.Popen[bytes] | None = None  # its supervisor, where we started it
         self._conn: Connection | None = None
-        self._folder: Path | None = None
         self._info: dict[str, Any] = {}
         self._options: dict[str, Any] = {}  # what the probe decided, applied to every restart
         self._choice: dict[str, Any] = {}
@@ -196,37 +142,37 @@ class HostedBackend(BackendBase):
         data = dict(self._described or {})
         host = {"pid": self._info.get("pid"), "load_s": self._info.get("load_s"),
                 "rss_after_load_mb": self._info.get("rss_after_load_mb"), "starts": self.starts,
-                "crashes": self.crashes, "retired": self.retired}
+                "crashes": self.crashes, "retired": self.retired, "shared": self._shared_by is not None}
         return {**data, **self._choice, "host": host}
 
     def process(self) -> int | None:
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            return proc.pid
+        if self._conn is not None and _pid_alive(self._info.get("pid")):
+            return int(self._info["pid"])
         if self.retired is not None or not self._lock.acquire(blocking=False):
             return None  # a call still holds the host (one abandoned past its timeout): not sampled
         try:
             self._ensure(strict=False)  # the host that crashed in the last case starts again for this one
-            return self._proc.pid if self._proc is not None else None
+            return int(self._info["pid"]) if self._conn is not None else None
         except BackendError:
             return None
         finally:
             self._lock.release()
 
     def close(self) -> None:
-        """Ask the host to end; kill it if it does not. Never waits on a call in flight."""
+        """Leave the host: a private one is asked to end (killed if it does not); a shared one
+        ends when its last client leaves. Never waits on a call in flight."""
         if self._lock.acquire(timeout=0.5):
             try:
                 self._stop_host(polite=True)
             finally:
                 self._lock.release()
-        else:  # a call abandoned past its timeout still holds the host: end it
+        else:  # a call abandoned past its timeout still holds the host: end it (a private one)
             self._stop_host(polite=False)
 
     def _stop_host(self, *, polite: bool) -> None:
-        proc, conn = self._proc, self._conn
+        proc, conn, pid = self._proc, self._conn, self._info.get("pid")
         self._proc = self._conn = None
-        if proc is not None and proc.poll() is None:
+        if self._shared_by is None and _pid_alive(pid):
             if conn is not None and polite:
                 try:
                     conn.send(("shutdown", ()))
@@ -234,17 +180,23 @@ class HostedBackend(BackendBase):
                 except (EOFError, OSError):
                     pass
             else:
-                proc.kill()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                _kill(pid)
         if conn is not None:
             conn.close()
-        if self._folder is not None:
-            shutil.rmtree(self._folder, ignore_errors=True)
-            self._folder = None
+        if proc is not None:
+            if self._shared_by is None:
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    _kill(pid)
+                    proc.kill()
+                    proc.wait()
+            else:  # the supervisor ends with the host, whenever the other clients leave it
+                threading.Thread(target=proc.wait, daemon=True).start()
+        if self._place is not None and self._place.private:
+            self._place.remove()
+            self._place = None
+        self._generation = None
 
     # -- the host's life -----------------------------------------------------------------------
     def _call(self, operation: str, *args: Any, _ability: str | None = "") -> Any:
@@ -256,7 +208,11 @@ class HostedBackend(BackendBase):
             if self.retired is not None:
                 raise BackendError(self.retired)
             self._ensure(strict=True)
-            value = self._exchange(operation, args)
+            try:
+                value = self._exchange(operation, args)
+            except _Queued:  # the shared host died computing another client's call, not ours
+                self._ensure(strict=True)
+                value = self._exchange(operation, args)
             self.streak = 0
             return value
 
@@ -272,24 +228,77 @@ class HostedBackend(BackendBase):
                 raise BackendTimeout(f"{self.name}: no answer within {limit:g} s; its host was stopped")
             kind, value = self._conn.recv()
         except (EOFError, OSError):
+            if self._shared_by is not None and operation != "hello" and not self._was_running():
+                self._forget_host()
+                raise _Queued() from None
             raise self._crashed(operation) from None
         if kind == "error":
             raise value
         return value
 
-    def _ensure(self, *, strict: bool = True) -> None:
-        """A running host, started (and for llama.cpp, probed) if there is none. A host found dead
-        is a crash of the call about to be made (`strict`), or, at a case's start, just restarted."""
-        if self._proc is not None and self._proc.poll() is None and self._conn is not None:
-            return
+    def _supervisor(self) -> int | None:
+        """The process that reports how the host ended: ours where we started the host."""
         if self._proc is not None:
-            crash = self._crashed("the time between calls")
-            if strict:
-                raise crash
+            return self._proc.pid
+        supervisor = self._info.get("supervisor")
+        return supervisor if isinstance(supervisor, int) else None
+
+    def _was_running(self) -> bool:
+        """Whether the host that just died was computing our call (it names the one it computes)
+        rather than holding it in its queue. Unknown counts as ours: a crash is never hidden."""
+        generation = self._generation
+        if generation is None:
+            return True
+        HostPlace.exit_status(generation, self._supervisor())  # gone for sure once its supervisor says so
+        try:
+            running = int((generation / "running").read_text().strip())
+        except (OSError, ValueError):
+            return True
+        return running == self._info.get("client")
+
+    def _alive(self) -> bool:
+        """The host answers: its process lives and our channel has nothing pending (a host never
+        speaks unasked, so a readable channel is one it closed)."""
+        if self._conn is None or not _pid_alive(self._info.get("pid")):
+            return False
+        try:
+            return not self._conn.poll(0)
+        except (EOFError, OSError):
+            return False
+
+    def _ensure(self, *, strict: bool = True) -> None:
+        """A running host, found, started (and for llama.cpp, probed) if there is none. A private
+        host found dead is a crash of the call about to be made (`strict`), or, at a case's start,
+        just restarted. A shared host found dead between our calls died in another client's
+        call, which recorded the crash: we start or find the next one."""
+        if self._alive():
+            return
+        if self._conn is not None or self._proc is not None:
+            if self._shared_by is None:
+                crash = self._crashed("the time between calls")
+                if strict:
+                    raise crash
+            else:
+                self._forget_host()
         if self.retired is not None:
             raise BackendError(self.retired)
+        if self._place is None:
+            self._place = (HostPlace(shared_folder(self._shared_by, spec_to_json(self.spec)), private=False)
+                           if self._shared_by is not None else HostPlace.new_private())
+        with self._place.lock():
+            if self._shared_by is not None:
+                chosen = self._place.read_choice()
+                self._options.update(chosen.get("options") or {})
+                self._choice.update(chosen.get("choice") or {})
+                if self._connect_existing():
+                    return
+            self._start_and_probe()
+            if self._shared_by is not None:
+                self._place.write_choice(self._options, self._choice)
+
+    def _start_and_probe(self) -> None:
         probe = self._needs_probe()
-        known = _known_verdict(self.spec) if probe else None
+        known = known_verdict(self.spec) if probe else None
         if known is not None:  # this process probed this model file before: its verdict holds
             if known["extra_bufts"] != "on":
                 self._options["use_extra_bufts"] = False
@@ -299,22 +308,44 @@ class HostedBackend(BackendBase):
         if probe:
             self._probe()
 
+    def _connect_existing(self) -> bool:
+        """Connect to the shared host now serving, if there is one (call under the lock)."""
+        assert self._place is not None
+        number = self._place.current()
+        if number is None:
+            return False
+        generation = self._place.generation(number)
+        key = HostPlace.key(generation)
+        if key is None or not (generation / "host.sock").exists():
+            return False
+        try:
+            self._conn = Client(str(generation / "host.sock"), family="AF_UNIX", authkey=key)
+        except (EOFError, OSError):  # a socket left by a host that died: start the next one
+            return False
+        self._generation = generation
+        self._info = self._exchange("hello", ())
+        return True
+
     def _start(self) -> None:
-        self._folder = Path(tempfile.mkdtemp(prefix="harness-host-"))
-        socket_path = self._folder / "host.sock"
+        assert self._place is not None
         key = secrets.token_bytes(32)
+        _, generation = self._place.new_generation(key)
+        self._generation = generation
+        socket_path = generation / "host.sock"
         spec = self.spec
         if self._options:
             from dataclasses import replace
 
             spec = replace(spec, options={**spec.options, **self._options})
         env = {**os.environ, KEY_VARIABLE: key.hex()}
+        if self._shared_by is not None:  # one host for every worker: all the cores are its own
+            env.pop("PYTEST_XDIST_WORKER_COUNT", None)
         package_root = str(Path(__file__).resolve().parents[2])  # this harness, whatever the path says
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
-        with open(self._folder / "stderr.log", "wb") as stderr:
+        with open(generation / "stderr.log", "wb") as stderr:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "harness.backends.host", str(socket_path), spec_to_json(spec),
-                 "" if self._timeout_s is None else repr(self._timeout_s)],
+                 "" if self._timeout_s is None else repr(self._timeout_s), str(self._place.lock_path)],
                 stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=env, start_new_session=False)
         self.starts += 1
         deadline = time.monotonic() + 120.0
@@ -361,26 +392,38 @@ class HostedBackend(BackendBase):
             verdict = {"extra_bufts": "off", "why": why}
         else:
             verdict = {"extra_bufts": "on", "why": "a probe decode with them worked"}
-        _remember_verdict(self.spec, verdict)
+        remember_verdict(self.spec, verdict)
         self._choice = {"extra_bufts": verdict["extra_bufts"], "extra_bufts_why": verdict["why"]}
 
+    def _forget_host(self) -> None:
+        """Drop a shared host that ended while we did not call it."""
+        if self._conn is not None:
+            self._conn.close()
+        if self._proc is not None:
+            threading.Thread(target=self._proc.wait, daemon=True).start()
+        self._conn = self._proc = None
+        self._generation = None
+
     def _crashed(self, operation: str) -> HostCrash:
-        """The host is gone: what killed it, the tail of its stderr; start afresh next time."""
-        proc, folder = self._proc, self._folder
-        returncode = None
+        """The host is gone: what killed it (its supervisor says), the tail of its stderr; start
+        afresh next time."""
+        proc, generation, pid = self._proc, self._generation, self._info.get("pid")
+        returncode = HostPlace.exit_status(generation, self._supervisor()) if generation is not None else None
+        if returncode is None and self._shared_by is None and _pid_alive(pid):
+            _kill(pid)  # the channel broke but the process lives: end it
+            returncode = HostPlace.exit_status(generation, self._supervisor()) if generation else None
         if proc is not None:
             try:
-                returncode = proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:  # the channel broke but the process lives: end it
-                proc.kill()
-                returncode = proc.wait()
-        tail = _tail(folder / "stderr.log") if folder is not None else ""
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                threading.Thread(target=proc.wait, daemon=True).start()
+            if returncode is None:  # no word from a supervisor: it died itself (before forking)
+                returncode = proc.returncode
+        tail = _tail(generation / "stderr.log") if generation is not None else ""
         if self._conn is not None:
             self._conn.close()
         self._proc = self._conn = None
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-        self._folder = None
+        self._generation = None
         self.crashes += 1
         self.streak += 1
         name = _signal_name(returncode)
@@ -395,3 +438,27 @@ class HostedBackend(BackendBase):
             message += f": {last_line}"
         return HostCrash(message, model=self.name, signal=name,
                          exit_code=returncode if name is None else None, stderr_tail=tail)
+
+
+class _Queued(Exception):
+    """Our call waited in a shared host that died computing another's: ask the next host."""
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill(pid: Any) -> None:
+    if isinstance(pid, int):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -13,6 +13,7 @@ import importlib.util
 import inspect
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ from harness.backends.base import (
 from harness.backends.chat_format import FORCED_PREFIX, forced_call_budget, offered_tools, tool_names
 from harness.backends.llamacpp_batch import SequenceBatch
 from harness.backends.llamacpp_chat import ChatTemplate
+from harness.backends.llamacpp_decode import BatchedDecoder
 from harness.backends.modelfiles import (
     default_threads,
     pypi_file_missing,
@@ -134,6 +136,8 @@ class LlamaCppBackend(BackendBase):
         options.setdefault("n_threads", threads)
         options.setdefault("n_threads_batch", threads)
         extra_bufts = options.pop("use_extra_bufts", None)
+        # Sequences decoded together when a host's clients ask at once (0: one at a time).
+        self.batch_slots = int(options.pop("batch_slots", 8))
         kind, _, target = spec.model.partition(":")
         with _model_params(extra_bufts):
             if kind == "hf":
@@ -146,6 +150,8 @@ class LlamaCppBackend(BackendBase):
         self.options = options
         self._template: ChatTemplate | None = None
         self._batch: SequenceBatch | None = None  # made by the first batched loglikelihood
+        self._decoder: BatchedDecoder | None = None  # made by the first concurrent generation
+        self._decoder_lock = threading.Lock()
 
     def describe(self) -> dict[str, Any]:
         """How this model runs: the settings in effect (read back from llama.cpp where it keeps
@@ -354,6 +360,52 @@ class LlamaCppBackend(BackendBase):
         return Generation(text=text, tool_calls=calls, usage=usage, finish_reason=finish,
                           timings=Timings(total_s=time.perf_counter() - start, first_token_s=first))
 
+    def generate_concurrently(self, request: Request, model_lock: Any) -> Generation | None:
+        """Greedy text joins the host's running batch (llamacpp_decode.py): plain prompts, and
+        chat through the model's template without tools; the rest goes one at a time."""
+        if self.batch_slots <= 0 or request.temperature != 0:
+            return None
+        start = time.perf_counter()
+        stop = tuple(request.stop)
+        if request.messages is not None:
+            if "chat_format" in self.spec.options or offered_tools(request.tools, request.tool_choice):
+                return None
+            chat = self._chat_template().render(request)
+            if chat.schema is not None or chat.forced:
+                return None
+            prompt = self.llm.tokenize(chat.text.encode("utf-8"), add_bos=False, special=True)
+            stop = (*stop, *chat.stop)
+        else:
+            prompt = self._tokens(request.prompt or "", bos=True)
+        decoder = self._batched_decoder(model_lock)
+        if not decoder.fits(len(prompt), request.max_tokens):
+            return None
+        try:
+            done = decoder.submit(prompt, request.max_tokens, stop).result()
+        except (RuntimeError, ValueError) as exc:
+            raise BackendError(f"llama.cpp failed: {exc}") from exc
+        usage = Usage(len(prompt), len(self._tokens(done.text, bos=False)) if done.text else 0, "tokenizer")
+        return Generation(text=done.text, usage=usage, finish_reason=done.finish_reason,
+                          timings=Timings(total_s=time.perf_counter() - start, first_token_s=done.first_token_s,
+                                          server={"host_cpu_s": done.cpu_s, "batch_mean": done.batch_mean,
+                                                  "prompt_reused": float(done.reused),
+                                                  "prompt_computed": float(len(prompt) - done.reused)}))
+
+    def _batched_decoder(self, model_lock: Any) -> BatchedDecoder:
+        with self._decoder_lock:
+            if self._decoder is None:
+                import llama_cpp
+
+                ctx = self.llm.context_params
+                vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+                self._decoder = BatchedDecoder(
+                    self.llm.model, n_vocab=self.llm.n_vocab(), step_lock=model_lock, slots=self.batch_slots,
+                    n_ctx=max(8192, int(self.options.get("n_ctx", 2048))), n_threads=int(ctx.n_threads),
+                    detokenize=lambda tokens: self.llm.detokenize(tokens),
+                    is_end=lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token)),
+                    flash_attn=bool(self.options.get("flash_attn", True)))
+            return self._decoder
+
     def _handler_chat(self, request: Request, kwargs: dict[str, Any]) -> Generation:
         """options.chat_format (such as "chatml-function-calling"): llama-cpp-python's own chat
         handler formats the messages and returns OpenAI-shaped tool calls."""
@@ -388,6 +440,9 @@ class LlamaCppBackend(BackendBase):
         return os.getpid()
 
     def close(self) -> None:
+        if self._decoder is not None:
+            self._decoder.close()
+            self._decoder = None
         if self._batch is not None:
             self._batch.close()
             self._batch = None

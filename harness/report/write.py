@@ -127,20 +127,22 @@ def _json_text(data: Any) -> str:
 
 
 def model_loads(metadata: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each hosted model's load: seconds to load and RSS after load (the mean over the processes
-    that loaded it, each in a host of its own), its host starts and crashes, and for llama.cpp
-    whether extra buffer types were in use."""
+    """Each hosted model's load: seconds to load and RSS after load (the mean over its hosts: one
+    per machine where the run's processes share it, as they do by default), its host starts and
+    crashes, and for llama.cpp whether extra buffer types were in use."""
     loads: dict[str, dict[str, Any]] = {}
     for name, data in (metadata.get("backends") or {}).items():
-        hosts = [h for h in data.get("hosts") or [] if isinstance(h, Mapping)]
-        if not hosts:
+        clients = [h for h in data.get("hosts") or [] if isinstance(h, Mapping)]
+        if not clients:
             continue
+        # Each process lists the host it used last; processes that shared one list it once each.
+        hosts = list({h.get("pid") if h.get("pid") is not None else id(h): h for h in clients}.values())
         seconds = [float(h["load_s"]) for h in hosts if isinstance(h.get("load_s"), (int, float))]
         rss = [float(h["rss_after_load_mb"]) for h in hosts if isinstance(h.get("rss_after_load_mb"), (int, float))]
         loads[name] = {"load_s": sum(seconds) / len(seconds) if seconds else None,
                        "rss_after_load_mb": sum(rss) / len(rss) if rss else None,
-                       "hosts": len(hosts), "starts": sum(int(h.get("starts") or 0) for h in hosts),
-                       "crashes": sum(int(h.get("crashes") or 0) for h in hosts),
+                       "hosts": len(hosts), "starts": sum(int(h.get("starts") or 0) for h in clients),
+                       "crashes": sum(int(h.get("crashes") or 0) for h in clients),
                        "extra_bufts": data.get("extra_bufts")}
     return loads
 

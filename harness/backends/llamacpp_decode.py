@@ -1,0 +1,290 @@
+"""Continuous batching of greedy generation in a llama.cpp model host.
+
+When several clients of one host (the xdist workers of a run) ask for text at once, their
+sequences decode together: each llama.cpp decode carries one new token of every running sequence
+(and the prompt tokens of sequences that just joined), so the pass over the weights, which bounds
+a small model's decode speed on a CPU, is shared by the whole batch. Sequences join as they come
+and leave as they finish (a stop string, end of generation, max_tokens); nobody waits for a batch
+to fill or to drain.
+
+The context is a second one on the already-loaded weights (no second copy, and the extra buffer
+types the host's probe chose), with a unified KV cache shared by up to `slots` sequences; a
+sequence joins only where its prompt and max_tokens fit in the cells left.
+
+Greedy only (temperature 0, llama-cpp-python's repeat_penalty default of 1.0): the next token is
+the logits' argmax, as the serial path's sampler picks it. The quantized kernels do not give
+bit-identical logits for different batch shapes, so a near tie may go the other way; the parity
+check (harness parity) measures what that does to scores.
+
+Prefix reuse is explicit: a joining sequence starts from the longest prefix of its prompt already
+in the cache (a running sequence's, or a finished one's prompt kept in its idle slot until the
+cells are wanted), so few-shot examples and system prompts are computed once while they stay;
+each result says how many prompt tokens it reused, the decoder how many of all it was given.
+
+Each sequence's share of the host's CPU time is the process CPU time of each decode apportioned
+by the tokens it had in that decode.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Decoded:
+    completion: list[int]
+    text: str
+    finish_reason: str
+    first_token_s: float | None
+    cpu_s: float
+    batch_mean: float  # sequences per decode over this sequence's decodes
+    reused: int  # prompt tokens found in the cache, not computed
+
+
+@dataclass
+class _Sequence:
+    prompt: list[int]
+    max_tokens: int
+    stop: tuple[str, ...]
+    future: Future[Decoded]
+    start: float = field(default_factory=time.perf_counter)
+    slot: int = -1
+    fed: int = 0  # prompt tokens in the cache
+    completion: list[int] = field(default_factory=list)
+    text: str = ""
+    first_token_s: float | None = None
+    cpu_s: float = 0.0
+    decodes: int = 0
+    companions: int = 0
+    reused: int = 0
+
+    @property
+    def cells(self) -> int:
+        return len(self.prompt) + self.max_tokens
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    """The length of the longest common prefix of two token lists."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class BatchedDecoder:
+    """One decoding thread; `submit` from any thread returns a future of the finished sequence."""
+
+    def __init__(self, model: Any, *, n_vocab: int, detokenize: Callable[[list[int]], bytes],
+                 is_end: Callable[[int], bool], step_lock: threading.Lock, slots: int = 8,
+                 n_ctx: int = 8192, n_batch: int = 512, n_threads: int = 2, flash_attn: bool = True) -> None:
+        import llama_cpp
+
+        self._lib = llama_cpp
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = min(512, n_batch)
+        params.n_seq_max = slots
+        params.kv_unified = True  # the cells go where the sequences are, not n_ctx/slots each
+        params.n_threads = n_threads
+        params.n_threads_batch = n_threads
+        params.flash_attn_type = 1 if flash_attn else 0
+        self.ctx = llama_cpp.llama_init_from_model(model, params)
+        if not self.ctx:
+            raise RuntimeError("llama.cpp could not create a decoding context")
+        self._memory = llama_cpp.llama_get_memory(self.ctx)
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self.n_vocab, self.n_ctx, self.n_batch, self.slots = n_vocab, n_ctx, n_batch, slots
+        self._detokenize, self._is_end = detokenize, is_end
+        self._step_lock = step_lock  # the host's model lock: serial calls and decodes take turns
+        self._waiting: list[_Sequence] = []
+        self._running: list[_Sequence] = []
+        self._idle: dict[int, list[int]] = {}  # slot -> the prompt of the finished sequence whose cells stay
+        self._wake = threading.Condition()
+        self._closed = False
+        self.decodes = 0
+        self.sequences = 0
+        self.prompt_tokens = 0  # submitted
+        self.prompt_reused = 0  # of those, found in the cache
+        self._thread = threading.Thread(target=self._loop, name="llama-decode", daemon=True)
+        self._thread.start()
+
+    def fits(self, prompt_tokens: int, max_tokens: int) -> bool:
+        return prompt_tokens > 0 and prompt_tokens + max_tokens <= self.n_ctx
+
+    def submit(self, prompt: list[int], max_tokens: int, stop: tuple[str, ...]) -> Future[Decoded]:
+        sequence = _Sequence(list(prompt), max_tokens, stop, Future())
+        with self._wake:
+            self._waiting.append(sequence)
+            self._wake.notify()
+        return sequence.future
+
+    # -- the decoding thread ----------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._closed and not self._waiting and not self._running:
+                    self._wake.wait()
+                if self._closed:
+                    return
+                self._admit()
+            try:
+                with self._step_lock:
+                    self._step()
+            except Exception as exc:  # noqa: BLE001 - every sequence in the batch gets the error
+                for sequence in self._running:
+                    self._drop(sequence.slot)
+                    sequence.future.set_exception(exc)
+                self._running = []
+
+    def _admit(self) -> None:
+        """Waiting sequences join, in order, while a slot and their cells are free. A joining
+        sequence starts from the longest prefix of its prompt already in the cache: an idle slot's
+        (a finished sequence's prompt stays until its cells are wanted) or a running sequence's,
+        whose cells it then shares (llama_memory_seq_cp adds a sequence id to them, no copy)."""
+        lib = self._lib
+        while self._waiting:
+            sequence = self._waiting[0]
+            busy = {s.slot for s in self._running}
+            if len(busy) >= self.slots:
+                return
+            limit = len(sequence.prompt) - 1  # one token at least is computed: its logits are the first read
+            best, source, idle_source = 0, -1, False
+            for slot, tokens in self._idle.items():
+                common = min(_common(tokens, sequence.prompt), limit)
+                if common > best:
+                    best, source, idle_source = common, slot, True
+            for other in self._running:
+                common = min(_common(other.prompt[:other.fed], sequence.prompt), limit)
+                if common > best:
+                    best, source, idle_source = common, other.slot, False
+            used = sum(s.cells for s in self._running) + sum(len(t) for s, t in self._idle.items()
+                                                             if not (idle_source and s == source))
+            need = sequence.cells - (0 if idle_source else best)
+            for slot in [s for s in self._idle if not (idle_source and s == source)]:
+                if used + need <= self.n_ctx:
+                    break
+                used -= len(self._idle[slot])
+                self._drop(slot)
+            if used + need > self.n_ctx:
+                if not self._running:  # one that never fits: refuse it, not wait forever
+                    self._waiting.pop(0)
+                    sequence.future.set_exception(ValueError(
+                        f"a prompt of {len(sequence.prompt)} tokens and {sequence.max_tokens} new ones "
+                        f"exceed the {self.n_ctx} cells of the batch"))
+                    continue
+                return
+            if idle_source:
+                slot = source
+                del self._idle[slot]
+                lib.llama_memory_seq_rm(self._memory, slot, best, -1)
+            else:
+                empty = [s for s in range(self.slots) if s not in busy and s not in self._idle]
+                slot = empty[0] if empty else next(iter(self._idle))
+                if slot in self._idle:
+                    self._drop(slot)
+                if best:
+                    lib.llama_memory_seq_cp(self._memory, source, slot, 0, best)
+            self._waiting.pop(0)
+            sequence.slot, sequence.fed, sequence.reused = slot, best, best
+            self._running.append(sequence)
+            self.sequences += 1
+            self.prompt_tokens += len(sequence.prompt)
+            self.prompt_reused += best
+
+    def _drop(self, slot: int) -> None:
+        self._lib.llama_memory_seq_rm(self._memory, slot, -1, -1)
+        self._idle.pop(slot, None)
+
+    def _step(self) -> None:
+        """One decode: the next token of each generating sequence, then prompt tokens of joining
+        ones up to n_batch; logits where a sequence's next token is read."""
+        lib, batch = self._lib, self._batch
+        n = 0
+        reads: list[tuple[_Sequence, int]] = []
+        share: dict[int, int] = {}
+        for sequence in self._running:
+            if sequence.fed == len(sequence.prompt) and sequence.completion:
+                n = self._put(n, sequence.completion[-1], sequence.fed + len(sequence.completion) - 1, sequence, True)
+                reads.append((sequence, n - 1))
+                share[id(sequence)] = 1
+        for sequence in self._running:
+            room = self.n_batch - n
+            left = len(sequence.prompt) - sequence.fed
+            if left <= 0 or room <= 0:
+                continue
+            take = min(left, room)
+            for i in range(take):
+                pos = sequence.fed + i
+                n = self._put(n, sequence.prompt[pos], pos, sequence, i == take - 1 and take == left)
+            sequence.fed += take
+            share[id(sequence)] = take
+            if sequence.fed == len(sequence.prompt):
+                reads.append((sequence, n - 1))
+        batch.n_tokens = n
+        cpu = time.process_time()
+        status = lib.llama_decode(self.ctx, batch)
+        cpu = time.process_time() - cpu
+        if status != 0:
+            raise RuntimeError(f"llama_decode of {len(self._running)} sequences ({n} tokens) returned {status}")
+        self.decodes += 1
+        for sequence in self._running:
+            if id(sequence) in share:
+                sequence.cpu_s += cpu * share[id(sequence)] / n
+                sequence.decodes += 1
+                sequence.companions += len(share)
+        for sequence, row in reads:
+            logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(self.ctx, row), shape=(self.n_vocab,))
+            self._append(sequence, int(np.argmax(logits)))
+
+    def _put(self, n: int, token: int, pos: int, sequence: _Sequence, logits: bool) -> int:
+        batch = self._batch
+        batch.token[n] = token
+        batch.pos[n] = pos
+        batch.n_seq_id[n] = 1
+        batch.seq_id[n][0] = sequence.slot
+        batch.logits[n] = logits
+        return n + 1
+
+    def _append(self, sequence: _Sequence, token: int) -> None:
+        if sequence.first_token_s is None:
+            sequence.first_token_s = time.perf_counter() - sequence.start
+        finish = None
+        if self._is_end(token):
+            finish = "stop"
+        else:
+            sequence.completion.append(token)
+            sequence.text = self._detokenize(sequence.completion).decode("utf-8", errors="ignore")
+            cut = [sequence.text.find(s) for s in sequence.stop if s and s in sequence.text]
+            if cut:
+                sequence.text = sequence.text[:min(cut)]
+                finish = "stop"
+            elif len(sequence.completion) >= sequence.max_tokens:
+                finish = "length"
+        if finish is not None:  # its prompt's cells stay, for a later prompt that starts alike
+            self._lib.llama_memory_seq_rm(self._memory, sequence.slot, len(sequence.prompt), -1)
+            self._idle[sequence.slot] = sequence.prompt
+            self._running.remove(sequence)
+            sequence.future.set_result(Decoded(sequence.completion, sequence.text, finish, sequence.first_token_s,
+                                               sequence.cpu_s, sequence.companions / max(1, sequence.decodes),
+                                               sequence.reused))
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join(timeout=5)
+        if self._batch is not None:
+            self._lib.llama_batch_free(self._batch)
+            self._batch = None
+        if self.ctx:
+            self._lib.llama_free(self.ctx)
+            self.ctx = None
