@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from support import PROJECT, BenchRun, requires_llamacpp
 
-from harness.backends.base import LoglikelihoodRequest, Loglikelihoods, Timings, Usage
+from harness.backends.base import BackendBase, LoglikelihoodRequest, Loglikelihoods, Timings, Usage
 from harness.call import CallPolicy, ModelCall
 from harness.registry import ModelSpec
 from harness.strategies.batched import Batcher, choose
@@ -95,7 +95,7 @@ def test_xdist_workers_batch_their_own_queue(bench: BenchRun) -> None:
     assert sum(len(m) for m in groups.values()) <= SAMPLE_ITEMS
 
 
-class _Counting:
+class _Counting(BackendBase):
     """A backend double that scores each continuation by its length and counts batched calls."""
 
     name = "counting"
