@@ -114,7 +114,7 @@ class HostPlace:
         supervisor lives (a busy machine can take seconds to schedule it); None where it never says."""
         deadline = time.monotonic() + wait_s
         while True:
-            gone = supervisor is not None and not _alive(supervisor)
+            gone = supervisor is not None and not alive(supervisor)
             try:
                 return int(json.loads((generation / "exit.json").read_text())["returncode"])
             except (OSError, ValueError, KeyError, TypeError):
@@ -140,7 +140,8 @@ class HostPlace:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """The process runs (a zombie, ended but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -41,7 +41,7 @@ from harness.backends.base import (
     UsageSource,
 )
 from harness.backends.host import KEY_VARIABLE, spec_to_json
-from harness.backends.host_place import HostPlace, shared_folder
+from harness.backends.host_place import HostPlace, alive, shared_folder
 from harness.backends.host_verdicts import known_verdict, remember_verdict
 from harness.registry import ModelSpec
 
@@ -445,15 +445,7 @@ class _Queued(Exception):
 
 
 def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return isinstance(pid, int) and alive(pid)
 
 
 def _kill(pid: Any) -> None:
