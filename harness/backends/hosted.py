@@ -378,9 +378,17 @@ class HostedBackend(BackendBase):
         probed = self.spec.backend == "llamacpp" or self.spec.options.get("amx_crash") is True  # (a test double)
         return probed and "use_extra_bufts" not in {**self.spec.options, **self._options}
 
+    def _probe_call(self) -> tuple[str, tuple[Any, ...]]:
+        """The probe's decode: scoring a continuation where the backend can (a forward pass over the
+        prompt, as generation's first step, without making the host's generation batch context,
+        which a model that only scores never needs), else generating two tokens."""
+        if "loglikelihood" in self.abilities:
+            return "loglikelihood", ([LoglikelihoodRequest(str(PROBE.prompt), " Paris")],)
+        return "generate", (PROBE,)
+
     def _probe(self) -> None:
         try:
-            self._exchange("generate", (PROBE,))
+            self._exchange(*self._probe_call())
         except HostCrash as crash:
             why = (f"a probe decode with them crashed the host ({crash.signal or crash.exit_code}); "
                    "llama.cpp's AMX path on this CPU (upstream issue #20824)")
@@ -388,7 +396,7 @@ class HostedBackend(BackendBase):
             self.streak = 0
             self._options["use_extra_bufts"] = False
             self._start()
-            self._exchange("generate", (PROBE,))  # off must work, or this model cannot run here
+            self._exchange(*self._probe_call())  # off must work, or this model cannot run here
             verdict = {"extra_bufts": "off", "why": why}
         else:
             verdict = {"extra_bufts": "on", "why": "a probe decode with them worked"}
