@@ -64,6 +64,8 @@ def _is_local(url: str | None) -> bool:
 
 def _api_key(spec: ModelSpec) -> str | None:
     env = spec.options.get("api_key_env", "OPENAI_API_KEY")
+    if env == "":  # `api_key_env = ""`: a self-hosted server that takes no key (vLLM, llama.cpp's server)
+        return PLACEHOLDER_KEY
     key = os.environ.get(env)
     if key:
         return key

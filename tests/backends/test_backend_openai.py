@@ -206,3 +206,12 @@ def test_second_identical_run_with_cache_calls_the_model_zero_times(bench: Any, 
     assert [r["attempts"] for r in second] == [0] * 4
     assert all(r["cache_hits"] == 1 for r in second)
     assert [r["prediction"] for r in first] == [r["prediction"] for r in second]
+
+
+def test_a_self_hosted_server_may_take_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.backends.openai import available
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    remote = {"base_url": "http://llm-0.example.internal:8080/v1"}
+    assert available(ModelSpec("m", "openai", "x", options=remote)) == "no API key: set OPENAI_API_KEY"
+    assert available(ModelSpec("m", "openai", "x", options={**remote, "api_key_env": ""})) is None
