@@ -33,8 +33,9 @@ def test_settings_hold_only_harness_wide_options() -> None:
     assert not [name for name in Settings.__dataclass_fields__
                 if name.split("_")[0] in ("mmlu", "gsm8k", "extraction", "vue", "mbpp", "humaneval", "memory")]
     # 25 before #22 added the harness-wide --decide, --margin, --decide-alpha, --route-thresholds,
-    # --route-target and --generation-confidence (GSM8K's and MMLU's alike), and #21 --shard and --shard-count.
-    assert len(Settings.__dataclass_fields__) <= 33
+    # --route-target and --generation-confidence (GSM8K's and MMLU's alike), #21 --shard and --shard-count,
+    # and #20 --router-calculator (the router's, beside --router-max-turns and --router-tool-choice).
+    assert len(Settings.__dataclass_fields__) <= 34
 
 
 def test_values_convert_by_type() -> None:
