@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from multiprocessing.connection import Client, Connection
 from pathlib import Path
 from typing import Any
@@ -334,8 +335,6 @@ class HostedBackend(BackendBase):
         socket_path = generation / "host.sock"
         spec = self.spec
         if self._options:
-            from dataclasses import replace
-
             spec = replace(spec, options={**spec.options, **self._options})
         env = {**os.environ, KEY_VARIABLE: key.hex()}
         if self._shared_by is not None:  # one host for every worker: all the cores are its own
