@@ -3,7 +3,7 @@
     python .ci/check_junit.py reports/junit.xml reports/<run>
 
 Every record in <run>/results.jsonl must have a <testcase> whose properties hold its status, its
-figures (junit_properties in harness/record.py) and the full record (harness_record), and that
+figures (junit_properties in harness/core/record.py) and the full record (harness_record), and that
 record must read back as a CaseRecord equal to the one in results.jsonl. Exit 1 with the reasons
 otherwise.
 """
@@ -15,7 +15,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from harness.record import RECORD_KEY, CaseRecord
+from harness.core.record import RECORD_KEY, CaseRecord
 from harness.report.write import load_records
 
 EXPECTED = ("status", "correct", "latency_s", "prompt_tokens", "completion_tokens", RECORD_KEY)

@@ -115,9 +115,9 @@ def simulate(args: argparse.Namespace) -> bool:
 
 
 def replay(args: argparse.Namespace) -> bool:
-    from harness.decide import Variant
     from harness.report.aggregate import latest
     from harness.report.write import RESULTS_FILE, load_records
+    from harness.run.decide import Variant
 
     records = latest(load_records(Path(args.replay) / RESULTS_FILE))
     a, b = Variant.parse(args.a), Variant.parse(args.b)

@@ -1,5 +1,5 @@
 """Many endpoints, one model: MMLU throughput over two llama.cpp servers with `-n 2` against one
-server with `-n 1` (options.base_urls, harness/endpoints.py).
+server with `-n 1` (options.base_urls, harness/models/endpoints.py).
 
     python bench/endpoints_speed.py [--samples 64] [--ports 8081,8082] [--threads 1]
 

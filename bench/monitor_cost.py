@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from harness.backends.base import Request
-from harness.monitor import Monitor
-from harness.registry import DEFAULT_REGISTRY, create_backend, load_registry
+from harness.models.registry import DEFAULT_REGISTRY, create_backend, load_registry
+from harness.monitor.sampler import Monitor
 from harness.suites import mmlu
 
 PROJECT = Path(__file__).resolve().parents[1]

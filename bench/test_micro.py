@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
 from harness.report.aggregate import summarize
 from harness.report.write import ResultsLog
 from harness.store.sqlite import SQLiteStore

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.call import ModelCall
-from harness.plugin import Case, parametrize_cases
-from harness.session import RunSession
+from harness.models.call import ModelCall
+from harness.run.plugin import Case, parametrize_cases
+from harness.run.session import RunSession
 from harness.strategies import memory
 from harness.suites import chat_memory
 

@@ -13,8 +13,8 @@ import json
 
 import pytest
 
-from harness.plugin import Case, parametrize_cases
-from harness.session import RunSession
+from harness.run.plugin import Case, parametrize_cases
+from harness.run.session import RunSession
 from harness.strategies import single
 from harness.suites import extraction
 

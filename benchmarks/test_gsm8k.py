@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from harness.call import ModelCall
-from harness.confidence import AGREEMENT, agreement
-from harness.plugin import Case, parametrize_cases
-from harness.session import RunSession
+from harness.core.confidence import AGREEMENT, agreement
+from harness.models.call import ModelCall
+from harness.run.plugin import Case, parametrize_cases
+from harness.run.session import RunSession
 from harness.strategies import delegate, single
 from harness.suites import gsm8k
 from harness.suites.base import Item

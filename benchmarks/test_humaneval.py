@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.plugin import Case, parametrize_cases, start
+from harness.run.plugin import Case, parametrize_cases, start
+from harness.run.session import RunSession
 from harness.sandbox import Limits, Sandbox
-from harness.session import RunSession
 from harness.strategies import code
 from harness.suites import humaneval
 

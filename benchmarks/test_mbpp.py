@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.plugin import Case, parametrize_cases
+from harness.run.plugin import Case, parametrize_cases
+from harness.run.session import RunSession
 from harness.sandbox import Limits, Sandbox
-from harness.session import RunSession
 from harness.store import read_tasks
 from harness.strategies import code, delegate
 from harness.suites import mbpp

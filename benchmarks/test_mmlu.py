@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from harness.backends.base import LoglikelihoodRequest
-from harness.call import ModelCall
-from harness.confidence import CHOICE_MARGIN, choice_margin
-from harness.plugin import Case, parametrize_cases, start
-from harness.session import RunSession
+from harness.core.confidence import CHOICE_MARGIN, choice_margin
+from harness.models.call import ModelCall
+from harness.run.plugin import Case, parametrize_cases, start
+from harness.run.session import RunSession
 from harness.strategies import batched, single
 from harness.suites import mmlu
 from harness.suites.base import Item

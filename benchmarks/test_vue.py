@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from harness.plugin import Case, parametrize_cases
+from harness.run.plugin import Case, parametrize_cases
 from harness.strategies import agent, single
 from harness.suites import vue
 from harness.suites.base import Score

@@ -8,10 +8,10 @@ strategies) and `upcoming` (batched scoring).
 
 from __future__ import annotations
 
-from harness.plugin import Case, parametrize_cases
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
+from harness.core.settings import option
 from harness.report.hooks import RunData, hookimpl
-from harness.settings import option
+from harness.run.plugin import Case, parametrize_cases
 from harness.strategies.single import choose, complete
 from harness.suites.base import DataError, Item, Score, sample
 from harness.suites.unit import LoadContext, Suite

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
 
 LETTERS = {"A": -1.0, "B": -2.0, "C": -3.0, "D": -4.0}
 

@@ -75,7 +75,7 @@ class BenchRun:
 
 def case(run_id: str, n: int, **changes: Any) -> dict[str, Any]:
     """A plausible case record for store tests; keyword arguments override its fields."""
-    from harness.record import CaseRecord
+    from harness.core.record import CaseRecord
 
     data = CaseRecord(
         run_id=run_id,

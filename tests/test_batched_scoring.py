@@ -15,8 +15,8 @@ import pytest
 from support import PROJECT, BenchRun, requires_llamacpp
 
 from harness.backends.base import BackendBase, LoglikelihoodRequest, Loglikelihoods, Timings, Usage
-from harness.call import CallPolicy, ModelCall
-from harness.registry import ModelSpec
+from harness.models.call import CallPolicy, ModelCall
+from harness.models.registry import ModelSpec
 from harness.strategies.batched import Batcher, choose
 
 SAMPLE_ITEMS = 32  # fixtures/mmlu: astronomy, nutrition, ... 8 each

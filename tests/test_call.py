@@ -19,9 +19,9 @@ from harness.backends.base import (
     Timings,
     Usage,
 )
-from harness.cache import ResponseCache
-from harness.call import CallPolicy, Executors, ModelCall
-from harness.registry import ModelSpec
+from harness.models.cache import ResponseCache
+from harness.models.call import CallPolicy, Executors, ModelCall
+from harness.models.registry import ModelSpec
 
 SPEC = ModelSpec("flaky", "scripted", "m", price_in=2.0, price_out=10.0)
 

@@ -23,7 +23,7 @@ ENV = {**os.environ, "PYTHONPATH": str(PROJECT), "TERM": "dumb"}
 
 
 def spawn(*args: str, cwd: Path, timeout: float = 60) -> pexpect.spawn:
-    child = pexpect.spawn(sys.executable, ["-m", "harness.cli", "chat", *args], cwd=str(cwd), env=ENV,
+    child = pexpect.spawn(sys.executable, ["-m", "harness.commands.cli", "chat", *args], cwd=str(cwd), env=ENV,
                           encoding="utf-8", timeout=timeout, dimensions=(40, 200))
     child.expect("Ctrl-D leaves")
     child.expect_exact("you> ")
@@ -39,7 +39,7 @@ def ask(child: pexpect.spawn, line: str) -> str:
 
 
 def chat_once(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness.cli", "chat", *args], cwd=cwd, env=ENV, input="",
+    return subprocess.run([sys.executable, "-m", "harness.commands.cli", "chat", *args], cwd=cwd, env=ENV, input="",
                           capture_output=True, text=True, timeout=120)
 
 
@@ -83,7 +83,7 @@ def test_commands_through_a_terminal(tmp_path: Path, scripted: str) -> None:
     (["--model", "oracle", "--load", "notes.toml"], "harness chat: notes.toml: not JSON"),
 ])
 def test_a_bad_start_is_one_clear_line(tmp_path: Path, scripted: str, args: list[str], message: str) -> None:
-    # Not models.toml: that name in the current folder is the registry (harness/locations.py).
+    # Not models.toml: that name in the current folder is the registry (harness/core/locations.py).
     (tmp_path / "notes.toml").write_text(Path(scripted).read_text())
     done = chat_once(*args, cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.startswith(message)

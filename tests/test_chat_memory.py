@@ -10,8 +10,8 @@ import pytest
 from support import PROJECT
 
 from harness.backends.scripted import ScriptedBackend
-from harness.call import ModelCall
-from harness.registry import ModelSpec
+from harness.models.call import ModelCall
+from harness.models.registry import ModelSpec
 from harness.report import chat_memory as report
 from harness.strategies import memory
 from harness.strategies.memory import ChatMemoryError, Conversation, Memory

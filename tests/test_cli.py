@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from support import BenchRun
 
-from harness.cli import main
+from harness.commands.cli import main
 
 
 def test_models_lists_the_registry_and_what_runs_here(capsys: pytest.CaptureFixture[str],

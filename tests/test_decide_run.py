@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from support import PROJECT, BenchRun
 
-from harness.decide import DECISION_FILE, PLAN_FILE, order_key
+from harness.run.decide import DECISION_FILE, PLAN_FILE, order_key
 
 ITEMS = 32
 

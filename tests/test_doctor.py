@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.cli import main
-from harness.doctor import run_checks
+from harness.commands.cli import main
+from harness.commands.doctor import run_checks
 
 
 def test_findings_cover_every_area_and_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,7 +25,7 @@ def test_findings_cover_every_area_and_say_what_to_do(monkeypatch: pytest.Monkey
 
 
 def test_doctor_starts_each_default_llama_model_in_its_host_and_says_what_the_probe_chose() -> None:
-    from harness.registry import DEFAULT_REGISTRY, availability, load_registry
+    from harness.models.registry import DEFAULT_REGISTRY, availability, load_registry
 
     spec = load_registry([DEFAULT_REGISTRY])["gemma3-270m-q4"]
     if availability(spec) is not None:
@@ -41,7 +41,7 @@ def test_doctor_starts_each_default_llama_model_in_its_host_and_says_what_the_pr
 
 def test_cli_exit_code_follows_the_default_model(monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.registry import DEFAULT_REGISTRY, availability, load_registry
+    from harness.models.registry import DEFAULT_REGISTRY, availability, load_registry
 
     runs_here = availability(load_registry([DEFAULT_REGISTRY])["gemma3-270m-q4"]) is None
     assert main(["doctor"]) == (0 if runs_here else 1)
@@ -54,7 +54,7 @@ def test_node_tool_versions_and_every_vue_reference_compile(monkeypatch: pytest.
 
     if requires_vue_tools.args[0]:
         pytest.skip(requires_vue_tools.kwargs["reason"])
-    from harness import doctor
+    from harness.commands import doctor
     from harness.suites import vue
 
     node = {f.name: f for f in doctor.check_node()}

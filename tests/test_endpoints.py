@@ -1,5 +1,5 @@
 """Many servers, one model: the endpoint pool takes each request by load, with failover
-(harness/endpoints.py), and each record names the endpoint that answered."""
+(harness/models/endpoints.py), and each record names the endpoint that answered."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from harness.backends.base import (
     Unsupported,
     count_tokens,
 )
-from harness.endpoints import EndpointPool, LoadBoard, endpoint_spec, worker_index
-from harness.registry import ModelSpec, availability, create_backend
+from harness.models.endpoints import EndpointPool, LoadBoard, endpoint_spec, worker_index
+from harness.models.registry import ModelSpec, availability, create_backend
 
 URLS = ["http://127.0.0.1:8081/v1", "http://127.0.0.1:8082/v1", "http://127.0.0.1:8083/v1"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from support import PROJECT, BenchRun, requires_llamacpp
 
-from harness.cli import main as harness_cli
+from harness.commands.cli import main as harness_cli
 from harness.report.extraction_plots import PLOTS
 from harness.suites import extraction
 

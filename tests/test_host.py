@@ -19,7 +19,7 @@ from support import BenchRun, requires_llamacpp
 from harness.backends.base import BackendError, HostCrash, Request, Unsupported
 from harness.backends.hosted import HostedBackend
 from harness.backends.scripted import ScriptedBackend
-from harness.registry import ModelSpec, create_backend
+from harness.models.registry import ModelSpec, create_backend
 
 BENCH = '''
 import os
@@ -27,7 +27,7 @@ import signal
 import threading
 
 from harness.backends.base import Request
-from harness.plugin import parametrize_cases
+from harness.run.plugin import parametrize_cases
 from harness.suites.base import Item, Score
 
 PROMPTS = {prompts!r}
@@ -114,8 +114,8 @@ def test_a_segfault_in_the_host_is_a_crash_with_its_signal_and_stderr(pytester: 
     assert [(m["role"], m["content"]) for m in messages[:1]] == [("prompt", "SEGV now")]
     assert messages[-1]["role"] == "note" and "HostCrash" in messages[-1]["content"]
     # `harness show` and report.html's item browser show the crash: its signal and stderr's tail
-    shown = subprocess.run([sys.executable, "-m", "harness.cli", "show", str(pytester.path / "reports" / "s"), "q1"],
-                           capture_output=True, text=True, check=False)
+    shown = subprocess.run([sys.executable, "-m", "harness.commands.cli", "show",
+                            str(pytester.path / "reports" / "s"), "q1"], capture_output=True, text=True, check=False)
     assert shown.returncode == 0, shown.stderr
     assert "status   crash" in shown.stdout and "reason   scripted: the model host killed by SIGSEGV" in shown.stdout
     assert "crash    the model host of scripted killed by SIGSEGV; the end of its stderr:" in shown.stdout
@@ -217,8 +217,8 @@ def test_the_proxy_offers_what_the_hosted_backend_offers() -> None:
 def test_a_transcript_is_built_from_a_hosted_models_answers() -> None:
     """The call wrapper builds the transcript here from the Generation that crossed the host's
     pipe: a tool call's raw arguments and why they do not parse survive the pickle."""
-    from harness.call import ModelCall
-    from harness.transcript import TranscriptBuilder
+    from harness.core.transcript import TranscriptBuilder
+    from harness.models.call import ModelCall
 
     broken = {"tool_calls": [{"name": "lookup", "arguments": "{city: Oslo"}]}
     hosted = create_backend(_spec(steps=[broken, "done"]))
@@ -319,7 +319,7 @@ def test_a_shared_host_ends_when_its_only_client_dies_during_a_call(tmp_path: Pa
         "import sys\n"
         "from harness.backends.base import Request\n"
         "from harness.backends.hosted import HostedBackend\n"
-        "from harness.registry import ModelSpec\n"
+        "from harness.models.registry import ModelSpec\n"
         "spec = ModelSpec(name='scripted', backend='scripted', model='script', host=True,\n"
         "                 options={'steps': ['yes'], 'then': 'repeat', 'sleep_s': 1.0})\n"
         f"backend = HostedBackend(spec, shared_by={str(tmp_path)!r})\n"

@@ -17,7 +17,7 @@ from support import BenchRun, requires_llamacpp
 
 from harness.backends.base import Generation, Request
 from harness.backends.hosted import HostedBackend
-from harness.registry import DEFAULT_REGISTRY, load_registry
+from harness.models.registry import DEFAULT_REGISTRY, load_registry
 from harness.report.parity import parity
 from harness.report.write import read_run
 

@@ -49,12 +49,12 @@ def run(python: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]
 
 
 def test_the_install_is_the_package_with_its_registry(installed: Path, tmp_path: Path) -> None:
-    done = run(installed, "-c", "import harness, harness.locations as l; print(harness.__file__); "
+    done = run(installed, "-c", "import harness, harness.core.locations as l; print(harness.__file__); "
                                 "print(l.PACKAGED_REGISTRY.is_file())", cwd=tmp_path)
     path, shipped = done.stdout.split()
     assert str(installed.parents[1]) in path and str(PROJECT) not in path
     assert shipped == "True"
-    listed = run(installed, "-c", "from harness.cli import main; raise SystemExit(main(['models', '--json']))",
+    listed = run(installed, "-c", "from harness.commands.cli import main; raise SystemExit(main(['models', '--json']))",
                  cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert "gemma3-270m-q4" in {m["name"] for m in json.loads(listed.stdout)}  # the packaged default
@@ -78,7 +78,7 @@ def test_a_users_own_benchmark_runs_with_its_own_models(installed: Path, tmp_pat
     project = tmp_path / "my-project"
     project.mkdir()
     write_example(project)  # the README's example: models.toml, capitals.py, conftest.py, test_capitals.py
-    listed = run(installed, "-c", "from harness.cli import main; raise SystemExit(main(['models', '--json']))",
+    listed = run(installed, "-c", "from harness.commands.cli import main; raise SystemExit(main(['models', '--json']))",
                  cwd=project)
     assert [m["name"] for m in json.loads(listed.stdout)] == ["oracle", "always-paris"]  # models.toml here
     done = run(installed, "-m", "pytest", "--models", "oracle,always-paris", "-p", "no:cacheprovider", cwd=project)

@@ -1,4 +1,4 @@
-"""The private pytest and pytest-xdist parts the harness relies on (harness/internals.py), checked
+"""The private pytest and pytest-xdist parts the harness relies on (harness/run/internals.py), checked
 against the installed versions: a version that changes one fails here, loudly and by name, instead
 of quietly selecting the wrong models or batching the wrong cases."""
 
@@ -10,7 +10,7 @@ import inspect
 import pytest
 from support import PROJECT
 
-from harness import internals
+from harness.run import internals
 
 PYTEST = f"pytest {pytest.__version__}"
 
@@ -33,7 +33,7 @@ def test_xdist_worker_queue_is_where_upcoming_reads_it() -> None:
     source = inspect.getsource(remote.WorkerInteractor)
     for part in ("self.torun", "self.nextitem_index", "torun.lock()"):
         assert part in source, (f"pytest-xdist {remote.__name__}: WorkerInteractor no longer has {part!r}; "
-                                "harness/internals.py worker_queue reads the cases a worker runs next from it")
+                                "harness/run/internals.py worker_queue reads the cases a worker runs next from it")
 
 
 def test_no_other_module_imports_private_pytest_or_xdist_parts() -> None:

@@ -14,24 +14,34 @@ PACKAGE = PROJECT / "harness"
 
 # Higher layers may import lower ones, never the reverse. Within layer 1 the groups are peers that
 # do not import each other (a report does not import a suite, a store does not import a suite, one
-# backend does not import another).
+# backend does not import another). A package's own entry is the layer of a module in it not named
+# here: the highest its modules reach, so a new module is held to the strictest rule until placed.
 LAYERS: dict[str, int] = {
-    "harness": 0, "harness.record": 0, "harness.settings": 0, "harness.registry": 0, "harness.extraction_format": 0,
-    "harness.endpoints": 0, "harness.shard": 0, "harness.transcript": 0, "harness.locations": 0,
-    "harness.internals": 0,
-    "harness.confidence": 0,
+    "harness": 0,
+    # core/: the data and rules every layer shares
+    "harness.core": 0,
+    # models/: which models, where they are served, one call with its cache and timeout
+    "harness.models": 2, "harness.models.registry": 0, "harness.models.endpoints": 0,
+    "harness.models.cache": 1, "harness.models.call": 2,
     "harness.backends.base": 0,
-    "harness.backends": 1, "harness.report": 1, "harness.store": 1, "harness.sandbox": 1,
-    "harness.isolation": 1, "harness.monitor": 1, "harness.cache": 1, "harness.suites": 1,
-    "harness.call": 2,
-    "harness.session": 3, "harness.controller": 3, "harness.strategies": 3, "harness.case_monitor": 3,
-    "harness.selection": 3, "harness.upcoming": 3, "harness.decide": 3,
-    "harness.plugin": 4, "harness.api": 4, "harness.task_cases": 4,
-    "harness.cli": 4, "harness.doctor": 4, "harness.tasks": 4, "harness.chat": 4,
+    "harness.backends": 1, "harness.report": 1, "harness.store": 1, "harness.suites": 1,
+    # sandbox/: one group (the sandbox, its isolation levels, cgroups, outcome and worker)
+    "harness.sandbox": 1,
+    # monitor/: the sampler is a peer of the backends; the per-case windows belong to the run
+    "harness.monitor": 3, "harness.monitor.sampler": 1, "harness.monitor.cases": 3,
+    "harness.strategies": 3,
+    # run/: the pytest run's machinery, from the pure helpers (shard, internals) to the plugin
+    "harness.run": 4, "harness.run.shard": 0, "harness.run.internals": 0,
+    "harness.run.session": 3, "harness.run.controller": 3, "harness.run.selection": 3,
+    "harness.run.upcoming": 3, "harness.run.decide": 3,
+    "harness.run.plugin": 4, "harness.run.task_cases": 4,
+    "harness.api": 4,
+    # commands/: the `harness` command and its subcommands
+    "harness.commands": 4,
 }
-# Peers that may import each other: the sandbox and its isolation levels; a backend and the
-# backends' shared helpers.
-ALLOWED_PEERS = {("harness.sandbox", "harness.isolation")}
+# Layer-1 groups that may import each other: none since the sandbox's isolation levels moved into
+# the sandbox's own package (one group). Kept as the one place an exception would be written.
+ALLOWED_PEERS: set[tuple[str, str]] = set()
 # A backend split in modules: the transformers backend and its loader; a model host's client
 # (hosted), its server (host), the folder both agree on (host_place) and the probe's verdicts.
 HALVES = {("harness.backends.transformers", "harness.backends.transformers_load"),

@@ -1,4 +1,4 @@
-"""One rule each for the registry, the cache and the reports (harness/locations.py)."""
+"""One rule each for the registry, the cache and the reports (harness/core/locations.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import locations
-from harness.registry import load_registry
+import harness
+from harness.core import locations
+from harness.models.registry import load_registry
 
 
 def test_the_registry_is_the_roots_models_toml_else_the_packaged_one_then_models_file(tmp_path: Path) -> None:
@@ -17,7 +18,7 @@ def test_the_registry_is_the_roots_models_toml_else_the_packaged_one_then_models
     (tmp_path / "models.toml").write_text('[[models]]\nname = "only"\nbackend = "oracle"\nmodel = "o"\n')
     assert locations.registry_files(mine, tmp_path) == [tmp_path / "models.toml", mine]
     assert list(load_registry(locations.registry_files(None, tmp_path))) == ["only"]
-    assert locations.PACKAGED_REGISTRY.parent == Path(locations.__file__).parent  # package data
+    assert locations.PACKAGED_REGISTRY == Path(harness.__file__).parent / "models.toml"  # package data, harness/
     assert "gemma3-270m-q4" in load_registry([locations.PACKAGED_REGISTRY])
 
 

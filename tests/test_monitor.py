@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from harness import monitor as monitor_module
-from harness.monitor import Monitor
+from harness.monitor import sampler as monitor_module
+from harness.monitor.sampler import Monitor
 
 
 def test_cpu_time_and_rss_are_those_of_the_sampled_process_only() -> None:

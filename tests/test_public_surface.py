@@ -126,7 +126,7 @@ def test_the_readme_task_file_runs(pytester: pytest.Pytester) -> None:
     (pytester.path / "capitals.toml").write_text(block)
     (pytester.path / "capitals.csv").write_text("country,capital,continent\nFrance,Paris,europe\nJapan,Tokyo,asia\n")
     (pytester.path / "models.toml").write_text(readme_example()["models.toml"])
-    pytester.makepyfile(test_tasks="from harness.task_cases import pytest_generate_tests, test_task  # noqa\n")
+    pytester.makepyfile(test_tasks="from harness.run.task_cases import pytest_generate_tests, test_task  # noqa\n")
     result = pytester.runpytest_subprocess("--task", "capitals.toml", "--models", "oracle,always-paris",
                                            "-p", "no:cacheprovider")
     assert result.ret == 0, result.stdout.str()

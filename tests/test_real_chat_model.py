@@ -15,7 +15,7 @@ from support import BenchRun, requires_llamacpp
 from vue_support import requires_vue_tools
 
 from harness.backends.base import Request
-from harness.registry import DEFAULT_REGISTRY, create_backend, load_registry
+from harness.models.registry import DEFAULT_REGISTRY, create_backend, load_registry
 
 pytestmark = [
     pytest.mark.slow,

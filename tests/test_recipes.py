@@ -2,7 +2,7 @@
 
 Each recipe's own command runs (narrowed to the MMLU sample, `--collect-only`), with the
 environment its scheduler would give each copy: the copies' cases are disjoint, cover the whole
-run, and are the ones harness/shard.py assigns to their index.
+run, and are the ones harness/run/shard.py assigns to their index.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from support import PROJECT
 
-from harness.registry import load_registry
-from harness.shard import shard_of
+from harness.models.registry import load_registry
+from harness.run.shard import shard_of
 
 yaml = pytest.importorskip("yaml", reason="the recipe tests parse YAML with PyYAML (the dev extra)")
 

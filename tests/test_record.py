@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.record import (
+from harness.core.record import (
     SCHEMA_VERSION,
     CaseInfo,
     CaseRecord,

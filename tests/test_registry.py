@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.registry import (
+from harness.models.registry import (
     DEFAULT_REGISTRY,
     RegistryError,
     availability,

@@ -7,7 +7,7 @@ import json
 import pytest
 from support import BenchRun
 
-from harness.cli import main as harness_cli
+from harness.commands.cli import main as harness_cli
 
 TARGET = "test_extraction.py"
 ROWS = 8

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from support import BenchRun, requires_llamacpp
 
-from harness.cli import main as harness_cli
-from harness.confidence import agreement, choice_margin, choice_probabilities, passed_share
-from harness.record import CaseRecord
+from harness.commands.cli import main as harness_cli
+from harness.core.confidence import agreement, choice_margin, choice_probabilities, passed_share
+from harness.core.record import CaseRecord
 from harness.report.routes import from_records, paired_items, route_items, shown_points
 
 THRESHOLDS = (0.3, 0.6)

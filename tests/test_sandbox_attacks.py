@@ -32,7 +32,7 @@ from harness.sandbox import Limits, Result, Sandbox, SandboxError
 
 LIMITS = Limits(timeout_s=3.0, memory_bytes=256 << 20, output_bytes=8192)
 SECRET = "sk-issue15-harness-secret-0451"
-HARNESS_SOURCE = Path(__file__).resolve().parents[1] / "harness" / "sandbox.py"
+HARNESS_SOURCE = Path(__file__).resolve().parents[1] / "harness" / "sandbox" / "__init__.py"
 WRONG = "\ndef add(a, b):\n    return a - b\n\nassert add(2, 3) == 5\n"  # every attack ends as a wrong solution
 
 
@@ -353,7 +353,7 @@ print(started, flush=True)
 
 
 def test_the_jail_shows_only_the_interpreter(sandbox: Sandbox, watch: Watch) -> None:
-    checkout = str(HARNESS_SOURCE.parents[1])
+    checkout = str(HARNESS_SOURCE.parents[2])
     program = f"""
 import os, socket
 for path in [{checkout!r}, {str(watch.canary)!r}, '/root', '/home', '/var/tmp', '/run', '/tmp', '/dev/shm',

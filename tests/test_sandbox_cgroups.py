@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import cgroups
-from harness.cgroups import Cgroup
+from harness.sandbox import cgroups
+from harness.sandbox.cgroups import Cgroup
 
 
 def test_a_real_group_limits_and_kills_everything_in_it() -> None:

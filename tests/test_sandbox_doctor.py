@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from harness.doctor import check_sandbox
-from harness.isolation import LEVELS
+from harness.commands.doctor import check_sandbox
+from harness.sandbox.isolation import LEVELS
 
 
 def test_doctor_states_what_each_level_protects_and_what_not() -> None:

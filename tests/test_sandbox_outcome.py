@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from harness.sandbox import Limits
-from harness.sandbox_outcome import outcome
+from harness.sandbox.outcome import outcome
 
 PROGRAM = "def f(x):\n    return x\n\nassert f(2) == 3\n"
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-import harness.isolation as isolation
 import harness.sandbox as sandbox_module
-from harness.isolation import Plan, candidates, diagnose, jail_parent
+import harness.sandbox.isolation as isolation
 from harness.sandbox import Limits, Sandbox, SandboxError
+from harness.sandbox.isolation import Plan, candidates, diagnose, jail_parent
 
 LIMITS = Limits(timeout_s=5.0, memory_bytes=256 << 20, output_bytes=4096)
 HONEST = "import os, tempfile\nassert sum(range(4)) == 6\nprint('fine', tempfile.gettempdir())\n"
@@ -154,7 +154,7 @@ def test_install_bubblewrap_is_only_advised_where_it_is_missing(monkeypatch: pyt
 
 
 def test_doctor_says_what_stops_an_installed_bubblewrap(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.doctor import check_sandbox
+    from harness.commands.doctor import check_sandbox
 
     if not _installed("bwrap") or not _installed("unshare"):
         pytest.skip("needs bubblewrap and util-linux's unshare")

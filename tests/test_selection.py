@@ -1,5 +1,5 @@
 """`-k` and `-m` without --models reach every registry model; what cannot run is skipped with
-its reason (harness/selection.py, and end to end through the real benchmarks/)."""
+its reason (harness/run/selection.py, and end to end through the real benchmarks/)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from fake_servers import send_json, send_ndjson, serve
 from support import BenchRun
 
-from harness.registry import DEFAULT_REGISTRY, load_registry
-from harness.selection import select_by_expressions
+from harness.models.registry import DEFAULT_REGISTRY, load_registry
+from harness.run.selection import select_by_expressions
 
 REGISTRY = load_registry([DEFAULT_REGISTRY])
 LARGE = {"codellama-7b", "qwen2.5-7b", "qwen2.5-14b", "qwen2.5-7b-fp32", "qwen2.5-7b-int8", "qwen2.5-14b-nf4",

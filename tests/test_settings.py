@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from support import BenchRun
 
-from harness.settings import Settings, defaults, options, resolve_values
+from harness.core.settings import Settings, defaults, options, resolve_values
 from harness.suites import extraction, mmlu, vue
 
 

@@ -1,4 +1,4 @@
-"""Shard selection (harness/shard.py) and the checks before shards merge (harness/report/merge.py)."""
+"""Shard selection (harness/run/shard.py) and the checks before shards merge (harness/report/merge.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from support import BENCHMARKS, PROJECT
 
 from harness.report.merge import ShardMismatch, check_shards, merged_metadata
 from harness.report.write import model_loads
-from harness.shard import Shard, items_fingerprint, parse_shard, resolve_shard, shard_of
+from harness.run.shard import Shard, items_fingerprint, parse_shard, resolve_shard, shard_of
 
 IDS = [f"benchmarks/test_mmlu.py::test_mmlu[oracle-astronomy-{n}]" for n in range(300)]
 
@@ -36,7 +36,7 @@ def test_shards_cover_every_case_exactly_once_and_evenly() -> None:
 
 def test_the_split_is_the_same_in_another_interpreter() -> None:
     # Python's hash() of a str is salted per process (PYTHONHASHSEED); the digest is not.
-    code = "from harness.shard import shard_of; import sys; print([shard_of(i, 4) for i in sys.argv[1:]])"
+    code = "from harness.run.shard import shard_of; import sys; print([shard_of(i, 4) for i in sys.argv[1:]])"
     out = [subprocess.run([sys.executable, "-c", code, *IDS[:20]], cwd=PROJECT, capture_output=True, text=True,
                           env={"PYTHONPATH": str(PROJECT), "PYTHONHASHSEED": seed}, check=True).stdout
            for seed in ("1", "2")]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.settings import defaults, option, options
+from harness.core.settings import defaults, option, options
 from harness.suites import unit
 from harness.suites.base import Item
 from harness.suites.unit import LoadContext, Suite

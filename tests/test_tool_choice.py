@@ -52,7 +52,7 @@ def test_router_tool_choice_is_validated(bench: BenchRun, value: str, ok: bool) 
 
 def test_required_applies_to_the_first_turn_and_the_suite_gives_the_instructions() -> None:
     from harness.backends.scripted import ScriptedBackend
-    from harness.call import ModelCall
+    from harness.models.call import ModelCall
     from harness.strategies.delegate import route
     from harness.suites import gsm8k, mbpp
 
@@ -70,8 +70,8 @@ def test_required_applies_to_the_first_turn_and_the_suite_gives_the_instructions
 def test_cached_tool_calls_come_back_typed(tmp_path: Path) -> None:
     from harness.backends.base import Request, ToolCall
     from harness.backends.scripted import ScriptedBackend
-    from harness.cache import ResponseCache
-    from harness.call import CallPolicy, ModelCall
+    from harness.models.cache import ResponseCache
+    from harness.models.call import CallPolicy, ModelCall
 
     backend = ScriptedBackend.from_steps([{"tool_calls": [{"name": "ask_small_model", "arguments": "{oops"}]}])
     model = ModelCall(backend.spec, backend, CallPolicy(cache=ResponseCache(tmp_path)))

@@ -10,11 +10,11 @@ import pytest
 
 from harness.backends.base import BackendError, Request
 from harness.backends.scripted import ScriptedBackend
-from harness.call import ModelCall
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
+from harness.core.transcript import Message, Transcript, TranscriptBuilder, bounded, clip
+from harness.models.call import ModelCall
 from harness.report.transcript_view import reason, terminal
 from harness.strategies.delegate import route
-from harness.transcript import Message, Transcript, TranscriptBuilder, bounded, clip
 
 
 def _models(builder: TranscriptBuilder, **steps: list[Any]) -> dict[str, ModelCall]:

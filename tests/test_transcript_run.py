@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from support import BENCHMARKS
 
-from harness.cli import main
+from harness.commands.cli import main
 from harness.report import html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness.backends.base import BackendError, Request
-from harness.registry import ModelSpec
+from harness.models.registry import ModelSpec
 
 pytestmark = pytest.mark.skipif(
     any(importlib.util.find_spec(m) is None for m in ("torch", "transformers")),

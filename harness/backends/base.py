@@ -1,7 +1,7 @@
 """The backend seam: one small protocol and the value types that cross it.
 
 A backend turns requests into model output. It knows nothing of suites, scoring or pytest;
-timing, retries and caching live in one place (harness/call.py), not in each backend.
+timing, retries and caching live in one place (harness/models/call.py), not in each backend.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from typing import Any
 
 from harness.backends.base import BackendError, Generation
 from harness.backends.host_place import locked, write_exit_status
-from harness.registry import ModelSpec, create_backend
+from harness.models.registry import ModelSpec, create_backend
 
 KEY_VARIABLE = "HARNESS_HOST_KEY"
 # The protocol's calls a client may make; `hello` answers what the host offers.

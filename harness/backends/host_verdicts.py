@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from harness.registry import ModelSpec
+from harness.models.registry import ModelSpec
 
 # Probe outcomes per model file within this process: a restarted host needs no second probe.
 _PROBED: dict[str, dict[str, str]] = {}

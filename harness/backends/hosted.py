@@ -44,7 +44,7 @@ from harness.backends.base import (
 from harness.backends.host import KEY_VARIABLE, spec_to_json
 from harness.backends.host_place import HostPlace, alive, shared_folder
 from harness.backends.host_verdicts import known_verdict, remember_verdict
-from harness.registry import ModelSpec
+from harness.models.registry import ModelSpec
 
 MAX_CRASH_STREAK = 3
 STDERR_TAIL_LINES = 20

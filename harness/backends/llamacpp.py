@@ -49,7 +49,7 @@ from harness.backends.modelfiles import (
     resolve_model_path,
 )
 from harness.backends.toolcalls import openai_tool_choice, parse_tool_calls
-from harness.registry import ModelSpec
+from harness.models.registry import ModelSpec
 
 
 def available(spec: ModelSpec) -> str | None:

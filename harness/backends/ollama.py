@@ -32,7 +32,7 @@ from harness.backends.base import (
     Unsupported,
     Usage,
 )
-from harness.registry import ModelSpec
+from harness.models.registry import ModelSpec
 
 try:
     import httpx

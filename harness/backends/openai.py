@@ -40,7 +40,7 @@ from harness.backends.base import (
 )
 from harness.backends.servers import pid_listening_on
 from harness.backends.toolcalls import openai_tool_choice
-from harness.registry import ModelSpec
+from harness.models.registry import ModelSpec
 
 try:
     import openai
@@ -113,7 +113,7 @@ class OpenAIBackend(BackendBase):
         self.name = spec.name
         self.spec = spec
         self.base_url = spec.options.get("base_url")
-        # Retries belong to the call wrapper (harness/call.py), so the client makes none.
+        # Retries belong to the call wrapper (harness/models/call.py), so the client makes none.
         self.client = openai.OpenAI(api_key=key, base_url=self.base_url, max_retries=0,
                                     timeout=spec.options.get("timeout_s", timeout_s))
         self.supports_loglikelihood = bool(spec.options.get("loglikelihood", False))

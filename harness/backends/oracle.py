@@ -18,7 +18,7 @@ from harness.backends.base import (
     Request,
     Usage,
 )
-from harness.registry import ModelSpec
+from harness.models.registry import ModelSpec
 
 
 def _words(text: str | None) -> int:

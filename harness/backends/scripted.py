@@ -46,7 +46,7 @@ from harness.backends.base import (
     Unsupported,
     Usage,
 )
-from harness.registry import ModelSpec
+from harness.models.registry import ModelSpec
 
 
 def available(spec: ModelSpec) -> str | None:

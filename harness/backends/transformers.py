@@ -53,7 +53,7 @@ from harness.backends.chat_format import (
 )
 from harness.backends.modelfiles import default_threads
 from harness.backends.toolcalls import parse_tool_calls
-from harness.registry import ModelSpec
+from harness.models.registry import ModelSpec
 
 _DTYPES = ("float32", "bfloat16", "float16")
 

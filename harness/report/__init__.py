@@ -1,6 +1,6 @@
 """Reports of a run: aggregate case records into rows, render them, write the run's files.
 
-Everything here takes typed case records (harness/record.py) through one aggregation
+Everything here takes typed case records (harness/core/record.py) through one aggregation
 (aggregate.py); suite reports plug in through the `pytest_harness_report` hook (hooks.py). The
 summaries need the standard library only, so `harness report` re-renders a finished run without
 any optional dependency installed.

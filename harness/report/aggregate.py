@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.record import ERROR_STATUSES, SCORED_STATUSES, CaseRecord, as_records
+from harness.core.record import ERROR_STATUSES, SCORED_STATUSES, CaseRecord, as_records
 from harness.report.resources import ModelShare, figures, model_shares
 from harness.report.stats import mean, percentile, wilson_interval
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
 from harness.report.aggregate import Group, aggregate
 from harness.report.hooks import RunData, hookimpl
 from harness.report.stats import mean, wilson_interval

@@ -22,7 +22,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
 from harness.report import html_columns
 from harness.report.aggregate import Group
 from harness.report.html import page

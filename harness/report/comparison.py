@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
 from harness.report.aggregate import Group, aggregate, by_suite
 from harness.report.hooks import RunData, hookimpl
 from harness.report.paired import headlines, paired

@@ -32,8 +32,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.extraction_format import SOURCE, same_answer
-from harness.record import CaseRecord
+from harness.core.extraction_format import SOURCE, same_answer
+from harness.core.record import CaseRecord
 from harness.report.aggregate import aggregate
 from harness.report.extraction_table import COLUMNS, QUALITY, MetricRow, read_metrics_csv, write_metrics_csv
 from harness.report.hooks import RunData, hookimpl

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.extraction_format import SOURCE
-from harness.record import CaseRecord
+from harness.core.extraction_format import SOURCE
+from harness.core.record import CaseRecord
 from harness.report.extraction_metrics import FOLDER, extraction_records, prediction_of, quality, reference_of
 from harness.report.hooks import RunData, hookimpl
 

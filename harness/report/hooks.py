@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
 
 if TYPE_CHECKING:  # the aggregation loads when a report runs, not when pytest adds this hook
     from harness.report.aggregate import Group

@@ -253,7 +253,7 @@ def render(run: RunData, sections: Sequence[tuple[str, str]] = ()) -> str:
         parts += ["<h2>Pair strategies against the large model alone</h2>",
                   html_columns.headline_table("headlines-table", heads)]
     decision = run.metadata.get("decision")
-    if isinstance(decision, Mapping) and decision.get("suites"):  # --decide (harness/decide.py)
+    if isinstance(decision, Mapping) and decision.get("suites"):  # --decide (harness/run/decide.py)
         parts += ["<h2>Decision</h2>",
                   html_columns.decision_table("decision-table", sorted(decision["suites"].items()))]
     for index, lab in enumerate(labs(run)):  # the routing lab of the run's pair (harness/report/routes.py)

@@ -158,7 +158,7 @@ def hosts_table(table_id: str, loads: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def decision_table(table_id: str, suites: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
-    """--decide's outcome per suite (harness/decide.py): rows are (suite, decision data)."""
+    """--decide's outcome per suite (harness/run/decide.py): rows are (suite, decision data)."""
     columns = [
         Column("suite", lambda r: r[0], is_text=True),
         Column("decision", lambda r: r[1]["decision"], is_text=True),

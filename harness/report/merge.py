@@ -1,6 +1,6 @@
 """Shards of one run read back from the shared store as one run: checked first, then merged.
 
-Each shard of a run split over machines (harness/shard.py) leaves its own entry in the store: its
+Each shard of a run split over machines (harness/run/shard.py) leaves its own entry in the store: its
 index and count, machine, code version, items fingerprint and settings. Before `harness report
 --store URI RUN` renders the run, every entry must agree and every shard must have finished; a
 difference is refused with a message that names the shard and what differs, since a run whose

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
 from harness.report.aggregate import Group, SummaryRow
 from harness.report.hooks import RunData, hookimpl
 from harness.report.stats import near_chance

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
 from harness.report.aggregate import Group, aggregate, by_suite
 from harness.report.stats import mcnemar_exact, paired_difference
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
 from harness.report.paired import PairedComparison, compare_items, match_runs
 from harness.report.stats import percentile
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from math import comb
 from typing import Any
 
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
 from harness.report.aggregate import aggregate
 from harness.report.hooks import RunData, hookimpl
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
 
 
 def _number(value: Any) -> float | None:

@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.confidence import TESTS_PASSED
-from harness.record import CaseRecord
+from harness.core.confidence import TESTS_PASSED
+from harness.core.record import CaseRecord
 from harness.report.aggregate import latest
 from harness.report.hooks import RunData, hookimpl
 from harness.report.stats import wilson_interval

@@ -4,7 +4,7 @@ answer, with the reason of every error, crash or invalid answer) and in the term
 
 The page gets each transcript again bounded (PAGE_MESSAGE_CHARS per case) and the whole page a
 budget (PAGE_CHARS), so a run of thousands of agent cases still opens; the terminal gets the
-record's transcript whole (it is bounded when recorded, harness/transcript.py).
+record's transcript whole (it is bounded when recorded, harness/core/transcript.py).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import textwrap
 from dataclasses import asdict
 from typing import Any
 
-from harness.record import CaseRecord
-from harness.transcript import Message, Transcript, bounded
+from harness.core.record import CaseRecord
+from harness.core.transcript import Message, Transcript, bounded
 
 PAGE_MESSAGE_CHARS = 12_000  # one case's transcript on the page
 PAGE_CHARS = 8_000_000  # all transcripts on the page; later cases say `harness show` instead

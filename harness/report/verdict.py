@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
 from harness.report.aggregate import Group, SummaryRow, by_suite
 from harness.report.mmlu_analysis import CHANCE as MMLU_CHANCE
 from harness.report.paired import PairedComparison, compare_pair

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
 from harness.report.aggregate import SummaryRow, aggregate, latest
 from harness.report.paired import headlines, paired
 from harness.report.tables import markdown, markdown_sections, write_csv

@@ -37,7 +37,7 @@ class Store(Protocol):
         """The case records of one run, in the order they were first added."""
 
     def put_shard(self, run_id: str, shard: dict[str, Any]) -> None:
-        """Keep what one shard of a run says about itself (harness/shard.py shard_metadata),
+        """Keep what one shard of a run says about itself (harness/run/shard.py shard_metadata),
         upserted by (run_id, shard index): a resumed shard replaces its own entry."""
 
     def shards(self, run_id: str) -> list[dict[str, Any]]:

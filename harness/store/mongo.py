@@ -2,7 +2,7 @@
 
 Four collections in the URI's database (default `harness`): `runs` (one document per run:
 metadata, start, finish, summary), `cases` (one document per case record, the record itself),
-`shards` (one document per shard of a run split over machines, harness/shard.py) and `tasks` (a
+`shards` (one document per shard of a run split over machines, harness/run/shard.py) and `tasks` (a
 suite's items, from `harness import-tasks`). Every write is an upsert on a unique key
 ((run_id, case_id) for cases, (suite, split, item_id) for tasks), so a retried write or a second
 import replaces the document rather than adding one.

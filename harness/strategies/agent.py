@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from harness.call import ModelCall
+from harness.models.call import ModelCall
 from harness.strategies.tool_loop import LoopResult, Tool, ToolError, run_tool_loop
 
 SYSTEM = ("You are a coding agent working in a Vue 3 + TypeScript project built with Vite. Use the tools "

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from harness.call import ModelCall
+from harness.models.call import ModelCall
 from harness.sandbox import Result, Sandbox, SandboxError
 from harness.strategies import single
 from harness.suites.code import CodeTask

@@ -1,7 +1,7 @@
 """Batched scoring: many cases' loglikelihood questions in one model call, one record per case.
 
 Every item stays its own pytest case. The first case of a batch asks `upcoming()` which cases
-this process will run next (same test, same model; see harness/upcoming.py), builds their
+this process will run next (same test, same model; see harness/run/upcoming.py), builds their
 questions, scores up to `size` of them in one backend call (`loglikelihood_groups`) and keeps the
 others' answers in a per-process memo; when their turn comes they take their answer from it.
 Each case accounts only its own share: its usage is what it would be alone, and its model time is
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.backends.base import LoglikelihoodRequest, Loglikelihoods
-from harness.call import ModelCall
+from harness.models.call import ModelCall
 
 # (case id, whatever the question builder needs: the plugin's Case) of the cases to come.
 Upcoming = Callable[[], Sequence[tuple[str, Any]]]

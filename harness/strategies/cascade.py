@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.call import ModelCall
+from harness.models.call import ModelCall
 from harness.sandbox import Sandbox
 from harness.strategies.attempts import GREEDY, Attempt, Variant, attempt, totals
 from harness.suites.code import CodeTask

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from harness.call import ModelCall
-from harness.confidence import TESTS_PASSED, passed_share
+from harness.core.confidence import TESTS_PASSED, passed_share
+from harness.models.call import ModelCall
 from harness.report import passk
 from harness.sandbox import Sandbox, SandboxError
 from harness.strategies import cascade

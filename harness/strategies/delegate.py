@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.call import ModelCall
+from harness.models.call import ModelCall
 from harness.strategies import single
 from harness.strategies.calculator import TOOL_NAME as CALCULATOR
 from harness.strategies.calculator import calculator_tool

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from harness.backends.base import Request, Unsupported
 
 if TYPE_CHECKING:  # the call layer sits above this module's pure part
-    from harness.call import ModelCall
+    from harness.models.call import ModelCall
 
 Message = dict[str, str]
 # Counts the tokens of the prompt the given messages make; budget:T needs one.

@@ -6,8 +6,8 @@ import math
 from collections.abc import Sequence
 
 from harness.backends.base import Generation, LoglikelihoodRequest, Request
-from harness.call import ModelCall
-from harness.confidence import MEAN_LOGPROB
+from harness.core.confidence import MEAN_LOGPROB
+from harness.models.call import ModelCall
 
 
 def choose(model: ModelCall, context: str, continuations: Sequence[str], reference: str | None = None) -> int:

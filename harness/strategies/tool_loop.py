@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from harness.backends.base import Request, ToolCall
-from harness.call import ModelCall
-from harness.record import ToolCallRecord  # a call as the case record keeps it
+from harness.core.record import ToolCallRecord  # a call as the case record keeps it
+from harness.models.call import ModelCall
 
 StopReason = Literal["answer", "finish_tool", "max_turns"]
 ToolChoice = Literal["auto", "required"]

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.settings import option
+from harness.core.settings import option
 from harness.suites.base import DataError, Item, Score, sample
 from harness.suites.unit import LoadContext, Suite
 

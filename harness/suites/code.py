@@ -1,7 +1,7 @@
 """What the code-generation suites share: reading code out of a model's answer, and the task a
 strategy solves (a prompt, how to turn an answer into a program, and checking that program).
 
-Pure Python: running a program is the sandbox's job (harness/sandbox.py); a CodeTask only says
+Pure Python: running a program is the sandbox's job (harness/sandbox/__init__.py); a CodeTask only says
 which program to run.
 """
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.extraction_format import OUTPUT_PREFIXES, SOURCE, same_answer
-from harness.settings import option
+from harness.core.extraction_format import OUTPUT_PREFIXES, SOURCE, same_answer
+from harness.core.settings import option
 from harness.suites.base import DataError, Item, Score, sample
 from harness.suites.unit import LoadContext, Suite
 

@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from harness.settings import option
+from harness.core.settings import option
 from harness.suites.base import DataError, Item, Score, json_lines, sample
 from harness.suites.unit import LoadContext, Suite
 

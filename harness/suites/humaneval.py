@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.settings import option
+from harness.core.settings import option
 from harness.suites.base import DataError, Item, json_lines, sample
 from harness.suites.code import CodeTask, defines_function, extract_code, truncate_at_stops
 from harness.suites.unit import LoadContext, Suite

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.settings import option
+from harness.core.settings import option
 from harness.suites.base import DataError, Item, json_lines, sample
 from harness.suites.code import CodeTask, extract_code, function_under_test
 from harness.suites.unit import LoadContext, Suite

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.settings import option
+from harness.core.settings import option
 from harness.suites import mmlu_subjects
 from harness.suites.base import DataError, Item, Score, sample
 from harness.suites.unit import LoadContext, Suite

@@ -11,7 +11,7 @@ the model), is this one declaration, so a new suite is one module plus its bench
     SUITE = Suite("toy", load=load_items, options=ToyOptions, tags=("topic",),
                   reports=("my_package.toy_report",))
 
-- options: a frozen dataclass of `option(...)` fields (harness/settings.py), named with the suite's
+- options: a frozen dataclass of `option(...)` fields (harness/core/settings.py), named with the suite's
   prefix (the name unless given): `--toy-shots`, `HARNESS_TOY_SHOTS`, `harness_toy_shots`;
 - load(options, context) -> items: `context` holds the harness-wide samples, seed and root folder;
 - tags: keys of `item.input` whose values every record of the item carries in `record.tags` (MMLU's
@@ -39,7 +39,7 @@ from typing import Any
 
 import pytest
 
-from harness.settings import add_options, options, resolve
+from harness.core.settings import add_options, options, resolve
 from harness.suites.base import Item
 
 ENTRY_POINT_GROUP = "harness.suites"

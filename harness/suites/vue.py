@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.settings import option
+from harness.core.settings import option
 from harness.suites.base import DataError, Item, Score, sample
 from harness.suites.unit import LoadContext, Suite
 from harness.suites.vue_project import FIXTURES, TypeCheck, VueProject, Workspace

@@ -12,8 +12,8 @@ from fake_servers import send_json, send_ndjson, serve
 
 from harness.backends.base import BackendError, Request, RetryableError, ToolCall, Unsupported
 from harness.backends.ollama import OllamaBackend, available, host_of, installed_models
-from harness.call import CallPolicy, ModelCall
-from harness.registry import ModelSpec
+from harness.models.call import CallPolicy, ModelCall
+from harness.models.registry import ModelSpec
 
 # From Ollama's API documentation (docs/api.md), /api/generate streaming and /api/chat.
 GENERATE_STREAM = [

@@ -13,10 +13,10 @@ from fake_servers import send_json, serve
 
 from harness.backends.base import BackendError, BackendTimeout, LoglikelihoodRequest, Request
 from harness.backends.openai import OpenAIBackend, available
-from harness.cache import ResponseCache
-from harness.call import CallPolicy, ModelCall
-from harness.monitor import Monitor
-from harness.registry import ModelSpec, create_backend
+from harness.models.cache import ResponseCache
+from harness.models.call import CallPolicy, ModelCall
+from harness.models.registry import ModelSpec, create_backend
+from harness.monitor.sampler import Monitor
 
 MCQ = ("The following are multiple choice questions (with answers) about astronomy.\n\n"
        "Which planet is closest to the Sun?\nA. Venus\nB. Mercury\nC. Mars\nD. Earth\nAnswer:")

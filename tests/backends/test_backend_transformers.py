@@ -16,7 +16,7 @@ import pytest
 from support import BenchRun
 
 from harness.backends.base import BackendError, LoglikelihoodRequest, Request
-from harness.registry import ModelSpec
+from harness.models.registry import ModelSpec
 
 pytestmark = [
     pytest.mark.slow,

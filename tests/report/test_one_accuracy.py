@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
 from harness.report import comparison, passk
 from harness.report.aggregate import Group, aggregate, latest, summarize
 from harness.report.hooks import RunData, hookimpl, report_manager, run_reports

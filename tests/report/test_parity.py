@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.record import CaseRecord
+from harness.commands.cli import main
+from harness.core.record import CaseRecord
 from harness.report.parity import parity
 
 LETTERS = "ABCD"

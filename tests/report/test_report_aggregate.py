@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
 from harness.report.aggregate import SummaryRow, summarize
 
 

@@ -15,7 +15,7 @@ import pytest
 from browser import CHROMIUM, Browser
 from page_records import known_pair, record, two_runs
 
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
 from harness.report import compare_page, html
 from harness.report.hooks import RunData
 from harness.report.paired import compare_runs

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from page_records import known_pair, record, two_runs
 
-from harness import cli
-from harness.record import CaseRecord
+from harness.commands import cli
+from harness.core.record import CaseRecord
 from harness.report import compare_page, frontier, html, html_columns
 from harness.report.aggregate import aggregate
 from harness.report.hooks import RunData

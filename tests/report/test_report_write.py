@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
 from harness.report.aggregate import summarize
 from harness.report.tables import markdown, scoreboard
 from harness.report.write import ResultsLog, read_results, render_run, write_summary

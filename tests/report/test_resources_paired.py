@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from harness.case_monitor import CaseWindows, merge
-from harness.monitor import Monitor
-from harness.record import CaseRecord, ModelUsage
+from harness.core.record import CaseRecord, ModelUsage
+from harness.monitor.cases import CaseWindows, merge
+from harness.monitor.sampler import Monitor
 from harness.report.aggregate import aggregate, summarize
 from harness.report.paired import headlines, paired
 from harness.report.stats import mcnemar_exact, paired_difference, percentile

@@ -1,5 +1,5 @@
 """The sequential paired test of --decide (harness/report/sequential.py) and its run-side state
-(harness/decide.py): known values, error control on simulated streams, the seeded plan."""
+(harness/run/decide.py): known values, error control on simulated streams, the seeded plan."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.decide import DECISION_FILE, PLAN_FILE, Decider, Variant, decided_reason, order_key, plan_cases
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
+from harness.core.settings import defaults
 from harness.report.sequential import OneSidedTest, SequentialPairedTest, fixed_size_items
-from harness.settings import defaults
+from harness.run.decide import DECISION_FILE, PLAN_FILE, Decider, Variant, decided_reason, order_key, plan_cases
 
 
 def test_the_bet_and_the_wealth_by_hand() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
 from harness.report import vue_report
 from harness.report.aggregate import aggregate
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from support import PROJECT, BenchRun
 
-from harness.cli import main as harness_cli
+from harness.commands.cli import main as harness_cli
 from harness.suites import mbpp
 from harness.suites.unit import LoadContext
 

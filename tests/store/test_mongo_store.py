@@ -17,13 +17,13 @@ import pytest
 from mongo_server import MongoServer, free_port
 from support import SHARED_DATA, BenchRun, case
 
-from harness.cli import main as harness_cli
+from harness.commands.cli import main as harness_cli
 from harness.store import Store, open_store
 from harness.suites.base import Item
 
 pymongo = pytest.importorskip("pymongo", reason="the MongoDB store needs the mongodb extra")
+from harness.commands.tasks import load_suite  # noqa: E402
 from harness.store.mongo import TIMEOUT_S, MongoStore, import_tasks, redact  # noqa: E402
-from harness.tasks import load_suite  # noqa: E402
 
 MMLU_SAMPLE = "fixtures/mmlu"
 SAMPLE_TEST_ITEMS = 32  # fixtures/mmlu: 4 subjects x 8 test questions

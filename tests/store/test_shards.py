@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from support import BENCHMARKS, PROJECT
 
-from harness.cli import main as harness_cli
+from harness.commands.cli import main as harness_cli
 
 pymongo = pytest.importorskip("pymongo", reason="the MongoDB store needs the mongodb extra")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from support import BENCHMARKS, PROJECT, case
 
-from harness.cli import main as harness_cli
+from harness.commands.cli import main as harness_cli
 from harness.store import open_store
 
 pymongo = pytest.importorskip("pymongo", reason="the MongoDB store needs the mongodb extra")

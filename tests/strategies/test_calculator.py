@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness.backends.scripted import ScriptedBackend
-from harness.call import ModelCall
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
+from harness.models.call import ModelCall
 from harness.report.comparison import compare
 from harness.strategies.calculator import calculator_tool, evaluate
 from harness.strategies.delegate import route

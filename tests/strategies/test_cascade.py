@@ -10,7 +10,7 @@ import pytest
 from support import PROJECT, BenchRun
 
 from harness.backends.scripted import ScriptedBackend
-from harness.call import ModelCall
+from harness.models.call import ModelCall
 from harness.sandbox import Sandbox, SandboxError
 from harness.strategies import cascade, code
 from harness.suites import mbpp

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from harness.backends.scripted import ScriptedBackend
-from harness.call import ModelCall
+from harness.models.call import ModelCall
 from harness.report.comparison import compare
 from harness.strategies.delegate import TOOL_NAME, route
 

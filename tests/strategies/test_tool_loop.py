@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.backends.scripted import ScriptedBackend
-from harness.call import ModelCall
+from harness.models.call import ModelCall
 from harness.strategies.tool_loop import Tool, ToolError, run_tool_loop
 
 

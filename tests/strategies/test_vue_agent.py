@@ -11,7 +11,7 @@ import pytest
 from vue_support import requires_vue_tools
 
 from harness.backends.scripted import ScriptedBackend
-from harness.call import ModelCall
+from harness.models.call import ModelCall
 from harness.strategies import agent
 from harness.suites import vue
 from harness.suites.base import Item

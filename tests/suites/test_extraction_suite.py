@@ -175,7 +175,7 @@ def test_thinking_that_ran_out_of_tokens_says_so_with_the_limit() -> None:
 
 
 def test_max_tokens_defaults_to_the_originals_1024() -> None:
-    from harness.settings import defaults
+    from harness.core.settings import defaults
 
     options = defaults(extraction.Options, "extraction")
     assert options.max_tokens == 1024 and options.bertscore_model is None

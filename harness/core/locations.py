@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 # Package data (pyproject.toml [tool.setuptools.package-data]): present in an installed wheel too.
-PACKAGED_REGISTRY = Path(__file__).resolve().with_name("models.toml")
+PACKAGED_REGISTRY = Path(__file__).resolve().parents[1] / "models.toml"  # harness/models.toml
 REGISTRY_NAME = "models.toml"
 CACHE_NAME = "llm-bench-harness"
 

@@ -28,7 +28,7 @@ from typing import Any
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 # The harness's own package and the project's benchmark modules: what decides how a case is asked
 # and scored. Digested, so a shard built from other code is told apart with or without git.
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]  # harness/, above run/
 
 
 @dataclass(frozen=True)

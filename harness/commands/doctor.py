@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.backends.base import BackendError
-from harness.locations import registry_files
-from harness.registry import ModelSpec, availability, create_backend, load_registry
+from harness.core.locations import registry_files
+from harness.models.registry import ModelSpec, availability, create_backend, load_registry
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 
 # (import name, distribution, what needs it, how to get it)
 PACKAGES = (
@@ -139,8 +139,8 @@ def check_gpus() -> list[Finding]:
 def check_sandbox() -> list[Finding]:
     """The level `auto` picks, then per level: whether it works here, what it protects and not."""
     try:
-        from harness.isolation import LEVELS, PROTECTS
         from harness.sandbox import Sandbox, SandboxError
+        from harness.sandbox.isolation import LEVELS, PROTECTS
     except ImportError as exc:
         return [Finding("sandbox", "isolation", False, f"unavailable: {exc}", "reinstall the project")]
     bwrap_fix = ("apt-get install bubblewrap (the strongest level: no network, no filesystem but the interpreter)"

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.record import CaseRecord
+from harness.core.record import CaseRecord
+from harness.core.settings import Settings
 from harness.report.sequential import Decision, SequentialPairedTest
-from harness.settings import Settings
 
 PLAN_FILE = "decide-plan.json"
 DECISION_FILE = "decision.json"

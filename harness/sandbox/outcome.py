@@ -1,4 +1,4 @@
-"""Reading a sandboxed program's outcome from the worker's answer (harness/sandbox_worker.py).
+"""Reading a sandboxed program's outcome from the worker's answer (harness/sandbox/worker.py).
 
 A pass needs the runner's proof (the per-run secret given back after the program's last
 statement), never the exit status alone; the detail names the failed assertion, the exception,
@@ -13,12 +13,12 @@ import signal
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
-PROGRAM_FILE = "program.py"  # the name tracebacks give the program (sandbox_worker.py's PROGRAM)
+PROGRAM_FILE = "program.py"  # the name tracebacks give the program (worker.py's PROGRAM)
 Outcome = Literal["pass", "fail", "timeout", "crash", "sandbox_error"]
 
 
 class Limits(Protocol):
-    """The limits a detail names (harness.isolation.Limits; a lower layer cannot import it)."""
+    """The limits a detail names (harness.sandbox.isolation.Limits; a lower layer cannot import it)."""
 
     @property
     def timeout_s(self) -> float: ...

@@ -1,7 +1,7 @@
 """A case's conversation, as the record keeps it: every message in order, who it went to or came
 from, the tool calls with their raw arguments, the tool results and the final answer.
 
-`TranscriptBuilder` is fed by the call wrapper (harness/call.py) with every generate request and
+`TranscriptBuilder` is fed by the call wrapper (harness/models/call.py) with every generate request and
 answer of every model a case uses, and by the tool loop with each tool result, in the order they
 happen; so one builder per case gives the router's whole story (the large model's call, the small
 model's prompt and answer, the tool result that went back, the final answer) and the same for the

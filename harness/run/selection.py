@@ -17,8 +17,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable
 
-from harness.internals import compile_expression
-from harness.registry import ModelSpec, Selection, availability
+from harness.models.registry import ModelSpec, Selection, availability
+from harness.run.internals import compile_expression
 
 # Beyond this many unknown words, a model is kept rather than trying 2**n combinations.
 _MAX_UNKNOWN = 10

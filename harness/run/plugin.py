@@ -2,8 +2,8 @@
 
 Thin by design (like pytest-xdist and pytest's junitxml): each process that runs cases keeps a
 RunSession on config.stash (models, backends, monitors); each case's record is built once
-(harness/record.py build_record) and attached to its report's user_properties; the Controller
-(harness/controller.py), registered on the controller only, collects them, writes the store and
+(harness/core/record.py build_record) and attached to its report's user_properties; the Controller
+(harness/run/controller.py), registered on the controller only, collects them, writes the store and
 the reports once, and prints the scoreboard.
 
 Inert until used: a session that collects no harness case reads no registry, loads no model library
@@ -22,25 +22,25 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.record import RECORD_KEY, TYPED_OUTCOME_FIELDS, CaseRecord, ModelUsage, Outcome
+from harness.core.record import RECORD_KEY, TYPED_OUTCOME_FIELDS, CaseRecord, ModelUsage, Outcome
+from harness.core.settings import add_options, given, resolve
+from harness.core.transcript import TranscriptBuilder  # light: harness.core.record imports it already
 from harness.report import hooks
-from harness.settings import add_options, given, resolve
 from harness.suites import unit
 from harness.suites.base import Item, Score
 from harness.suites.unit import Suite
-from harness.transcript import TranscriptBuilder  # light: harness.record imports it already
 
 # What a session that never uses the harness need not load: the run's machinery is imported where
 # it is first needed (start, the fixtures, the record), so an unrelated pytest run stays about as
 # fast as one without the plugin.
 if TYPE_CHECKING:
     from harness.backends.base import HostCrash
-    from harness.call import ModelCall
-    from harness.case_monitor import CaseWindows
-    from harness.controller import Controller
-    from harness.registry import ModelSpec
-    from harness.session import RunSession
-    from harness.shard import Shard
+    from harness.models.call import ModelCall
+    from harness.models.registry import ModelSpec
+    from harness.monitor.cases import CaseWindows
+    from harness.run.controller import Controller
+    from harness.run.session import RunSession
+    from harness.run.shard import Shard
 
 SESSION: pytest.StashKey[RunSession] = pytest.StashKey()
 CONTROLLER: pytest.StashKey[Controller] = pytest.StashKey()
@@ -51,7 +51,7 @@ WINDOWS: pytest.StashKey[CaseWindows] = pytest.StashKey()
 TRANSCRIPT = pytest.StashKey[TranscriptBuilder]()
 RUN_ID = pytest.StashKey[str]()  # the run id handed to xdist workers before the harness starts
 SHARD: pytest.StashKey[Shard | None] = pytest.StashKey()  # set by start(): no shard before the harness is used
-ITEMS = pytest.StashKey[str]()  # the items fingerprint of the whole run (harness/shard.py)
+ITEMS = pytest.StashKey[str]()  # the items fingerprint of the whole run (harness/run/shard.py)
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,8 @@ class _Idle:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
-        from harness.controller import WORKER_RUN_ID
-        from harness.session import new_run_id
+        from harness.run.controller import WORKER_RUN_ID
+        from harness.run.session import new_run_id
 
         if RUN_ID not in self.config.stash:
             # The run the environment names (HARNESS_RUN_ID or HARNESS_RESUME, as every shard of one
@@ -134,11 +134,11 @@ def start(config: pytest.Config) -> RunSession:
     controller the Controller that writes the run."""
     if SESSION in config.stash:
         return config.stash[SESSION]
-    from harness.controller import WORKER_ANSWERED, WORKER_RUN_ID, Controller
-    from harness.registry import RegistryError
-    from harness.selection import select_by_expressions
-    from harness.session import RunSession, new_run_id
-    from harness.shard import resolve_shard
+    from harness.models.registry import RegistryError
+    from harness.run.controller import WORKER_ANSWERED, WORKER_RUN_ID, Controller
+    from harness.run.selection import select_by_expressions
+    from harness.run.session import RunSession, new_run_id
+    from harness.run.shard import resolve_shard
     from harness.suites import task, taskfile
 
     settings = resolve(config)
@@ -152,7 +152,7 @@ def start(config: pytest.Config) -> RunSession:
     suite_settings = {k: v for s in suites.values() for k, v in s.settings(s.values(config)).items()}
     workerinput = getattr(config, "workerinput", None)
     try:
-        # --shard I/N, or the scheduler's index (harness/shard.py); every shard names the one run.
+        # --shard I/N, or the scheduler's index (harness/run/shard.py); every shard names the one run.
         shard = config.stash[SHARD] = resolve_shard(settings.shard, settings.shard_count)
         if shard is not None and not (settings.run_id or settings.resume):
             raise ValueError(f"shard {shard.label} (from {shard.source}) needs the run id all shards share: "
@@ -178,7 +178,7 @@ def start(config: pytest.Config) -> RunSession:
     idle = config.pluginmanager.get_plugin("harness-idle")
     if idle is not None:
         config.pluginmanager.unregister(idle)
-    if settings.models is None:  # -k/-m naming a model reach every registry model (harness/selection.py)
+    if settings.models is None:  # -k/-m naming a model reach every registry model (harness/run/selection.py)
         try:
             chosen = select_by_expressions(session.registry, config.option.keyword, config.option.markexpr)
         except SyntaxError:
@@ -211,9 +211,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _plan_decision(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """--decide: A and B's cases in a seeded random order, nothing else (harness/decide.py)."""
-    from harness import decide
-
+    """--decide: A and B's cases in a seeded random order, nothing else (harness/run/decide.py)."""
+    from harness.run import decide
     run = config.stash[SESSION]
     pair = decide.variants(run.settings)
     if pair is None:
@@ -237,8 +236,7 @@ def _case_about(item: pytest.Item) -> tuple[str, str, str, str] | None:
 
 
 def _run_dir(config: pytest.Config) -> Path:
-    from harness import locations
-
+    from harness.core import locations
     run = config.stash[SESSION]
     return locations.report_dir(run.settings.report_dir, config.rootpath) / run.run_id
 
@@ -249,8 +247,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     run = item.config.stash.get(SESSION, None)
     if run is None or run.settings.decide is None:
         return
-    from harness import decide
-
+    from harness.run import decide
     about = _case_about(item)
     reason = decide.decided_reason(_run_dir(item.config), about[0]) if about else None
     if reason is not None:
@@ -259,7 +256,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def _keep_shard(config: pytest.Config, items: list[pytest.Item], shard: Shard) -> None:
     """Deselect the cases of other shards, after fingerprinting every case of the run."""
-    from harness.shard import items_fingerprint
+    from harness.run.shard import items_fingerprint
 
     cases = []
     for item in items:
@@ -287,7 +284,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if CONTROLLER in config.stash:
         config.stash[CONTROLLER].add_backends(loaded)
     elif hasattr(config, "workeroutput"):
-        from harness.controller import WORKER_BACKENDS, WORKER_ITEMS
+        from harness.run.controller import WORKER_BACKENDS, WORKER_ITEMS
 
         config.workeroutput[WORKER_BACKENDS] = json.dumps(loaded, default=str)
         if ITEMS in config.stash:
@@ -402,7 +399,7 @@ def _track(request: pytest.FixtureRequest, call: ModelCall) -> ModelCall:
 def upcoming(request: pytest.FixtureRequest) -> Callable[[], list[tuple[str, Any]]]:
     """(node id, case) of the cases of this test and model that this process runs after this one,
     computed when asked: the look-ahead of batched scoring (harness/strategies/batched.py)."""
-    from harness.upcoming import same_kind_ahead
+    from harness.run.upcoming import same_kind_ahead
 
     return lambda: same_kind_ahead(request.node)
 
@@ -449,8 +446,8 @@ def _usage_by_model(calls: list[ModelCall]) -> dict[str, ModelUsage]:
 
 def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
     from harness.backends.base import BackendError, BackendTimeout
-    from harness.endpoints import endpoint_of, requests_by_endpoint
-    from harness.record import CaseInfo, build_record
+    from harness.core.record import CaseInfo, build_record
+    from harness.models.endpoints import endpoint_of, requests_by_endpoint
     from harness.strategies.batched import apportioned_wall
     from harness.suites.base import describe
 
@@ -511,7 +508,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     run = item.config.stash.get(SESSION, None)
     windows = None
     if run is not None and run.settings.monitor_interval > 0:
-        from harness.case_monitor import CaseWindows
+        from harness.monitor.cases import CaseWindows
 
         windows = CaseWindows(run.monitor)
     if windows is not None:
@@ -536,7 +533,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     failed_setup = call.when == "setup" and call.excinfo is not None and \
         not call.excinfo.errisinstance(pytest.skip.Exception)
     if is_case and (call.when == "call" or failed_setup):
-        from harness.record import junit_properties
+        from harness.core.record import junit_properties
 
         rec = _build_record(item, call)
         item.user_properties.extend(junit_properties(rec))

@@ -15,12 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness import locations
 from harness.backends.base import Backend
-from harness.cache import ResponseCache
-from harness.call import CallPolicy, Executors, ModelCall
-from harness.monitor import Monitor
-from harness.registry import (
+from harness.core import locations
+from harness.core.settings import Settings
+from harness.models.cache import ResponseCache
+from harness.models.call import CallPolicy, Executors, ModelCall
+from harness.models.registry import (
     ModelSpec,
     RegistryError,
     availability,
@@ -28,7 +28,7 @@ from harness.registry import (
     create_backend,
     load_registry,
 )
-from harness.settings import Settings
+from harness.monitor.sampler import Monitor
 
 T = TypeVar("T")
 
@@ -38,7 +38,7 @@ def new_run_id() -> str:
 
 
 def registry_files(settings: Settings, rootdir: Path) -> list[Path]:
-    return locations.registry_files(settings.models_file, rootdir)  # the one rule (harness/locations.py)
+    return locations.registry_files(settings.models_file, rootdir)  # the one rule (harness/core/locations.py)
 
 
 class RunSession:

@@ -3,7 +3,7 @@
 A benchmark module runs task files by importing these two names; benchmarks/test_tasks.py is that
 module for this project, and a project of your own needs the same one line:
 
-    from harness.task_cases import pytest_generate_tests, test_task  # noqa: F401
+    from harness.run.task_cases import pytest_generate_tests, test_task  # noqa: F401
 
 Then `pytest --task path/to/task.toml` (a file, a folder of them, or several comma-separated): each
 file is a registered suite (harness/suites/task.py) whose items are cases per model, with the file's
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.call import ModelCall
-from harness.plugin import Case, case_params, start
-from harness.session import RunSession
+from harness.models.call import ModelCall
+from harness.run.plugin import Case, case_params, start
+from harness.run.session import RunSession
 from harness.strategies import single
 from harness.suites.task import Answer, TaskSuite
 from harness.suites.unit import registered

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import Backend
-from harness.endpoints import endpoint_spec, make_pool, pool_urls
-from harness.locations import PACKAGED_REGISTRY
+from harness.core.locations import PACKAGED_REGISTRY
+from harness.models.endpoints import endpoint_spec, make_pool, pool_urls
 
-# The registry shipped inside the package (harness/locations.py says which file a run reads).
+# The registry shipped inside the package (harness/core/locations.py says which file a run reads).
 DEFAULT_REGISTRY = PACKAGED_REGISTRY
 
 # backend name -> "module:factory". The factory takes a ModelSpec and returns a Backend; the

@@ -1,5 +1,5 @@
 """How the sandbox wraps its worker: the isolation levels, their limits, and the command line that
-builds each jail (harness/sandbox.py runs it; harness/sandbox_worker.py is what runs inside).
+builds each jail (harness/sandbox/__init__.py runs it; harness/sandbox/worker.py is what runs inside).
 
 Levels, strongest first; `auto` takes the first that works and never the last:
 
@@ -18,8 +18,8 @@ Levels, strongest first; `auto` takes the first that works and never the last:
   explicitly (`--sandbox rlimits`), and its description says UNISOLATED.
 
 At every level: rlimits (CPU, address space, file size, open files), a control group where the
-machine allows (harness/cgroups.py: memory incl. shared memory, processes, kill-all), and the
-worker's per-run secret (harness/sandbox_worker.py) that makes a pass unforgeable.
+machine allows (harness/sandbox/cgroups.py: memory incl. shared memory, processes, kill-all), and the
+worker's per-run secret (harness/sandbox/worker.py) that makes a pass unforgeable.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from harness.transcript import Transcript
+from harness.core.transcript import Transcript
 
 RECORD_KEY = "harness_record"
 _ANONYMOUS = itertools.count(1)
@@ -189,7 +189,7 @@ class CaseRecord:
     error: str | None = None
     usage: UsageRecord = field(default_factory=UsageRecord)
     timings: TimingRecord = field(default_factory=TimingRecord)
-    resources: dict[str, Any] = field(default_factory=dict)  # the monitor's window (harness/monitor.py)
+    resources: dict[str, Any] = field(default_factory=dict)  # the monitor's window (harness/monitor/sampler.py)
     cost: float = 0.0
     attempts: int = 0  # model calls, retries included
     cache_hits: int = 0
@@ -201,8 +201,8 @@ class CaseRecord:
     tries: list[Try] = field(default_factory=list)  # code suites: every sample / cascade step
     settled_by_small: bool | None = None  # cascade: the small model's answer was final
     isolation: str | None = None  # code suites: the sandbox the program ran in
-    transcript: Transcript | None = None  # the conversation, bounded (harness/transcript.py)
-    confidence: float | None = None  # how sure the answering model was, in [0, 1] (harness/confidence.py)
+    transcript: Transcript | None = None  # the conversation, bounded (harness/core/transcript.py)
+    confidence: float | None = None  # how sure the answering model was, in [0, 1] (harness/core/confidence.py)
     confidence_source: str | None = None  # what it is: choice_margin, mean_logprob, agreement, tests_passed
     # status crash: {model, signal, exit_code, stderr_tail} of the model host that died
     crash: dict[str, Any] | None = None

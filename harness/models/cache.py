@@ -16,8 +16,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness.locations import cache_dir
-from harness.registry import ModelSpec
+from harness.core.locations import cache_dir
+from harness.models.registry import ModelSpec
 
 DEFAULT_DIR = cache_dir()
 

@@ -22,16 +22,16 @@ from typing import Any
 
 import pytest
 
-from harness import locations
-from harness.decide import DECISION_FILE, Decider
-from harness.record import RECORD_KEY, SCORED_STATUSES, CaseRecord
-from harness.registry import ModelSpec
+from harness.core import locations
+from harness.core.record import RECORD_KEY, SCORED_STATUSES, CaseRecord
+from harness.core.settings import Settings
+from harness.models.registry import ModelSpec
 from harness.report.aggregate import SummaryRow, latest
 from harness.report.hooks import ReportFailure, RunData, run_reports
 from harness.report.tables import scoreboard, terminal_extras
 from harness.report.write import RESULTS_FILE, ResultsLog, load_records, write_summary
-from harness.settings import Settings
-from harness.shard import Shard, code_fingerprint, shard_metadata
+from harness.run.decide import DECISION_FILE, Decider
+from harness.run.shard import Shard, code_fingerprint, shard_metadata
 from harness.store import Store, open_store
 
 # What a worker sends back (pytest-xdist workeroutput) and receives (workerinput).
@@ -53,7 +53,7 @@ class Controller:
                  suites: dict[str, dict[str, Any]] | None = None, suite_settings: dict[str, Any] | None = None) -> None:
         self.config = config
         self.shard = shard
-        # A fingerprint of every case of the whole run (harness/shard.py), from the collection:
+        # A fingerprint of every case of the whole run (harness/run/shard.py), from the collection:
         # this process's, or the workers' under xdist.
         self.items_fingerprint: str | None = None
         self.settings = settings
@@ -77,7 +77,7 @@ class Controller:
         self.failures: list[ReportFailure] = []
         self._log: ResultsLog | None = None
         self._store: Store | None = None
-        # --decide: the sequential test, fed in the seeded order (harness/decide.py); a resumed
+        # --decide: the sequential test, fed in the seeded order (harness/run/decide.py); a resumed
         # run's records count again once collection has written the plan.
         self.decider = Decider(self.run_dir, settings) if settings.decide else None
         if self.decider is not None:
@@ -103,7 +103,7 @@ class Controller:
         """A shard resumes from the shared store: its machine may be a new one with no folder. A
         shard that wrote nothing yet starts afresh, so a scheduler may pass --resume to every try
         of a shard (a restarted pod, a requeued array task)."""
-        from harness.record import as_records
+        from harness.core.record import as_records
 
         assert self.shard is not None
         store = open_store(self.settings.store or str(self.report_dir / "harness.sqlite"))

@@ -3,10 +3,10 @@
 Each use here has no public way to do the same, and tests/test_internals.py checks every one against
 the installed versions, failing with the name of the part that changed:
 
-- `-k` / `-m` expressions over model names (harness/selection.py): pytest's own grammar,
+- `-k` / `-m` expressions over model names (harness/run/selection.py): pytest's own grammar,
   `_pytest.mark.expression.Expression`, so the harness reads an expression exactly as pytest will.
   Its identifiers: `Expression.idents()` (pytest 9) or the compiled code's `$`-prefixed names (pytest 8).
-- the cases an xdist worker will run next (harness/upcoming.py): the worker's `torun` queue and
+- the cases an xdist worker will run next (harness/run/upcoming.py): the worker's `torun` queue and
   `nextitem_index` on xdist's WorkerInteractor, the plugin that receives the controller's items.
 """
 
@@ -30,7 +30,7 @@ def compile_expression(expression: str) -> tuple[Callable[[Callable[[str], bool]
         from _pytest.mark.expression import Expression
     except ImportError as exc:  # pragma: no cover - only on a pytest that moved it
         raise InternalsChanged(f"pytest {pytest.__version__} has no _pytest.mark.expression.Expression "
-                               "(the -k/-m grammar harness/selection.py reads model names with)") from exc
+                               "(the -k/-m grammar harness/run/selection.py reads model names with)") from exc
     compiled = Expression.compile(expression)  # SyntaxError for a bad expression
     idents = getattr(compiled, "idents", None)  # pytest >= 9
     if callable(idents):

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.locations import registry_files, report_dir
-from harness.record import CaseRecord, as_records
-from harness.registry import RegistryError, availability, load_registry
+from harness.core.locations import registry_files, report_dir
+from harness.core.record import CaseRecord, as_records
+from harness.models.registry import RegistryError, availability, load_registry
 from harness.report.aggregate import latest
 from harness.report.hooks import RunData, report_manager, run_reports
 from harness.report.paired import compare_runs
@@ -187,8 +187,8 @@ def _import_tasks(args: argparse.Namespace) -> int:
         raise ValueError(f"--store {args.store!r}: tasks are kept only in a mongodb:// store")
     store = open_store(args.store)  # without the mongodb extra, a ValueError that names it
     try:
+        from harness.commands.tasks import load_suite
         from harness.store.mongo import import_tasks
-        from harness.tasks import load_suite
 
         split, items = load_suite(args.suite, args.data, args.split)
         written, new = import_tasks(store, args.suite, split, items)  # type: ignore[arg-type]
@@ -254,7 +254,7 @@ def _routes(args: argparse.Namespace) -> int:
 
 def _doctor(args: argparse.Namespace) -> int:
     """Checks of this machine; exit 1 when something the default run needs is missing."""
-    from harness.doctor import render, run_checks
+    from harness.commands.doctor import render, run_checks
 
     findings = run_checks(Path(args.models_file) if args.models_file else None)
     print(render(findings))
@@ -270,7 +270,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def _chat(args: argparse.Namespace) -> int:
     """An interactive chat; problems (model, files) come back as one line, not a traceback."""
-    from harness.chat import ChatError, run
+    from harness.commands.chat import ChatError, run
 
     try:
         return run(args.model, args.memory, load=args.load, save=args.save, models_file=args.models_file,

@@ -2,7 +2,7 @@
 
 After collection and -k/-m deselection, `session.items` is what a plain run will run, in order.
 A pytest-xdist worker runs only what the controller sends it: its queue, read from xdist's private
-parts in harness/internals.py (the one module that touches them). Cases skipped before they start (--resume's
+parts in harness/run/internals.py (the one module that touches them). Cases skipped before they start (--resume's
 answered cases, skip marks) run nothing and are left out. Anything unknown yields just the case
 itself, so batching degrades to scoring one case at a time, never to scoring the wrong cases.
 """
@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from harness.internals import worker_queue
+from harness.run.internals import worker_queue
 
 
 def items_ahead(item: pytest.Item) -> list[pytest.Item]:
     """The items this process will run after `item`, in order."""
-    queued = worker_queue(item)  # xdist's private queue: harness/internals.py
+    queued = worker_queue(item)  # xdist's private queue: harness/run/internals.py
     if queued is not None:
         return queued
     items = item.session.items

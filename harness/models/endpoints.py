@@ -49,7 +49,7 @@ from harness.backends.base import (
 )
 
 if TYPE_CHECKING:  # registry.py imports this module; the spec type only for checkers
-    from harness.registry import ModelSpec
+    from harness.models.registry import ModelSpec
 
 T = TypeVar("T")
 _WORKER = re.compile(r"gw(\d+)$")

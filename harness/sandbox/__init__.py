@@ -1,11 +1,11 @@
 """Running untrusted generated code: each program in a fresh, limited child of a warm jailed worker.
 
-The jail (harness/isolation.py: bwrap, unshare, or the explicit, unisolated rlimits) is built once
-per Sandbox and holds a worker (harness/sandbox_worker.py) that forks one child per program: the
+The jail (harness/sandbox/isolation.py: bwrap, unshare, or the explicit, unisolated rlimits) is built once
+per Sandbox and holds a worker (harness/sandbox/worker.py) that forks one child per program: the
 jail's cost is paid once, a program costs a fork. Each child gets rlimits on CPU time, address
 space, file size and open files, a scrubbed environment (no API keys), a wall-clock timeout after
 which every process in the jail but the worker is killed, and its output on memfds the worker
-created (read back bounded; nothing is re-opened by path). A control group (harness/cgroups.py)
+created (read back bounded; nothing is re-opened by path). A control group (harness/sandbox/cgroups.py)
 adds a memory limit that counts shared memory, a process limit, and a kill-all.
 
 Outcomes: a pass needs the runner's proof that the program ran to its last statement (see the
@@ -35,8 +35,8 @@ from typing import Any
 
 import psutil
 
-from harness.cgroups import Cgroup
-from harness.isolation import (
+from harness.sandbox.cgroups import Cgroup
+from harness.sandbox.isolation import (
     INNER_WORKDIR,
     LEVELS,
     NOBODY,
@@ -53,11 +53,11 @@ from harness.isolation import (
     rlimits,
     unreadable_by_nobody,
 )
-from harness.sandbox_outcome import Result, last_line, memory_detail, outcome
+from harness.sandbox.outcome import Result, last_line, memory_detail, outcome
 
 __all__ = ["LEVELS", "Isolation", "Limits", "Result", "Sandbox", "SandboxError"]
 
-_WORKER = Path(__file__).with_name("sandbox_worker.py")
+_WORKER = Path(__file__).with_name("worker.py")
 _START_S = 30.0  # a jail that has not said hello by then is broken
 _GRACE_S = 5.0  # the worker enforces the timeout; the harness steps in only this much later
 _MEMORY_HEADROOM = 96 << 20  # the worker and the jail's own processes share the control group

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TextIO
 
 from harness.backends.base import BackendError
-from harness.call import CallPolicy, ModelCall
-from harness.locations import registry_files
-from harness.registry import RegistryError, create_backend, load_registry
+from harness.core.locations import registry_files
+from harness.models.call import CallPolicy, ModelCall
+from harness.models.registry import RegistryError, create_backend, load_registry
 from harness.strategies import memory
 
 DEFAULT_SYSTEM = "You are a helpful assistant."

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from harness.monitor import Monitor, Window
+from harness.monitor.sampler import Monitor, Window
 
 
 class CaseWindows:

@@ -7,7 +7,7 @@ is the same for all of them lives here:
   abandoned after `timeout_s` (BackendTimeout -> status=timeout); HTTP backends are given the
   same timeout, so their request stops too.
 - retries with exponential backoff, on RetryableError only (a wrong request is not retried).
-- the response cache (harness/cache.py), keyed by the exact request.
+- the response cache (harness/models/cache.py), keyed by the exact request.
 - timings: wall time, time to first token, decode tokens/s excluding the first token.
 - usage with its source, and cost from the registry's prices.
 Any other failure inside a backend becomes BackendError: an error result, never a wrong answer.
@@ -38,10 +38,10 @@ from harness.backends.base import (
     Usage,
     count_tokens,
 )
-from harness.cache import ResponseCache, request_key
-from harness.record import ModelUsage
-from harness.registry import ModelSpec
-from harness.transcript import TranscriptBuilder, TranscriptCall
+from harness.core.record import ModelUsage
+from harness.core.transcript import TranscriptBuilder, TranscriptCall
+from harness.models.cache import ResponseCache, request_key
+from harness.models.registry import ModelSpec
 
 T = TypeVar("T")
 

@@ -75,7 +75,7 @@ def _bool(value: str | bool) -> bool:
 
 
 def _shard_text(value: str) -> str:
-    from harness.shard import parse_shard  # checked here, kept as text: the session builds the Shard
+    from harness.run.shard import parse_shard  # checked here, kept as text: the session builds the Shard
 
     return parse_shard(str(value)).label
 
@@ -114,7 +114,7 @@ class Settings:
     run_id: str | None = option("name of this run", shown_default="a timestamp")
     resume: str | None = option("continue the run RUN_ID after a crash: same id and folder, its answered "
                                 "cases skipped (errors and timeouts run again)")
-    # -- beyond one machine (harness/shard.py)
+    # -- beyond one machine (harness/run/shard.py)
     shard: str | None = option("run shard I of N (I from 0): the cases whose SHA-256 of the case id is I mod N; "
                                "all shards take one --run-id and --store, `harness report --store URI RUN` "
                                "merges them", convert=_shard_text,
@@ -133,14 +133,14 @@ class Settings:
                                  "clients' timeout)", 600.0, minimum=0.001)
     retries: int = option("retries of a model call on retryable errors", 3, minimum=0)
     monitor_interval: float = option("resource sampling interval in seconds (0 turns it off)", 0.1, minimum=0)
-    # -- a decision by sequential paired testing (harness/decide.py)
+    # -- a decision by sequential paired testing (harness/run/decide.py)
     decide: tuple[str, ...] | None = option(
         "A,B: run both variants (a model name, or strategy:model) on items in a seeded random order and stop "
         "each suite as soon as it is known whether A is worse than B by more than --margin", convert=_two_variants)
     margin: float = option("the --decide margin D in accuracy points: 'A is not worse than B by more than D'",
                            5.0, convert=_points)
     decide_alpha: float = option("the --decide error rate, held at every look", 0.05, convert=_fraction)
-    # -- routing on the small model's confidence (harness/confidence.py, harness/report/routes.py)
+    # -- routing on the small model's confidence (harness/core/confidence.py, harness/report/routes.py)
     route_thresholds: tuple[float, ...] | None = option(
         "thresholds T of the live threshold router (pair strategy threshold:T, with --small-model and "
         "--large-model): the small model answers when its confidence >= T, else the large one", convert=_thresholds)

@@ -1,6 +1,6 @@
 """The sandbox's warm worker: runs inside the jail, forks one limited child per program.
 
-Started once per Sandbox (`python -S -c <this file's source>`, see harness/sandbox.py), it imports
+Started once per Sandbox (`python -S -c <this file's source>`, see harness/sandbox/__init__.py), it imports
 the standard library only and never the harness: inside the jail the checkout is not there. It
 reads requests on fd 0 and answers on fd 1 (length-prefixed JSON); its own stderr is the jail's
 log, which the harness reads, never the program.
