@@ -172,6 +172,11 @@ def test_two_xdist_workers_share_one_host(pytester: pytest.Pytester) -> None:
     for r in records:
         assert r["resources"]["cpu_source"] == "host share by tokens"
         assert r["resources"]["cpu_s"] == r["timings"]["server"]["host_cpu_s"] < 0.2  # the double sleeps
+        # Its user and system parts are scaled to the share too, so they add up to it.
+        parts = r["resources"]["cpu_user_s"] + r["resources"]["cpu_system_s"]
+        assert parts == pytest.approx(r["resources"]["cpu_s"], abs=1e-6)
+    [row] = _summary(pytester, "x")["summary"]
+    assert row["cpu_user_s"] + row["cpu_system_s"] == pytest.approx(row["cpu_s"], abs=1e-6)
     loads = _summary(pytester, "x")["models"]["scripted"]
     assert (loads["hosts"], loads["starts"]) == (1, 1)
 

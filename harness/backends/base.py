@@ -7,6 +7,7 @@ timing, retries and caching live in one place (harness/models/call.py), not in e
 from __future__ import annotations
 
 import json
+import resource
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -280,3 +281,10 @@ def count_tokens(backend: Backend, content: str | list[dict[str, Any]]) -> int:
     if "count_tokens" not in backend.abilities:
         raise Unsupported(f"{backend.name}: this backend cannot count tokens")
     return int(backend.count_tokens(content))
+
+
+def cpu_times() -> tuple[float, float]:
+    """This process's user and system CPU seconds, all threads (getrusage: microseconds, where
+    os.times() counts clock ticks of 10 ms, too coarse for one decode step)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime

@@ -34,7 +34,7 @@ from multiprocessing.connection import Connection, Listener
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import BackendError, Generation
+from harness.backends.base import BackendError, Generation, cpu_times
 from harness.backends.host_place import locked, write_exit_status
 from harness.models.registry import ModelSpec, create_backend
 
@@ -113,10 +113,13 @@ class Host:
                 return generated
         with self.lock:
             self.mark_running(client)
-            cpu = time.process_time()
+            before = cpu_times()
             value = getattr(self.backend, operation)(*args)
             if isinstance(value, Generation):  # alone on the model: the host's CPU time is all this call's
-                value.timings.server.setdefault("host_cpu_s", time.process_time() - cpu)
+                user, system = (a - b for a, b in zip(cpu_times(), before))
+                value.timings.server.setdefault("host_cpu_s", user + system)
+                value.timings.server.setdefault("host_cpu_user_s", user)
+                value.timings.server.setdefault("host_cpu_system_s", system)
             return value
 
     def mark_running(self, client: int) -> None:

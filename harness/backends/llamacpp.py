@@ -387,7 +387,8 @@ class LlamaCppBackend(BackendBase):
         usage = Usage(len(prompt), len(self._tokens(done.text, bos=False)) if done.text else 0, "tokenizer")
         return Generation(text=done.text, usage=usage, finish_reason=done.finish_reason,
                           timings=Timings(total_s=time.perf_counter() - start, first_token_s=done.first_token_s,
-                                          server={"host_cpu_s": done.cpu_s, "batch_mean": done.batch_mean,
+                                          server={"host_cpu_s": done.cpu_s, "host_cpu_user_s": done.cpu_user_s,
+                                                  "host_cpu_system_s": done.cpu_system_s, "batch_mean": done.batch_mean,
                                                   "prompt_reused": float(done.reused),
                                                   "prompt_computed": float(len(prompt) - done.reused)}))
 

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.backends.base import cpu_times
+
 
 @dataclass
 class Decoded:
@@ -44,6 +46,8 @@ class Decoded:
     finish_reason: str
     first_token_s: float | None
     cpu_s: float
+    cpu_user_s: float
+    cpu_system_s: float
     batch_mean: float  # sequences per decode over this sequence's decodes
     reused: int  # prompt tokens found in the cache, not computed
 
@@ -61,6 +65,8 @@ class _Sequence:
     text: str = ""
     first_token_s: float | None = None
     cpu_s: float = 0.0
+    cpu_user_s: float = 0.0
+    cpu_system_s: float = 0.0
     decodes: int = 0
     companions: int = 0
     reused: int = 0
@@ -230,15 +236,19 @@ class BatchedDecoder:
             if sequence.fed == len(sequence.prompt):
                 reads.append((sequence, n - 1))
         batch.n_tokens = n
-        cpu = time.process_time()
+        before = cpu_times()
         status = lib.llama_decode(self.ctx, batch)
-        cpu = time.process_time() - cpu
+        user, system = (a - b for a, b in zip(cpu_times(), before))
+        cpu = user + system
         if status != 0:
             raise RuntimeError(f"llama_decode of {len(self._running)} sequences ({n} tokens) returned {status}")
         self.decodes += 1
         for sequence in self._running:
             if id(sequence) in share:
-                sequence.cpu_s += cpu * share[id(sequence)] / n
+                part = share[id(sequence)] / n
+                sequence.cpu_s += cpu * part
+                sequence.cpu_user_s += user * part
+                sequence.cpu_system_s += system * part
                 sequence.decodes += 1
                 sequence.companions += len(share)
         for sequence, row in reads:
@@ -274,7 +284,8 @@ class BatchedDecoder:
             self._idle[sequence.slot] = sequence.prompt
             self._running.remove(sequence)
             sequence.future.set_result(Decoded(sequence.completion, sequence.text, finish, sequence.first_token_s,
-                                               sequence.cpu_s, sequence.companions / max(1, sequence.decodes),
+                                               sequence.cpu_s, sequence.cpu_user_s, sequence.cpu_system_s,
+                                               sequence.companions / max(1, sequence.decodes),
                                                sequence.reused))
 
     def close(self) -> None:

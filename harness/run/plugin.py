@@ -475,13 +475,11 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
     builder = item.stash.get(TRANSCRIPT, None)
     if builder is not None:
         rec.transcript = builder.build(rec.output if rec.output is not None else rec.prediction)
-    host_cpu = rec.timings.server.get("host_cpu_s")
-    if host_cpu is not None and "cpu_s" in rec.resources and "per_model" not in rec.resources:
+    hosted = rec.timings.server.get("host_cpu_s") is not None
+    if hosted and "cpu_s" in rec.resources and "per_model" not in rec.resources:
         # A shared model host serves other workers' cases during this one: its sampled CPU time is
         # theirs too. The host's own apportionment (by tokens, backends/llamacpp_decode.py) counts.
-        rec.resources["cpu_s_sampled"] = rec.resources["cpu_s"]
-        rec.resources["cpu_s"] = host_cpu
-        rec.resources["cpu_source"] = "host share by tokens"
+        _host_share(rec.resources, rec.timings.server)
     endpoints = {c.name: e for c in calls if (e := endpoint_of(c.backend))}  # options.base_urls
     if endpoints:
         rec.extra["endpoint"] = endpoints.pop(case.model.name, None) or next(iter(endpoints.values()))
@@ -489,6 +487,27 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
     if answered:
         rec.extra["endpoint_requests"] = answered
     return rec
+
+
+def _host_share(resources: dict[str, Any], server: dict[str, Any]) -> None:
+    """Put the host's share of its CPU time, as the host counted it (by tokens where it batched),
+    in place of what was sampled from its PID during the case, which counts other workers' cases
+    too. The per-model totals (sums over cases) then count the host's time once."""
+    host_cpu = float(server["host_cpu_s"])
+    for key in ("cpu_s", "cpu_user_s", "cpu_system_s"):
+        if key in resources:
+            resources[f"{key}_sampled"] = resources[key]
+    resources["cpu_s"] = host_cpu
+    resources["cpu_source"] = "host share by tokens"
+    user, system = server.get("host_cpu_user_s"), server.get("host_cpu_system_s")
+    if user is not None and system is not None:
+        resources["cpu_user_s"], resources["cpu_system_s"] = float(user), float(system)
+    else:  # a host that counted the total only: no split is better than one counted twice
+        resources.pop("cpu_user_s", None)
+        resources.pop("cpu_system_s", None)
+    duration = resources.get("duration_s")
+    if duration:
+        resources["cpu_percent_mean"] = 100.0 * host_cpu / float(duration)
 
 
 def _host_crash(exc: BaseException | None) -> HostCrash | None:
