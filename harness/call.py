@@ -204,7 +204,7 @@ class ModelCall:
                                        "tool_calls": calls})
             streamed = False
         elif on_text is not None and "generate_stream" in self.backend.abilities:
-            generation = self._call(lambda: self.backend.generate_stream(request, on_text))
+            generation = self._call(lambda: self._stream(request, on_text))
             streamed = True
         else:
             generation = self._call(lambda: self.backend.generate(request))
@@ -215,6 +215,23 @@ class ModelCall:
             on_text(generation.text)
         self._account(generation.usage, generation.timings)
         return generation
+
+    def _stream(self, request: Request, on_text: TextSink) -> Generation:
+        """One streamed try. A failure after part of the answer was handed on is not retried: a
+        second try would hand on its answer after the first one's beginning."""
+        shown = False
+
+        def sink(piece: str) -> None:
+            nonlocal shown
+            shown = True
+            on_text(piece)
+
+        try:
+            return self.backend.generate_stream(request, sink)
+        except RetryableError as exc:
+            if not shown:
+                raise
+            raise BackendError(f"{exc} (after part of the answer was shown: not retried)") from exc
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> Loglikelihoods:
         key, hit = self._cached("loglikelihood", requests)

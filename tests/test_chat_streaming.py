@@ -11,7 +11,16 @@ from typing import Any
 import pytest
 
 from harness import chat
-from harness.backends.base import GREEDY, BackendBase, Request, Sampling
+from harness.backends.base import (
+    GREEDY,
+    BackendBase,
+    BackendError,
+    Generation,
+    Request,
+    RetryableError,
+    Sampling,
+    TextSink,
+)
 from harness.backends.hosted import HostedBackend
 from harness.backends.llamacpp_chat import recommended_sampling
 from harness.backends.scripted import ScriptedBackend
@@ -185,3 +194,33 @@ def test_bad_sampling_options_are_one_clear_line(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(chat.ChatError, match=re.escape(message)):
         run_chat(monkeypatch, ScriptedBackend(scripted()), "", **options)
 
+
+
+class Flaky(ScriptedBackend):
+    """Streams `before` pieces, then fails as a dropped connection does, on its first try only."""
+
+    def __init__(self, spec: ModelSpec, before: int) -> None:
+        super().__init__(spec)
+        self.before = before
+        self.tries = 0
+
+    def generate_stream(self, request: Request, on_text: TextSink) -> Generation:
+        self.tries += 1
+        if self.tries == 1:
+            for piece in REPLY.split()[: self.before]:
+                on_text(piece)
+            raise RetryableError("connection reset")
+        return super().generate_stream(request, on_text)
+
+
+def test_a_stream_that_fails_before_any_text_is_retried_after_some_is_not() -> None:
+    policy = CallPolicy(timeout_s=None, retries=2, backoff_s=0.0)
+    early = Flaky(scripted(), before=0)
+    pieces: list[str] = []
+    assert ModelCall(early.spec, early, policy).generate(Request(prompt="x"), pieces.append).text == REPLY
+    assert early.tries == 2 and "".join(pieces) == REPLY
+    late = Flaky(scripted(), before=2)
+    pieces.clear()
+    with pytest.raises(BackendError, match=r"connection reset \(after part of the answer was shown: not retried\)"):
+        ModelCall(late.spec, late, policy).generate(Request(prompt="x"), pieces.append)
+    assert late.tries == 1 and pieces == ["Cats", "sleep"]
