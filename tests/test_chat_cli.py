@@ -1,5 +1,6 @@
 """`harness chat` driven as a person would, through a pseudo-terminal (pexpect): a scripted model
-for the commands, smollm2 for a real conversation saved, left and picked up again."""
+for the commands, smollm2 for a real conversation saved, left and picked up again, and replies
+that show on the terminal while the model is still writing them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,37 @@ def ask(child: pexpect.spawn, line: str) -> str:
     return child.before.strip().replace("\r\n", "\n")
 
 
+def timed_reply(child: pexpect.spawn, line: str, timeout: float = 180) -> list[tuple[float, str]]:
+    """Send a line; return what the terminal showed until the next prompt, as (seconds after the
+    line was sent, text) for each read, so a test can see when each part of the reply came."""
+    sent = time.monotonic()
+    child.sendline(line)
+    child.expect_exact(line)  # the terminal's echo
+    reads = [(time.monotonic() - sent, child.buffer)] if child.buffer else []
+    child.buffer = ""
+    shown = reads[0][1] if reads else ""
+    while not shown.rstrip().endswith("you>"):
+        text = child.read_nonblocking(4096, timeout=timeout)
+        reads.append((time.monotonic() - sent, text))
+        shown += text
+    return reads
+
+
+def reply_timing(reads: list[tuple[float, str]], name: str) -> tuple[float, float, int, str]:
+    """(when the reply's first text showed, when the next prompt did, how many reads carried reply
+    text, the reply as shown)."""
+    shown, first, pieces = "", None, 0
+    for at, text in reads:
+        before = shown.partition(f"{name}> ")[2].partition("you>")[0].strip()
+        shown += text
+        after = shown.partition(f"{name}> ")[2].partition("you>")[0].strip()
+        if after != before:
+            pieces += 1
+            first = at if first is None else first
+    assert first is not None, f"no reply text in {shown!r}"
+    return first, reads[-1][0], pieces, shown.partition(f"{name}> ")[2].partition("you>")[0].strip()
+
+
 def chat_once(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "harness.commands.cli", "chat", *args], cwd=cwd, env=ENV, input="",
                           capture_output=True, text=True, timeout=120)
@@ -49,6 +82,19 @@ def scripted(tmp_path: Path) -> str:
     path.write_text('[[models]]\nname = "echo"\nbackend = "scripted"\nmodel = "script"\nprompt_style = "chat"\n'
                     'options = { steps = ["Hello Alice.", "You are Alice.", "I see."] }\n')
     return str(path)
+
+
+def test_a_streamed_reply_shows_before_it_ends(tmp_path: Path) -> None:
+    # A scripted model that writes one word every 0.3 s: five words, 1.2 s from the first to the last.
+    (tmp_path / "models.toml").write_text(
+        '[[models]]\nname = "slow"\nbackend = "scripted"\nmodel = "script"\nprompt_style = "chat"\n'
+        'options = { steps = ["one two three four five"], stream = true, stream_delay_s = 0.3 }\n')
+    child = spawn("--model", "slow", "--models-file", "models.toml", cwd=tmp_path)
+    first, end, pieces, reply = reply_timing(timed_reply(child, "Count to five."), "slow")
+    assert reply == "one two three four five"
+    assert pieces >= 3 and end - first >= 0.9, (first, end, pieces)
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
 
 
 def test_commands_through_a_terminal(tmp_path: Path, scripted: str) -> None:
@@ -129,3 +175,18 @@ def test_a_real_chat_saved_left_and_continued(tmp_path: Path) -> None:
     again.expect(pexpect.EOF)
     again.close()
     assert again.exitstatus == 0
+
+
+@pytest.mark.slow
+@requires_smollm2
+def test_a_real_reply_streams_through_the_terminal(tmp_path: Path) -> None:
+    """smollm2 through llama.cpp in its model host, with the chat's own sampling: the reply's first
+    words are on the screen while the model still writes the rest."""
+    child = spawn("--model", "smollm2-135m", "--max-tokens", "48", cwd=tmp_path, timeout=180)
+    assert "sampling: temperature 0.7, top_p 0.9, the harness's chat default" in child.before
+    first, end, pieces, reply = reply_timing(timed_reply(child, "Tell me about cats."), "smollm2-135m")
+    assert pieces >= 3 and end - first >= 0.2, (first, end, pieces, reply)
+    history = ask(child, "/history").splitlines()
+    assert history[1] == "    smollm2-135m: " + reply  # what was shown is the turn as kept
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)

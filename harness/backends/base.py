@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import resource
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -41,7 +42,13 @@ class Request:
     prompt: str | None = None
     messages: tuple[dict[str, Any], ...] | None = None
     max_tokens: int = 256
+    # Greedy by default: benchmarks answer the same way every run. `top_p` and `top_k` (None: the
+    # backend's own default) matter only when temperature > 0, as in `harness chat`. They were added
+    # after the cache's first entries: the cache key leaves them out while they are None
+    # (harness/cache.py), so every request made before keeps its key.
     temperature: float = 0.0
+    top_p: float | None = None
+    top_k: int | None = None
     stop: tuple[str, ...] = ()
     tools: tuple[dict[str, Any], ...] = ()
     # With tools: "auto" (the model decides), "required" (some tool call), "none", or the name of
@@ -49,6 +56,19 @@ class Request:
     tool_choice: str = "auto"
     seed: int | None = None
     reference: str | None = None
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a request picks its tokens: greedy (the default, as benchmarks ask) or sampled with
+    a temperature and, where set, top_p and top_k (None: the backend's own default)."""
+
+    temperature: float = 0.0
+    top_p: float | None = None
+    top_k: int | None = None
+
+
+GREEDY = Sampling()
 
 
 @dataclass(frozen=True)
@@ -179,7 +199,11 @@ def _host_crash(message: str, model: str, signal: str | None, exit_code: int | N
 # The optional abilities of the protocol: a backend offers one by overriding its method on
 # BackendBase (the default raises Unsupported); `abilities` names those it offers, so callers ask
 # instead of probing with getattr, and a model host proxies exactly these.
-OPTIONAL_ABILITIES: tuple[str, ...] = ("loglikelihood", "loglikelihood_groups", "chat_text", "count_tokens")
+OPTIONAL_ABILITIES: tuple[str, ...] = ("loglikelihood", "loglikelihood_groups", "chat_text", "count_tokens",
+                                       "generate_stream", "chat_sampling")
+
+# Receives each piece of an answer's text as the model writes it (generate_stream).
+TextSink = Callable[[str], None]
 
 
 @runtime_checkable
@@ -210,6 +234,16 @@ class Backend(Protocol):
 
     def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
         """The tokens of the prompt the model would see (chat messages through its template)."""
+        ...
+
+    def generate_stream(self, request: Request, on_text: TextSink) -> Generation:
+        """generate(), handing each piece of the answer's text to `on_text` as it is written; the
+        pieces join to the Generation's text (that of an answer without tool calls)."""
+        ...
+
+    def chat_sampling(self) -> dict[str, float]:
+        """The sampling the model's own files recommend for chat (any of temperature, top_p,
+        top_k); empty where they say nothing."""
         ...
 
     def describe(self) -> dict[str, Any]:
@@ -251,6 +285,12 @@ class BackendBase:
 
     def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
         raise Unsupported(f"{self.name}: this backend cannot count tokens")
+
+    def generate_stream(self, request: Request, on_text: TextSink) -> Generation:
+        raise Unsupported(f"{self.name}: this backend does not stream its answers")
+
+    def chat_sampling(self) -> dict[str, float]:
+        raise Unsupported(f"{self.name}: this backend cannot read the model's recommended sampling")
 
     def describe(self) -> dict[str, Any]:
         return {}

@@ -5,7 +5,8 @@ LOCK`, with the socket's key in HARNESS_HOST_KEY. It listens on a Unix socket fi
 model, so a client's connection waits for the load and sees a crash during it. Each connection gets
 a thread of its own and every call runs under one lock (a model is not thread-safe), so one host
 serves several clients: every pytest-xdist worker of a run on this machine (host_place.py).
-Messages are (operation, arguments) -> ("ok", value) or ("error", exception).
+Messages are (operation, arguments) -> ("ok", value) or ("error", exception); a streamed
+generation (generate_stream) sends ("part", text) for each piece of the answer before its reply.
 
 The host ends when its last client goes away (or when none came for IDLE_S): it takes the LOCK
 first, the one clients hold while they find or start a host, so nobody connects to a host on its
@@ -29,6 +30,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Connection, Listener
 from pathlib import Path
@@ -40,7 +42,8 @@ from harness.models.registry import ModelSpec, create_backend
 
 KEY_VARIABLE = "HARNESS_HOST_KEY"
 # The protocol's calls a client may make; `hello` answers what the host offers.
-OPERATIONS = ("generate", "loglikelihood", "loglikelihood_groups", "chat_text", "count_tokens", "describe")
+OPERATIONS = ("generate", "loglikelihood", "loglikelihood_groups", "chat_text", "count_tokens", "describe",
+              "generate_stream", "chat_sampling")
 # A host nobody connected to (its starter died first) ends after this long.
 IDLE_S = 60.0
 
@@ -98,7 +101,8 @@ class Host:
                          "token_count_source": self.backend.token_count_source}
         self.loaded.set()
 
-    def answer(self, operation: str, args: tuple[Any, ...], client: int = 0) -> Any:
+    def answer(self, operation: str, args: tuple[Any, ...], client: int = 0,
+               send_part: Callable[[str], None] | None = None) -> Any:
         self.loaded.wait()
         if self.load_error is not None:
             raise BackendError(f"{self.spec.name}: the model did not load: "
@@ -114,7 +118,10 @@ class Host:
         with self.lock:
             self.mark_running(client)
             before = cpu_times()
-            value = getattr(self.backend, operation)(*args)
+            if operation == "generate_stream":  # each piece goes to the client as it comes
+                value = self.backend.generate_stream(args[0], send_part or (lambda text: None))
+            else:
+                value = getattr(self.backend, operation)(*args)
             if isinstance(value, Generation):  # alone on the model: the host's CPU time is all this call's
                 user, system = (a - b for a, b in zip(cpu_times(), before))
                 value.timings.server.setdefault("host_cpu_s", user + system)
@@ -141,7 +148,9 @@ class Host:
                 self.close()
                 os._exit(0)
             try:
-                reply: tuple[str, Any] = ("ok", self.answer(operation, args, client))
+                # A client gone while its answer streams makes send() raise: the generation stops.
+                reply: tuple[str, Any] = ("ok", self.answer(operation, args, client,
+                                                            lambda text: conn.send(("part", text))))
             except BaseException as exc:  # noqa: BLE001 - every failure travels back as the call's error
                 reply = ("error", exc if isinstance(exc, BackendError) else
                          BackendError(f"{self.spec.name}: {type(exc).__name__}: {exc}"))

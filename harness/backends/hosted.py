@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import (
+    OPTIONAL_ABILITIES,
     BackendBase,
     BackendError,
     BackendTimeout,
@@ -38,6 +39,7 @@ from harness.backends.base import (
     LoglikelihoodRequest,
     Loglikelihoods,
     Request,
+    TextSink,
     Unsupported,
     UsageSource,
 )
@@ -131,6 +133,13 @@ class HostedBackend(BackendBase):
     def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
         return self._call("count_tokens", content)
 
+    def generate_stream(self, request: Request, on_text: TextSink) -> Generation:
+        """The host sends each piece of the answer on our connection before the answer itself."""
+        return self._call("generate_stream", request, _on_part=on_text)
+
+    def chat_sampling(self) -> dict[str, float]:
+        return self._call("chat_sampling")
+
     def describe(self) -> dict[str, Any]:
         """The hosted backend's own description, with the host's: load time, RSS after load,
         restarts and crashes, and for llama.cpp what the probe chose for extra buffer types."""
@@ -200,34 +209,44 @@ class HostedBackend(BackendBase):
         self._generation = None
 
     # -- the host's life -----------------------------------------------------------------------
-    def _call(self, operation: str, *args: Any, _ability: str | None = "") -> Any:
+    def _call(self, operation: str, *args: Any, _ability: str | None = "", _on_part: TextSink | None = None) -> Any:
         ability = operation if _ability == "" else _ability
-        if ability in ("loglikelihood", "loglikelihood_groups", "chat_text", "count_tokens") and \
-                ability not in self.abilities:
+        if ability in OPTIONAL_ABILITIES and ability not in self.abilities:
             raise Unsupported(f"{self.name}: this backend does not offer {ability}")
         with self._lock:
             if self.retired is not None:
                 raise BackendError(self.retired)
             self._ensure(strict=True)
             try:
-                value = self._exchange(operation, args)
+                value = self._exchange(operation, args, _on_part)
             except _Queued:  # the shared host died computing another client's call, not ours
                 self._ensure(strict=True)
-                value = self._exchange(operation, args)
+                value = self._exchange(operation, args, _on_part)
             self.streak = 0
             return value
 
-    def _exchange(self, operation: str, args: tuple[Any, ...]) -> Any:
+    def _exchange(self, operation: str, args: tuple[Any, ...], on_part: TextSink | None = None) -> Any:
         assert self._conn is not None
         try:
             self._conn.send((operation, args))
             # A call past the run's --call-timeout ends its host, as an HTTP backend's request is
-            # dropped: the next case gets a fresh host instead of queueing behind a hung one.
+            # dropped: the next case gets a fresh host instead of queueing behind a hung one. The
+            # limit is the whole call's, however many pieces a streamed answer comes in.
             limit = None if operation == "hello" else self._timeout_s
-            if limit is not None and not self._conn.poll(limit):
-                self._stop_host(polite=False)
-                raise BackendTimeout(f"{self.name}: no answer within {limit:g} s; its host was stopped")
-            kind, value = self._conn.recv()
+            deadline = None if limit is None else time.monotonic() + limit
+            sink_failed: Exception | None = None
+            while True:
+                if deadline is not None and not self._conn.poll(max(0.0, deadline - time.monotonic())):
+                    self._stop_host(polite=False)
+                    raise BackendTimeout(f"{self.name}: no answer within {limit:g} s; its host was stopped")
+                kind, value = self._conn.recv()
+                if kind != "part":
+                    break
+                if on_part is not None and sink_failed is None:
+                    try:
+                        on_part(value)
+                    except Exception as exc:  # noqa: BLE001 - raised once the host has answered
+                        sink_failed = exc  # the rest of the answer is read, so the channel stays in step
         except (EOFError, OSError):
             if self._shared_by is not None and operation != "hello" and not self._was_running():
                 self._forget_host()
@@ -235,6 +254,8 @@ class HostedBackend(BackendBase):
             raise self._crashed(operation) from None
         if kind == "error":
             raise value
+        if sink_failed is not None:
+            raise sink_failed
         return value
 
     def _supervisor(self) -> int | None:

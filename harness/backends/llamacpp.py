@@ -34,13 +34,14 @@ from harness.backends.base import (
     LoglikelihoodRequest,
     Loglikelihoods,
     Request,
+    TextSink,
     Timings,
     ToolCall,
     Usage,
 )
 from harness.backends.chat_format import FORCED_PREFIX, forced_call_budget, offered_tools, tool_names
 from harness.backends.llamacpp_batch import SequenceBatch
-from harness.backends.llamacpp_chat import ChatTemplate
+from harness.backends.llamacpp_chat import ChatTemplate, recommended_sampling
 from harness.backends.llamacpp_decode import BatchedDecoder
 from harness.backends.modelfiles import (
     default_threads,
@@ -293,8 +294,13 @@ class LlamaCppBackend(BackendBase):
         """The prompt the model's chat template writes for `messages` (special tokens as text)."""
         return self._chat_template().render(Request(messages=messages)).text
 
-    def _stream(self, prompt: str | list[int], kwargs: dict[str, Any]) -> tuple[str, float | None, str | None]:
-        """Run one streamed completion: (text, seconds to the first token, finish reason)."""
+    def chat_sampling(self) -> dict[str, float]:
+        return recommended_sampling(self.llm.metadata)
+
+    def _stream(self, prompt: str | list[int], kwargs: dict[str, Any],
+                on_text: TextSink | None = None) -> tuple[str, float | None, str | None]:
+        """Run one streamed completion: (text, seconds to the first token, finish reason); each
+        piece also goes to `on_text` as it comes."""
         start = time.perf_counter()
         first: float | None = None
         parts: list[str] = []
@@ -305,10 +311,18 @@ class LlamaCppBackend(BackendBase):
                 if first is None:
                     first = time.perf_counter() - start
                 parts.append(choice["text"])
+                if on_text is not None:
+                    on_text(choice["text"])
             finish = choice.get("finish_reason") or finish
         return "".join(parts), first, finish
 
     def generate(self, request: Request) -> Generation:
+        return self._generate(request, None)
+
+    def generate_stream(self, request: Request, on_text: TextSink) -> Generation:
+        return self._generate(request, on_text)
+
+    def _generate(self, request: Request, on_text: TextSink | None) -> Generation:
         start = time.perf_counter()
         kwargs: dict[str, Any] = {
             "max_tokens": request.max_tokens,
@@ -316,12 +330,18 @@ class LlamaCppBackend(BackendBase):
             "stop": list(request.stop) or None,
             "stream": True,
         }
+        # Unset: llama-cpp-python's defaults (describe() lists them).
+        kwargs.update({name: value for name, value in (("top_p", request.top_p), ("top_k", request.top_k))
+                       if value is not None})
         if request.seed is not None:
             kwargs["seed"] = request.seed
         calls: list[ToolCall] = []
         try:
             if request.messages is not None and "chat_format" in self.spec.options:
-                return self._handler_chat(request, kwargs)
+                handled = self._handler_chat(request, kwargs)  # answered whole: one piece
+                if on_text is not None and handled.text:
+                    on_text(handled.text)
+                return handled
             if request.messages is not None:
                 # The model's own chat template, rendered here so the prompt tokens are counted
                 # exactly and tool calls can be asked for in the model's own format.
@@ -335,7 +355,7 @@ class LlamaCppBackend(BackendBase):
                     # The call gets the tokens its schema's longest call needs, so it closes.
                     kwargs["max_tokens"] = forced_call_budget(chat.schema, request.max_tokens,
                                                               int(self.llm.n_ctx()) - prompt_tokens)
-                text, first, finish = self._stream(prompt, kwargs)
+                text, first, finish = self._stream(prompt, kwargs, on_text)
                 generated = text
                 if chat.forced:
                     text = FORCED_PREFIX + text + "\n</tool_call>"
@@ -349,7 +369,7 @@ class LlamaCppBackend(BackendBase):
             else:
                 prompt = request.prompt or ""
                 prompt_tokens = len(self._tokens(prompt, bos=True))
-                text, first, finish = self._stream(prompt, kwargs)
+                text, first, finish = self._stream(prompt, kwargs, on_text)
                 generated = text
         except (RuntimeError, ValueError) as exc:
             raise BackendError(f"llama.cpp failed: {exc}") from exc

@@ -1,7 +1,7 @@
 """The llama.cpp backend's chat prompts: the GGUF's own chat template (its metadata's
 `tokenizer.chat_template`), rendered with llama-cpp-python's Jinja2 formatter after the history
 is made plain (chat_format.py). A forced tool call ends the prompt in `<tool_call>` and carries
-the JSON schema a grammar is built from.
+the JSON schema a grammar is built from. And the sampling the GGUF recommends for chat.
 """
 
 from __future__ import annotations
@@ -53,3 +53,21 @@ class ChatTemplate:
         if schema is not None:
             text += FORCED_PREFIX
         return ChatPrompt(text, list(self.abilities.stop), schema is not None, schema)
+
+
+# The GGUF's recommended sampling (llama.cpp's `general.sampling.*` keys, which its server also
+# starts from), by the name a Request gives each.
+SAMPLING_KEYS = {"general.sampling.temp": "temperature", "general.sampling.top_p": "top_p",
+                 "general.sampling.top_k": "top_k"}
+
+
+def recommended_sampling(metadata: dict[str, str]) -> dict[str, float]:
+    """What a GGUF's metadata recommends for sampling; empty where the file says nothing."""
+    found: dict[str, float] = {}
+    for key, name in SAMPLING_KEYS.items():
+        try:
+            if metadata.get(key) is not None:
+                found[name] = float(metadata[key])
+        except ValueError:  # a malformed value is no recommendation
+            continue
+    return found

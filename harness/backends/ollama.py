@@ -27,6 +27,7 @@ from harness.backends.base import (
     Loglikelihoods,
     Request,
     RetryableError,
+    TextSink,
     Timings,
     ToolCall,
     Unsupported,
@@ -120,6 +121,8 @@ class OllamaBackend(BackendBase):
 
     def _options(self, request: Request) -> dict[str, Any]:
         options: dict[str, Any] = {"temperature": request.temperature, "num_predict": request.max_tokens}
+        options.update({name: value for name, value in (("top_p", request.top_p), ("top_k", request.top_k))
+                        if value is not None})
         if request.stop:
             options["stop"] = list(request.stop)
         if request.seed is not None:
@@ -130,6 +133,12 @@ class OllamaBackend(BackendBase):
         return options
 
     def generate(self, request: Request) -> Generation:
+        return self._generate(request, None)
+
+    def generate_stream(self, request: Request, on_text: TextSink) -> Generation:
+        return self._generate(request, on_text)
+
+    def _generate(self, request: Request, on_text: TextSink | None) -> Generation:
         start = time.perf_counter()
         first: float | None = None
         parts: list[str] = []
@@ -159,6 +168,8 @@ class OllamaBackend(BackendBase):
                     first = time.perf_counter() - start
                 if piece:
                     parts.append(piece)
+                    if on_text is not None:
+                        on_text(piece)
                 if chunk.done:
                     final = chunk
         except ollama.ResponseError as exc:

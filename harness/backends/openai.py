@@ -33,6 +33,7 @@ from harness.backends.base import (
     Loglikelihoods,
     Request,
     RetryableError,
+    TextSink,
     Timings,
     ToolCall,
     Unsupported,
@@ -157,9 +158,26 @@ class OpenAIBackend(BackendBase):
         return estimate_tokens(text), "estimate"
 
     # -- the protocol ------------------------------------------------------------------------------
+    @property
+    def abilities(self) -> frozenset[str]:
+        offered = super().abilities
+        return offered - {"generate_stream"} if self.stream is False else offered
+
     def generate(self, request: Request) -> Generation:
+        return self._generate(request, None)
+
+    def generate_stream(self, request: Request, on_text: TextSink) -> Generation:
+        """The text deltas as they come; a request this server is asked whole (options.stream)
+        comes in one piece."""
+        return self._generate(request, on_text)
+
+    def _generate(self, request: Request, on_text: TextSink | None) -> Generation:
         params: dict[str, Any] = {"model": self.spec.model, "max_tokens": request.max_tokens,
                                   "temperature": request.temperature}
+        if request.top_p is not None:
+            params["top_p"] = request.top_p
+        if request.top_k is not None:  # not OpenAI's own parameter: vLLM and llama.cpp's server take it
+            params["extra_body"] = {"top_k": request.top_k}
         if request.stop:
             params["stop"] = list(request.stop)
         if request.seed is not None:
@@ -176,10 +194,14 @@ class OpenAIBackend(BackendBase):
         else:
             params["prompt"] = request.prompt or ""
         if self.stream is False or (self.stream == "text" and request.tools):
-            return self._whole(params, chat)
-        return self._streamed({**params, "stream": True, "stream_options": {"include_usage": True}}, chat)
+            whole = self._whole(params, chat)
+            if on_text is not None and whole.text:
+                on_text(whole.text)
+            return whole
+        return self._streamed({**params, "stream": True, "stream_options": {"include_usage": True}}, chat,
+                              on_text)
 
-    def _streamed(self, params: dict[str, Any], chat: bool) -> Generation:
+    def _streamed(self, params: dict[str, Any], chat: bool, on_text: TextSink | None = None) -> Generation:
         """One streamed request: the text as it comes, and the tool calls assembled from their
         deltas (an id and name, then pieces of the arguments; some servers repeat the name whole in
         every delta, as llama-cpp-python's does, which names the tool once, not many times)."""
@@ -211,6 +233,8 @@ class OpenAIBackend(BackendBase):
                         if first is None:
                             first = time.perf_counter() - start
                         parts.append(piece)
+                        if on_text is not None:
+                            on_text(piece)
         except openai.OpenAIError as exc:
             raise self._translate(exc) from exc
         total = time.perf_counter() - start
@@ -327,7 +351,8 @@ class OpenAIBackend(BackendBase):
         return {"backend": "openai", "model": self.spec.model, "base_url": self.base_url or "api.openai.com",
                 "timeout_s": self.client.timeout, "quantization_asked": self.spec.quantization or "(none)",
                 "loglikelihood": self.supports_loglikelihood,
-                "sampling": "the server's defaults; each request sets temperature, max_tokens, stop, seed",
+                "sampling": "the server's defaults; each request sets temperature, max_tokens, stop, seed "
+                            "(top_p, top_k where asked)",
                 "openai": getattr(openai, "__version__", None)}
 
     def close(self) -> None:

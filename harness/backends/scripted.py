@@ -17,6 +17,9 @@ call to kill midway); `amx_crash = true` plays llama.cpp on a CPU whose AMX path
 segfaults on its first reply unless `use_extra_bufts = false`, and the host probes it as it
 probes llama.cpp.
 
+`options.stream = true` streams each reply word by word (generate_stream), `stream_delay_s = N`
+apart: partial output and the model host's streaming protocol, tested without a model.
+
 `options.loglikelihood = "digest"` also scores continuations: each one's log-likelihood is a fixed
 pseudo-random number in [-4, 0] drawn from a digest of (context, continuation), so the same
 question always gets the same scores, right about as often as chance and with every degree of
@@ -30,6 +33,7 @@ import ctypes
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +46,7 @@ from harness.backends.base import (
     LoglikelihoodRequest,
     Loglikelihoods,
     Request,
+    TextSink,
     ToolCall,
     Unsupported,
     Usage,
@@ -112,6 +117,21 @@ class ScriptedBackend(BackendBase):
         usage = Usage(len(str(request.prompt or request.messages).split()), len(text.split()), "estimate")
         return Generation(text=text, tool_calls=calls, usage=usage,
                           finish_reason="tool_calls" if calls else "stop")
+
+    @property
+    def abilities(self) -> frozenset[str]:
+        offered = super().abilities
+        return offered if self.spec.options.get("stream") else offered - {"generate_stream"}
+
+    def generate_stream(self, request: Request, on_text: TextSink) -> Generation:
+        if not self.spec.options.get("stream"):
+            raise Unsupported(f"{self.name}: streams only with options.stream = true")
+        generation = self.generate(request)
+        delay = float(self.spec.options.get("stream_delay_s", 0))
+        for piece in re.findall(r"\s*\S+|\s+$", generation.text) or [""]:  # each word with the space before it
+            time.sleep(delay)
+            on_text(piece)
+        return generation
 
     token_count_source = "estimate"
 

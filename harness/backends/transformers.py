@@ -39,6 +39,7 @@ from harness.backends.base import (
     LoglikelihoodRequest,
     Loglikelihoods,
     Request,
+    TextSink,
     Timings,
     ToolCall,
     Usage,
@@ -53,6 +54,7 @@ from harness.backends.chat_format import (
 )
 from harness.backends.modelfiles import default_threads
 from harness.backends.toolcalls import parse_tool_calls
+from harness.backends.transformers_stream import TextPieces, recommended_sampling
 from harness.models.registry import ModelSpec
 
 _DTYPES = ("float32", "bfloat16", "float16")
@@ -225,6 +227,12 @@ class TransformersBackend(BackendBase):
     def generate(self, request: Request) -> Generation:
         return self._generate_group([request])[0]
 
+    def generate_stream(self, request: Request, on_text: TextSink) -> Generation:
+        return self._generate_group([request], on_text)[0]
+
+    def chat_sampling(self) -> dict[str, float]:
+        return recommended_sampling(getattr(self.model, "generation_config", None))
+
     def generate_batch(self, requests: Sequence[Request]) -> list[Generation]:
         """Generate for many requests, batch_size at a time (left padding), in request order.
 
@@ -232,7 +240,8 @@ class TransformersBackend(BackendBase):
         """
         groups: dict[tuple[Any, ...], list[int]] = {}
         for index, req in enumerate(requests):
-            groups.setdefault((req.max_tokens, req.temperature, req.stop, req.seed), []).append(index)
+            groups.setdefault((req.max_tokens, req.temperature, req.top_p, req.top_k, req.stop, req.seed),
+                              []).append(index)
         results: list[Generation | None] = [None] * len(requests)
         for indices in groups.values():
             for at in range(0, len(indices), self.batch_size):
@@ -241,17 +250,23 @@ class TransformersBackend(BackendBase):
                     results[index] = generation
         return [g for g in results if g is not None]
 
-    def _generate_group(self, requests: Sequence[Request]) -> list[Generation]:
+    def _generate_group(self, requests: Sequence[Request], on_text: TextSink | None = None) -> list[Generation]:
+        """One batch of requests with the same decoding settings; `on_text` (one request only)
+        gets its text as the steps write it."""
         import torch
 
         first = requests[0]
         prompts = [self._encode(r) for r in requests]
         ids, mask = self._pad_left(prompts)
         clock = _FirstTokenClock()
+        pieces = TextPieces(self.tokenizer, on_text, first.stop, self.eos_ids, clock) if on_text else None
         kwargs: dict[str, Any] = {"max_new_tokens": first.max_tokens, "pad_token_id": self.pad_id,
-                                  "streamer": clock}
+                                  "streamer": pieces or clock}
         if first.temperature > 0:
+            # top_p / top_k unset: the model's generation_config (transformers' defaults where it has none).
             kwargs.update(do_sample=True, temperature=first.temperature)
+            kwargs.update({name: value for name, value in (("top_p", first.top_p), ("top_k", first.top_k))
+                           if value is not None})
             if first.seed is not None:
                 torch.manual_seed(first.seed)
         else:
@@ -283,6 +298,8 @@ class TransformersBackend(BackendBase):
                 text=text, tool_calls=calls, finish_reason=finish,
                 usage=Usage(len(prompt), len(tokens), "tokenizer"),
                 timings=Timings(total_s=total, first_token_s=clock.first_s)))
+        if pieces is not None:
+            pieces.finish(generations[0].text)
         return generations
 
     # -- loglikelihood -----------------------------------------------------------------------------

@@ -274,7 +274,8 @@ def _chat(args: argparse.Namespace) -> int:
 
     try:
         return run(args.model, args.memory, load=args.load, save=args.save, models_file=args.models_file,
-                   system=args.system, max_tokens=args.max_tokens)
+                   system=args.system, max_tokens=args.max_tokens, temperature=args.temperature,
+                   top_p=args.top_p)
     except ChatError as exc:
         raise ValueError(str(exc)) from None
 
@@ -367,6 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--save", help="save the conversation to this file when the chat ends")
     p.add_argument("--system", help="the system prompt of a new conversation")
     p.add_argument("--max-tokens", type=int, default=256, help="most tokens of a reply (default 256)")
+    p.add_argument("--temperature", type=float, help="sampling temperature, 0 for greedy (default: the "
+                                                      "model's recommendation, else 0.7)")
+    p.add_argument("--top-p", type=float, help="nucleus sampling's probability mass (default: the model's "
+                                                "recommendation, else 0.9)")
     p.add_argument("--models-file")
     p.set_defaults(func=_chat)
     args = parser.parse_args(argv)

@@ -1,7 +1,9 @@
 """The on-disk response cache: identical requests to the same model are answered from disk.
 
 Keyed by the exact request (model identity, kind, every request field except the oracle's
-reference) so a re-run or a re-score calls the model zero times. One SQLite file, safe for
+reference) so a re-run or a re-score calls the model zero times. Fields added to Request after
+the cache's first entries (LATER_FIELDS) join the key only when set: a request that leaves them
+at their default has the key it had before they existed, so old entries stay valid. One SQLite file, safe for
 several pytest-xdist workers at once. Cached answers keep the timings of the original call and
 are marked `cached` in the record.
 """
@@ -20,6 +22,8 @@ from harness.core.locations import cache_dir
 from harness.models.registry import ModelSpec
 
 DEFAULT_DIR = cache_dir()
+# Request fields added later, with the default at which they are left out of the key.
+LATER_FIELDS: dict[str, Any] = {"top_p": None, "top_k": None}
 
 
 def request_key(spec: ModelSpec, kind: str, payload: Any) -> str:
@@ -29,7 +33,8 @@ def request_key(spec: ModelSpec, kind: str, payload: Any) -> str:
     def strip(value: Any) -> Any:
         data = asdict(value) if hasattr(value, "__dataclass_fields__") else value
         if isinstance(data, dict):
-            data = {k: v for k, v in data.items() if k != "reference"}
+            data = {k: v for k, v in data.items()
+                    if k != "reference" and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
         return data
 
     body = [strip(p) for p in payload] if isinstance(payload, list) else strip(payload)

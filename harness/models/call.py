@@ -33,6 +33,7 @@ from harness.backends.base import (
     Loglikelihoods,
     Request,
     RetryableError,
+    TextSink,
     Timings,
     ToolCall,
     Usage,
@@ -171,11 +172,13 @@ class ModelCall:
         key = request_key(self.spec, kind, payload)
         return key, self.policy.cache.get(key)
 
-    def generate(self, request: Request) -> Generation:
+    def generate(self, request: Request, on_text: TextSink | None = None) -> Generation:
+        """One generation. With `on_text`, the answer's text goes there as it is written, in pieces
+        where the backend streams (generate_stream), else whole once it is done."""
         if self.transcript is not None:
             self.transcript.request(self.name, request.messages, request.prompt)
         try:
-            generation = self._generate(request)
+            generation = self._generate(request, on_text)
         except BackendError as exc:
             if self.transcript is not None:
                 self.transcript.note(f"{type(exc).__name__}: {exc}", self.name)
@@ -191,7 +194,7 @@ class ModelCall:
         if self.transcript is not None:
             self.transcript.tool_result(self.name, call_id, name, content, ok)
 
-    def _generate(self, request: Request) -> Generation:
+    def _generate(self, request: Request, on_text: TextSink | None = None) -> Generation:
         key, hit = self._cached("generate", request)
         if hit is not None:
             self.log.cache_hits += 1
@@ -199,12 +202,36 @@ class ModelCall:
             calls = [ToolCall.from_dict(c) for c in hit.get("tool_calls", [])]
             generation = Generation(**{**hit, "usage": Usage(**hit["usage"]), "timings": timings,
                                        "tool_calls": calls})
+            streamed = False
+        elif on_text is not None and "generate_stream" in self.backend.abilities:
+            generation = self._call(lambda: self._stream(request, on_text))
+            streamed = True
         else:
             generation = self._call(lambda: self.backend.generate(request))
-            if key is not None and self.policy.cache is not None:
-                self.policy.cache.put(key, generation.to_dict())
+            streamed = False
+        if hit is None and key is not None and self.policy.cache is not None:
+            self.policy.cache.put(key, generation.to_dict())
+        if on_text is not None and not streamed and generation.text:
+            on_text(generation.text)
         self._account(generation.usage, generation.timings)
         return generation
+
+    def _stream(self, request: Request, on_text: TextSink) -> Generation:
+        """One streamed try. A failure after part of the answer was handed on is not retried: a
+        second try would hand on its answer after the first one's beginning."""
+        shown = False
+
+        def sink(piece: str) -> None:
+            nonlocal shown
+            shown = True
+            on_text(piece)
+
+        try:
+            return self.backend.generate_stream(request, sink)
+        except RetryableError as exc:
+            if not shown:
+                raise
+            raise BackendError(f"{exc} (after part of the answer was shown: not retried)") from exc
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> Loglikelihoods:
         key, hit = self._cached("loglikelihood", requests)

@@ -45,6 +45,7 @@ from harness.backends.base import (
     Loglikelihoods,
     Request,
     RetryableError,
+    TextSink,
     Unsupported,
 )
 
@@ -250,6 +251,14 @@ class EndpointPool(BackendBase):
     def count_tokens(self, content: str | list[dict[str, Any]]) -> int:
         self._optional("count_tokens")
         return self._run("count_tokens", lambda backend: int(backend.count_tokens(content)))
+
+    def generate_stream(self, request: Request, on_text: TextSink) -> Generation:
+        self._optional("generate_stream")
+        return self._run("generate_stream", lambda backend: backend.generate_stream(request, on_text))
+
+    def chat_sampling(self) -> dict[str, float]:
+        self._optional("chat_sampling")
+        return self._run("chat_sampling", lambda backend: backend.chat_sampling())
 
     def process(self) -> int | None:
         return None  # several servers: no one process to sample

@@ -22,11 +22,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.backends.base import Request, Unsupported
+from harness.backends.base import GREEDY, Request, Sampling, TextSink, Unsupported
 
 if TYPE_CHECKING:  # the call layer sits above this module's pure part
     from harness.models.call import ModelCall
@@ -242,16 +242,20 @@ class Reply:
 
 
 def respond(model: ModelCall, conversation: Conversation, message: str, memory: Memory, *,
-            max_tokens: int = 64, count: TokenCounter | None = None, reference: str | None = None) -> Reply:
-    """One turn: pick the context, ask the model, add the whole turn to the conversation."""
+            max_tokens: int = 64, count: TokenCounter | None = None, reference: str | None = None,
+            sampling: Sampling = GREEDY, on_text: TextSink | None = None) -> Reply:
+    """One turn: pick the context, ask the model, add the whole turn to the conversation.
+    Greedy unless `sampling` says otherwise (`harness chat` does); `on_text` gets the answer as
+    it is written."""
     context = memory.context(conversation, message, count)
     if model.spec.prompt_style == "chat":
         request = Request(messages=context.messages, max_tokens=max_tokens, reference=reference)
     else:
         request = Request(prompt=transcript(context.messages), max_tokens=max_tokens, stop=BASE_STOP,
                           reference=reference)
+    request = replace(request, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
     start = time.perf_counter()
-    generation = model.generate(request)
+    generation = model.generate(request, on_text)
     latency = time.perf_counter() - start
     text = generation.text.strip()
     conversation.add(message, text)
