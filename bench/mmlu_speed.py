@@ -1,11 +1,12 @@
 """MMLU wall time side by side: lm-evaluation-harness, and this harness with transformers and llama.cpp,
 batched (--score-batch) and not, and with two pytest-xdist workers.
 
-    python bench/mmlu_speed.py [--samples 252] [--data ../shared/datasets/mmlu --split val]
+    python bench/mmlu_speed.py [--samples 252] [--data ../shared/datasets/mmlu --split val] [--shots 0]
                                [--lm-eval /path/to/venv/bin/lm_eval] [--runs lm-eval,hf-1,hf-32,...]
 
-Every configuration answers the same questions (drawn seeded from the data, 0-shot, the standard
-prompt, " A".." D" scored by loglikelihood) with the same weights: the gemma 270M GGUF, which
+Every configuration answers the same questions (drawn seeded from the data, the standard prompt
+with --shots solved examples of the subject's dev split first, " A".." D" scored by loglikelihood:
+lm-eval is given the very prompts this harness builds) with the same weights: the gemma 270M GGUF, which
 transformers dequantizes to fp32 (cached as an HF folder, which lm-eval loads too). Times are
 whole commands (start-up, model load, reports). `vs lm-eval` is lm-eval's wall time over the
 run's; `agree` is the share of predictions equal to the unbatched run of the same backend.
@@ -60,6 +61,7 @@ def harness_run(name: str, args: argparse.Namespace, reports: Path) -> dict:
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "benchmarks/test_mmlu.py",
            "--models", model, "--mmlu-data", str(args.data), "--mmlu-split", args.split,
            "--samples", str(args.samples), "--seed", str(args.seed), "--mmlu-mode", "loglikelihood",
+           "--mmlu-shots", str(args.shots),
            "--score-batch", str(batch), "--report-dir", str(reports), "--run-id", name]
     if workers > 1:
         cmd += ["-n", str(workers)]
@@ -82,7 +84,8 @@ def lm_eval_run(args: argparse.Namespace, folder: Path, work: Path) -> dict:
     data = work / "mmlu.jsonl"
     with data.open("w") as handle:
         for item in items:
-            handle.write(json.dumps({"prompt": mmlu.prompt(item, [], style="base"),
+            shots = mmlu.few_shot(str(args.data), item.input["subject"], args.shots)
+            handle.write(json.dumps({"prompt": mmlu.prompt(item, shots, style="base"),
                                      "answer": mmlu.LETTERS.index(item.reference), "id": item.id}) + "\n")
     tasks = work / "tasks"
     tasks.mkdir()
@@ -115,13 +118,14 @@ def main() -> None:
     parser.add_argument("--split", default="val")
     parser.add_argument("--samples", type=int, default=252)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shots", type=int, default=0, help="solved examples before each question")
     parser.add_argument("--lm-eval", default=shutil.which("lm_eval") or "/work/lmeval-venv/bin/lm_eval")
     parser.add_argument("--runs", default="lm-eval,llama-1,llama-16,llama-16-n2,hf-1,hf-32,hf-32-n2")
     args = parser.parse_args()
     names = args.runs.split(",")
     results: dict[str, dict] = {}
     load = os.getloadavg()
-    print(f"{args.samples} MMLU {args.split} questions (seed {args.seed}), 0-shot; load average at start "
+    print(f"{args.samples} MMLU {args.split} questions (seed {args.seed}), {args.shots}-shot; load average at start "
           f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'run':<12} {'n':>4} {'wall s':>7} {'q/s':>6} {'vs lm-eval':>10} {'accuracy':>8} {'agree':>6} {'load':>5}",
           flush=True)
