@@ -13,9 +13,9 @@ fp16, nf4 or int8 (bitsandbytes, which quantizes on the CPU too since 0.49). Opt
     allow_quantization_fallback
                     true: when the asked-for quantization is not in effect, run anyway with a
                     loud warning in the run metadata (describe()); default: refuse to load
-    prefix_reuse    true (default): scoring computes a prompt prefix it has computed before only
-                    once, from its key/value cache (transformers_prefix.py); false: every
-                    sequence whole. Results carry prompt_reused / prompt_computed tokens.
+    prefix_reuse    true (default): a prompt prefix computed before is taken from its key/value
+                    cache (transformers_prefix.py), in scoring and in one-prompt generation;
+                    false: every sequence whole. Results carry prompt_reused / prompt_computed.
     prefix_cache_entries
                     how many computed sequences' caches are kept for reuse (default 4)
 
@@ -278,11 +278,19 @@ class TransformersBackend(BackendBase):
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if first.stop:
             kwargs.update(stop_strings=list(first.stop), tokenizer=self.tokenizer)
+        # One prompt (no padding) starts from the longest prefix of it in the store; a batch of
+        # left-padded prompts computes them whole.
+        reused, cache = 0, None
+        if self.prefix_reuse and len(prompts) == 1:
+            cache, reused = self.passes.cache_for(prompts[0])
+            kwargs[self.passes.cache_kwarg] = cache
         try:
             with torch.inference_mode():
                 output = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
         except (RuntimeError, ValueError) as exc:
             raise BackendError(f"{self.name}: transformers generate failed: {exc}") from exc
+        if cache is not None:
+            self.passes.remember(prompts[0], cache)
         total = time.perf_counter() - clock.start
         generations = []
         for prompt, row, req in zip(prompts, output[:, ids.shape[1]:].tolist(), requests):
@@ -301,7 +309,9 @@ class TransformersBackend(BackendBase):
             generations.append(Generation(
                 text=text, tool_calls=calls, finish_reason=finish,
                 usage=Usage(len(prompt), len(tokens), "tokenizer"),
-                timings=Timings(total_s=total, first_token_s=clock.first_s)))
+                timings=Timings(total_s=total, first_token_s=clock.first_s,
+                                server={"prompt_reused": float(reused),
+                                        "prompt_computed": float(len(prompt) - reused)})))
         return generations
 
     # -- loglikelihood -----------------------------------------------------------------------------

@@ -28,7 +28,7 @@ Every result says how many of its prompt tokens were computed and how many came 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +93,39 @@ class Scored:
 
     logprobs: Any  # (positions, vocabulary) float64, the sequence's last positions in order
     computed: float  # prompt tokens computed for it (a shared prefix's share included)
+
+
+def group_by_prefix(needed: dict[Tokens, int]) -> list[tuple[Tokens, list[Tokens]]]:
+    """Sequences in token order, cut into runs that each compute their common prefix once.
+
+    In token order, sequences with a common prefix are neighbours, and a run's common prefix is
+    the least of its neighbours' ones. A run of m sequences sharing p tokens saves (m - 1) * p
+    tokens; the cut that saves the most is found by dynamic programming over the order. A
+    sequence's last `needed` positions are read, so they are never part of a shared prefix.
+    """
+    ordered = sorted(needed)
+    limits = [len(seq) - needed[seq] for seq in ordered]
+    shared = [common_prefix(a, b) for a, b in zip(ordered, ordered[1:])]
+    best = [0] * (len(ordered) + 1)  # tokens saved by the best cut of the first i sequences
+    start = [0] * (len(ordered) + 1)  # where the last run of that cut starts
+    for end in range(1, len(ordered) + 1):
+        best[end], start[end] = best[end - 1], end - 1  # the last sequence alone
+        prefix = limits[end - 1]
+        for first in range(end - 2, -1, -1):
+            prefix = min(prefix, shared[first], limits[first])
+            if prefix == 0:
+                break
+            saved = best[first] + (end - first - 1) * prefix
+            if saved > best[end]:
+                best[end], start[end] = saved, first
+    runs: list[tuple[Tokens, list[Tokens]]] = []
+    end = len(ordered)
+    while end > 0:
+        members = ordered[start[end]: end]
+        length = min([limits[i] for i in range(start[end], end)] + shared[start[end]: end - 1])
+        runs.append((members[0][:length], members))
+        end = start[end]
+    return runs[::-1]
 
 
 def reuse_refusal(model: Any) -> str | None:
@@ -180,6 +213,20 @@ class Passes:
     def _layers(cache: Any) -> list[tuple[Any, Any]]:
         return [(layer.keys, layer.values) for layer in cache.layers]
 
+    # -- generation: one prompt ---------------------------------------------------------------------
+    def cache_for(self, prompt: Sequence[int]) -> tuple[Any, int]:
+        """A cache holding the longest stored prefix of a prompt to generate from (its last token
+        is left to compute: its logits give the first new token), and that prefix's length."""
+        assert self.store is not None
+        layers, found = self.store.longest(prompt, len(prompt) - 1)
+        return self._cache(layers, found, 1), found
+
+    def remember(self, prompt: Sequence[int], cache: Any) -> None:
+        """Keep a generation's prompt part of its cache (the generated tokens are not kept)."""
+        assert self.store is not None
+        self.store.keep(tuple(prompt), [(k[:, :, : len(prompt)], v[:, :, : len(prompt)])
+                                        for k, v in self._layers(cache)])
+
     # -- plain: every sequence computed whole ------------------------------------------------------
     def plain(self, needed: dict[Tokens, int]) -> dict[Tokens, Scored]:
         """Left-padded batches of similar lengths, no cache: the computation reuse is checked against."""
@@ -208,7 +255,7 @@ class Passes:
         """Each group of sequences with a common prefix: the prefix once, the suffixes batched."""
         assert self.store is not None
         scored: dict[Tokens, Scored] = {}
-        for prefix, members in self._groups(needed):
+        for prefix, members in group_by_prefix(needed):
             if len(members) == 1:
                 seq = members[0]
                 scored[seq] = self._extend(seq, needed[seq], keep_whole=True)
@@ -220,24 +267,6 @@ class Passes:
                 for seq, logprobs in zip(chunk, self._suffixes(layers, prefix, chunk, needed)):
                     scored[seq] = Scored(logprobs, share + len(seq) - len(prefix))
         return scored
-
-    def _groups(self, needed: dict[Tokens, int]) -> Iterable[tuple[Tokens, list[Tokens]]]:
-        """Sequences in token order, grouped while sharing the common prefix computes fewer tokens
-        than computing the newcomer apart (a shrinking prefix costs each member its lost part)."""
-        ordered = sorted(needed)  # token order: sequences with a common prefix are neighbours
-        prefix: Tokens = ()
-        members: list[Tokens] = []
-        for seq in ordered:
-            limit = len(seq) - needed[seq]  # the kept positions must be computed
-            if members:
-                shared = min(common_prefix(prefix, seq), limit)
-                if (len(prefix) - shared) * len(members) < shared:
-                    prefix, members = prefix[:shared], [*members, seq]
-                    continue
-                yield prefix, members
-            prefix, members = seq[:limit], [seq]
-        if members:
-            yield prefix, members
 
     def _prefix(self, prefix: Tokens) -> tuple[list[tuple[Any, Any]], int]:
         """The cache of `prefix` (from the store, extended where it falls short) and the tokens computed."""
