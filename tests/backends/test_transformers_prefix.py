@@ -178,6 +178,10 @@ def test_two_models_in_one_run_batched_reuse_against_none(bench: BenchRun, monke
     computed = sum(r["timings"]["server"]["prompt_computed"] for r in reuse.values())
     without = sum(r["timings"]["server"]["prompt_computed"] for r in whole.values())
     assert computed / without < 0.5
+    # The run's summary gives the share of submitted prompt tokens computed, per model.
+    shares = {row["model"]: row["prompt_computed_share"] for row in bench.summary()["summary"]}
+    submitted = sum(r["usage"]["prompt_tokens"] for r in reuse.values())
+    assert shares == {"gemma-reuse": pytest.approx(computed / submitted), "gemma-whole": 1.0}
     metadata = json.loads((bench.run_dirs()[-1] / "metadata.json").read_text())
     assert metadata["backends"]["gemma-reuse"]["prefix_reuse"].startswith("on")
     assert metadata["backends"]["gemma-whole"]["prefix_reuse"] == "off (options.prefix_reuse = false)"
