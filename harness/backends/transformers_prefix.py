@@ -258,7 +258,7 @@ class Passes:
         for prefix, members in group_by_prefix(needed):
             if len(members) == 1:
                 seq = members[0]
-                scored[seq] = self._extend(seq, needed[seq], keep_whole=True)
+                scored[seq] = self._extend(seq, needed[seq])
                 continue
             layers, computed = self._prefix(prefix)
             share = computed / len(members)
@@ -303,7 +303,7 @@ class Passes:
         spans = [(len(seq) - start - needed[seq], len(seq) - start) for seq in chunk]
         return self._run(ids.to(device), None, positions, self._cache(layers, start, len(chunk)), spans)
 
-    def _extend(self, seq: Tokens, keep: int, *, keep_whole: bool) -> Scored:
+    def _extend(self, seq: Tokens, keep: int) -> Scored:
         """One sequence from the longest stored prefix; its whole cache is stored for the next."""
         import torch
 
@@ -314,6 +314,5 @@ class Passes:
         rest = torch.tensor([seq[found:]], dtype=torch.long, device=device)
         positions = torch.arange(found, len(seq), device=device).unsqueeze(0)
         logprobs = self._run(rest, None, positions, cache, [(len(rest[0]) - keep, len(rest[0]))])[0]
-        if keep_whole:
-            self.store.keep(seq, self._layers(cache))
+        self.store.keep(seq, self._layers(cache))
         return Scored(logprobs, float(len(seq) - found))
