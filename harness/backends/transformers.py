@@ -13,6 +13,11 @@ fp16, nf4 or int8 (bitsandbytes, which quantizes on the CPU too since 0.49). Opt
     allow_quantization_fallback
                     true: when the asked-for quantization is not in effect, run anyway with a
                     loud warning in the run metadata (describe()); default: refuse to load
+    prefix_reuse    true (default): a prompt prefix computed before is taken from its key/value
+                    cache (transformers_prefix.py), in scoring and in one-prompt generation;
+                    false: every sequence whole. Results carry prompt_reused / prompt_computed.
+    prefix_cache_entries
+                    how many computed sequences' caches are kept for reuse (default 4)
 
 After loading, `quantization_in_effect` says what the layers really are ("nf4 (126/127 linear
 layers)"), measured by inspecting the modules, not taken from the request.
@@ -22,7 +27,6 @@ from __future__ import annotations
 
 import gc
 import importlib.util
-import inspect
 import json
 import logging
 import os
@@ -32,6 +36,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.backends import transformers_load as load
+from harness.backends import transformers_prefix as prefix
 from harness.backends.base import (
     BackendBase,
     BackendError,
@@ -94,6 +99,13 @@ def pick_device(model: str, asked: str) -> str:
     elif asked not in ("cpu", "mps") and not asked.startswith("cuda"):
         raise BackendError(f"{model}: unknown device {asked!r}; use auto, cpu, cuda, cuda:N or mps")
     return asked
+
+
+def _flag(value: Any, model: str, key: str) -> bool:
+    """A registry boolean option; a string such as "false" would read as true, so it is refused."""
+    if not isinstance(value, bool):
+        raise BackendError(f"{model}: options.{key} must be true or false, not {value!r}")
+    return value
 
 
 class _FirstTokenClock:
@@ -169,7 +181,14 @@ class TransformersBackend(BackendBase):
             self.pad_id = self.tokenizer.eos_token_id
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = {*(eos if isinstance(eos, list) else [eos]), self.tokenizer.eos_token_id} - {None}
-        self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        self.prefix_reuse = _flag(options.get("prefix_reuse", True), spec.name, "prefix_reuse")
+        self.reuse_note = None if self.prefix_reuse else "off (options.prefix_reuse = false)"
+        if self.prefix_reuse and (refusal := prefix.reuse_refusal(self.model)) is not None:
+            self.prefix_reuse, self.reuse_note = False, f"off: {refusal}"
+        self.prefix_entries = int(options.get("prefix_cache_entries", 4))
+        store = prefix.PrefixStore(self.prefix_entries) if self.prefix_reuse else None
+        self.passes = prefix.Passes(self.model, self.pad_id, self.batch_size, store)
+        self.head_note = self.passes.check_head()
 
     # -- encoding ----------------------------------------------------------------------------------
     def _ids(self, text: str, *, special: bool = True) -> list[int]:
@@ -274,11 +293,19 @@ class TransformersBackend(BackendBase):
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if first.stop:
             kwargs.update(stop_strings=list(first.stop), tokenizer=self.tokenizer)
+        # One prompt (no padding) starts from the longest prefix of it in the store; a batch of
+        # left-padded prompts computes them whole.
+        reused, cache = 0, None
+        if self.prefix_reuse and len(prompts) == 1:
+            cache, reused = self.passes.cache_for(prompts[0])
+            kwargs[self.passes.cache_kwarg] = cache
         try:
             with torch.inference_mode():
                 output = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
         except (RuntimeError, ValueError) as exc:
             raise BackendError(f"{self.name}: transformers generate failed: {exc}") from exc
+        if cache is not None:
+            self.passes.remember(prompts[0], cache)
         total = time.perf_counter() - clock.start
         generations = []
         for prompt, row, req in zip(prompts, output[:, ids.shape[1]:].tolist(), requests):
@@ -297,7 +324,9 @@ class TransformersBackend(BackendBase):
             generations.append(Generation(
                 text=text, tool_calls=calls, finish_reason=finish,
                 usage=Usage(len(prompt), len(tokens), "tokenizer"),
-                timings=Timings(total_s=total, first_token_s=clock.first_s)))
+                timings=Timings(total_s=total, first_token_s=clock.first_s,
+                                server={"prompt_reused": float(reused),
+                                        "prompt_computed": float(len(prompt) - reused)})))
         if pieces is not None:
             pieces.finish(generations[0].text)
         return generations
@@ -336,32 +365,25 @@ class TransformersBackend(BackendBase):
                 plan.append((sequence, continuation))
                 needed[sequence] = max(needed.get(sequence, 0), len(continuation))
             plans.append(plan)
-        rows: dict[tuple[int, ...], Any] = {}
-        ordered = sorted(needed, key=len)  # similar lengths together: less padding
-        for at in range(0, len(ordered), self.batch_size):
-            chunk = ordered[at: at + self.batch_size]
-            keep = max(needed[s] for s in chunk)
-            ids, mask = self._pad_left(chunk)
-            extra: dict[str, Any] = {"logits_to_keep": keep} if self._keeps_logits else {}
-            try:
-                with torch.inference_mode():
-                    logits = self.model(input_ids=ids, attention_mask=mask, use_cache=False,
-                                        position_ids=(mask.cumsum(-1) - 1).clamp(min=0), **extra).logits
-            except (RuntimeError, ValueError) as exc:
-                raise BackendError(f"{self.name}: transformers forward pass failed: {exc}") from exc
-            logprobs = torch.log_softmax(logits[:, -keep:].float(), dim=-1)
-            for row, sequence in enumerate(chunk):
-                rows[sequence] = logprobs[row]
+        try:
+            with torch.inference_mode():
+                rows = self.passes.reusing(needed) if self.prefix_reuse else self.passes.plain(needed)
+        except (RuntimeError, ValueError) as exc:
+            raise BackendError(f"{self.name}: transformers forward pass failed: {exc}") from exc
         elapsed = time.perf_counter() - start
-        tokens = [sum(len(s) for s in {sequence for sequence, _ in plan}) for plan in plans]
+        distinct = [{sequence for sequence, _ in plan} for plan in plans]
+        tokens = [sum(len(s) for s in seqs) for seqs in distinct]
         results = []
-        for plan, used in zip(plans, tokens):
+        for plan, seqs, used in zip(plans, distinct, tokens):
             values = []
             for sequence, continuation in plan:
-                last = rows[sequence][-len(continuation):]
+                last = rows[sequence].logprobs[-len(continuation):]
                 values.append(float(sum(last[i, token] for i, token in enumerate(continuation))))
             share = elapsed * used / sum(tokens) if sum(tokens) else elapsed / len(plans)
-            results.append(Loglikelihoods(values, Usage(used, 0, "tokenizer"), Timings(total_s=share)))
+            # What it would cost alone, like its usage; a prefix shared in the call counts in parts.
+            computed = sum(rows[s].computed for s in seqs)
+            server = {"prompt_reused": float(used) - computed, "prompt_computed": computed}
+            results.append(Loglikelihoods(values, Usage(used, 0, "tokenizer"), Timings(total_s=share, server=server)))
         return results
 
     # -- the rest of the protocol ------------------------------------------------------------------
@@ -374,7 +396,10 @@ class TransformersBackend(BackendBase):
             "quantization_in_effect": self.quantization_in_effect,
             "linear_layers": self.quantization_report.linear,
             "quantized_linear_layers": self.quantization_report.quantized,
+            "prefix_reuse": self.reuse_note or f"on (up to {self.prefix_entries} cached sequences)",
         }
+        if self.head_note:
+            data["output_head"] = self.head_note
         if self.warning:
             data["warning"] = self.warning
         return data
@@ -383,5 +408,7 @@ class TransformersBackend(BackendBase):
         return os.getpid()
 
     def close(self) -> None:
+        if self.passes.store is not None:
+            self.passes.store.clear()
         self.model = None
         gc.collect()

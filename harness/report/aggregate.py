@@ -63,6 +63,9 @@ class SummaryRow:
     gpu_memory_mean_mb: float | None = None
     gpu_memory_peak_mb: float | None = None
     gpu_energy_j: float | None = None
+    # Issue 23: of the prompt tokens the backends said they computed or took from a prefix cache
+    # (timings.server prompt_computed / prompt_reused), the share computed; None where none said.
+    prompt_computed_share: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,7 +86,10 @@ def summary_row(key: Key, records: Sequence[CaseRecord]) -> SummaryRow:
     rate_tokens = 0
     rate_seconds = 0.0
     settled: list[bool] = []
+    computed = reused = 0.0
     for record in records:
+        computed += record.timings.server.get("prompt_computed", 0.0)
+        reused += record.timings.server.get("prompt_reused", 0.0)
         if record.scored:
             row.scored += 1
             row.correct += record.counts_correct
@@ -116,6 +122,7 @@ def summary_row(key: Key, records: Sequence[CaseRecord]) -> SummaryRow:
         setattr(row, name, value)
     row.tokens_per_s = rate_tokens / rate_seconds if rate_seconds > 0 else None
     row.settled_by_small = sum(settled) / len(settled) if settled else None
+    row.prompt_computed_share = computed / (computed + reused) if computed + reused > 0 else None
     return row
 
 

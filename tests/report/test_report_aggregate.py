@@ -152,5 +152,16 @@ def test_to_dict_and_empty_input() -> None:
         # issue 25: user and system CPU apart, mean and peak of CPU % and RSS
         "cpu_percent_peak", "cpu_user_s", "cpu_system_s", "rss_mean_mb", "rss_peak_mb",
         "gpu_util_mean", "gpu_util_peak", "gpu_memory_mean_mb", "gpu_memory_peak_mb", "gpu_energy_j",
+        # issue 23: the share of prompt tokens computed, not taken from a prefix cache
+        "prompt_computed_share",
     ]
     assert SummaryRow(**data) == row
+
+
+def test_prompt_computed_share_sums_what_the_backends_said() -> None:
+    reuse = [record("1", timings={"server": {"prompt_computed": 600.0, "prompt_reused": 0.0}}),
+             record("2", timings={"server": {"prompt_computed": 90.0, "prompt_reused": 510.0}})]
+    silent = [record("3", model="m2", timings={"wall_s": 1.0})]
+    rows = {row.model: row for row in summarize(reuse + silent)}
+    assert rows["m1"].prompt_computed_share == (600 + 90) / (600 + 90 + 510)
+    assert rows["m2"].prompt_computed_share is None  # no backend said: not 0, not 1
