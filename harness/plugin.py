@@ -440,7 +440,8 @@ def _usage_by_model(calls: list[ModelCall]) -> dict[str, ModelUsage]:
         usage = call.usage()
         if call.name in models:
             known = models[call.name]
-            for name in ("calls", "cache_hits", "retries", "prompt_tokens", "completion_tokens", "model_s", "cost"):
+            for name in ("calls", "cache_hits", "retries", "prompt_tokens", "completion_tokens", "model_s", "cost",
+                         "decode_s", "decode_tokens"):
                 setattr(known, name, getattr(known, name) + getattr(usage, name))
         else:
             models[call.name] = usage

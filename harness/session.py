@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from harness import locations
 from harness.backends.base import Backend
+from harness.backends.engine_rate import engine_rate
 from harness.cache import ResponseCache
 from harness.call import CallPolicy, Executors, ModelCall
 from harness.monitor import Monitor
@@ -105,6 +106,10 @@ class RunSession:
         described = {}
         for name, backend in self._backends.items():
             data = backend.describe()
+            if "engine_rate" not in data:  # a hosted model says its own (backends/hosted.py)
+                # In this process, after its cases: measured here, or why not (a server).
+                data["engine_rate"] = engine_rate(backend, self.registry[name].model if name in self.registry
+                                                  else name)
             described[name] = {"backend": self.registry[name].backend if name in self.registry else "", **data}
         return described
 

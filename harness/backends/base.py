@@ -215,6 +215,16 @@ class Backend(Protocol):
         """How the model runs (settings in effect, quantization really loaded), for the metadata."""
         ...
 
+    def engine_identity(self) -> dict[str, Any] | None:
+        """What the engine's own speed depends on besides the model file and the CPU (library and
+        version, threads, batch settings); None where the engine is not in this process (a server)."""
+        ...
+
+    def measure_engine_rate(self, prompt_tokens: int, decode_tokens: int) -> tuple[float, float]:
+        """Seconds to evaluate a prompt of `prompt_tokens` and to decode `decode_tokens` greedily
+        after it (backends/engine_rate.py keeps the rates)."""
+        ...
+
     @property
     def abilities(self) -> frozenset[str]:
         """The optional abilities (OPTIONAL_ABILITIES) this backend offers."""
@@ -253,6 +263,12 @@ class BackendBase:
 
     def describe(self) -> dict[str, Any]:
         return {}
+
+    def engine_identity(self) -> dict[str, Any] | None:
+        return None
+
+    def measure_engine_rate(self, prompt_tokens: int, decode_tokens: int) -> tuple[float, float]:
+        raise Unsupported(f"{self.name}: this backend's engine is not in this process to measure")
 
     def generate_concurrently(self, request: Request, model_lock: Any) -> Generation | None:
         """Generate while other calls run (a model host's continuous batching: llamacpp_decode.py),

@@ -362,6 +362,33 @@ class TransformersBackend(BackendBase):
             data["warning"] = self.warning
         return data
 
+    def engine_identity(self) -> dict[str, Any] | None:
+        import torch
+        import transformers
+
+        return {"library": f"transformers {transformers.__version__} torch {torch.__version__}",
+                "threads": torch.get_num_threads(), "device": self.device, "dtype": self.dtype,
+                "quantization": self.quantization_in_effect}
+
+    def measure_engine_rate(self, prompt_tokens: int, decode_tokens: int) -> tuple[float, float]:
+        """The model's own speed: one forward pass over a prompt, then greedy steps of one token
+        on its past key values, as a sequence decodes alone."""
+        import torch
+
+        text = " ".join(f"The number {i} comes after {i - 1} and before {i + 1}." for i in range(1, 200))
+        ids = torch.tensor([self._ids(text)[:prompt_tokens]], device=self.device)
+        with torch.inference_mode():
+            start = time.perf_counter()
+            out = self.model(input_ids=ids, use_cache=True)
+            prompt_s = time.perf_counter() - start
+            past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+            start = time.perf_counter()
+            for _ in range(decode_tokens):
+                out = self.model(input_ids=token, past_key_values=past, use_cache=True)
+                past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+            decode_s = time.perf_counter() - start
+        return prompt_s * prompt_tokens / ids.shape[1], decode_s
+
     def process(self) -> int | None:
         return os.getpid()
 

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from harness.record import CaseRecord
 from harness.report.aggregate import SummaryRow, aggregate, latest
+from harness.report.engine_share import engine_markdown, with_engine
 from harness.report.paired import headlines, paired
 from harness.report.tables import markdown, markdown_sections, write_csv
 
@@ -177,7 +178,7 @@ def write_summary(
     plain_metadata = json.loads(_json_text(dict(metadata)))
     records = list(records)
     groups = aggregate(records)
-    rows = [group.row for group in groups]
+    rows = with_engine([group.row for group in groups], plain_metadata)
     shares = [share for group in groups for share in group.shares]
     heads, pairs = headlines(groups), paired(groups)
     loads = model_loads(plain_metadata)
@@ -191,7 +192,7 @@ def write_summary(
     _write_text(run_dir / METADATA_FILE, _json_text(plain_metadata))
     _write_text(run_dir / SUMMARY_JSON, _json_text(summary))
     _write_text(run_dir / SUMMARY_MD, markdown(rows, plain_metadata) + markdown_sections(rows, shares, heads, pairs)
-                + _loads_markdown(loads))
+                + _loads_markdown(loads) + engine_markdown(plain_metadata))
     temporary_csv = run_dir / (SUMMARY_CSV + ".tmp")
     write_csv(rows, temporary_csv)
     os.replace(temporary_csv, run_dir / SUMMARY_CSV)

@@ -152,5 +152,8 @@ def test_to_dict_and_empty_input() -> None:
         # issue 25: user and system CPU apart, mean and peak of CPU % and RSS
         "cpu_percent_peak", "cpu_user_s", "cpu_system_s", "rss_mean_mb", "rss_peak_mb",
         "gpu_util_mean", "gpu_util_peak", "gpu_memory_mean_mb", "gpu_memory_peak_mb", "gpu_energy_j",
+        # issue 23: the run's speed against the engine's own
+        "prompt_tokens_per_s", "completion_tokens_per_s", "engine_prompt_tokens_per_s",
+        "engine_decode_tokens_per_s", "prompt_engine_share", "decode_engine_share",
     ]
     assert SummaryRow(**data) == row
