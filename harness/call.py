@@ -138,6 +138,8 @@ class ModelCall:
         return bool(self.backend.supports_loglikelihood)
 
     def _once(self, fn: Callable[[], T]) -> T:
+        if self.backend.inline_calls:  # it keeps the timeout itself (hosted.py) or never blocks: no thread hop
+            return fn()
         future = self.executors.for_backend(self.backend).submit(fn)
         try:
             return future.result(timeout=self.policy.timeout_s)

@@ -194,6 +194,11 @@ class Backend(Protocol):
     token_count_source: UsageSource
     # None, or why this model takes no more calls in this run (a host that kept crashing).
     retired: str | None
+    # True where a call cannot outlive the run's --call-timeout without the wrapper's help: the
+    # backend stops it itself (a model host ends its process) or never blocks (the oracle). The
+    # wrapper (call.py) then calls it in the case's own thread, without a hop through the
+    # backend's executor thread, which costs each call a thread switch.
+    inline_calls: bool
 
     def generate(self, request: Request) -> Generation: ...
 
@@ -245,6 +250,7 @@ class BackendBase:
     supports_loglikelihood: bool = False
     token_count_source: UsageSource = "tokenizer"
     retired: str | None = None
+    inline_calls: bool = False
 
     def generate(self, request: Request) -> Generation:
         raise NotImplementedError

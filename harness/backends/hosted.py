@@ -111,6 +111,12 @@ class HostedBackend(BackendBase):
         return frozenset(self._info.get("abilities", ()))
 
     @property
+    def inline_calls(self) -> bool:  # type: ignore[override]
+        """A call past the run's --call-timeout ends the host here (_exchange), as the wrapper
+        would abandon it: the wrapper need not run it on a thread of its own."""
+        return self._timeout_s is not None
+
+    @property
     def supports_loglikelihood(self) -> bool:  # type: ignore[override]
         return bool(self._info.get("supports_loglikelihood", False))
 
