@@ -394,7 +394,7 @@ def _track(request: pytest.FixtureRequest, call: ModelCall) -> ModelCall:
     call.transcript = request.node.stash.setdefault(TRANSCRIPT, TranscriptBuilder())  # one per case
     windows = request.node.stash.get(WINDOWS, None)
     if windows is not None:
-        windows.add(call.name, call.backend.process())
+        windows.add(call.name, call.backend.process(), call.backend.process_children)
     return call
 
 
@@ -518,7 +518,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     if windows is not None:
         item.stash[WINDOWS] = windows
         for call in item.stash.get(CALLS, []):
-            windows.add(call.name, call.backend.process())
+            windows.add(call.name, call.backend.process(), call.backend.process_children)
     try:
         yield
     finally:

@@ -114,12 +114,13 @@ class RunSession:
         return described
 
     # -- measuring ------------------------------------------------------------------------------
-    def monitor(self, pids: set[int]) -> Monitor:
-        """One sampler per process tree for the whole run; cases take windows of it."""
+    def monitor(self, pids: set[int], children: bool = True) -> Monitor:
+        """One sampler per process tree for the whole run; cases take windows of it. `children`:
+        False for a process that starts none (a model host), whose /proc scan would be wasted."""
         key = frozenset(pids)
         if key not in self._monitors:
             # Children matter for servers (Ollama's runner); this process's own are not inference.
-            servers = any(pid != os.getpid() for pid in pids)
+            servers = children and any(pid != os.getpid() for pid in pids)
             self._monitors[key] = Monitor(sorted(pids), self.settings.monitor_interval,
                                           children=servers).start()
         return self._monitors[key]

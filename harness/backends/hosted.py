@@ -110,6 +110,8 @@ class HostedBackend(BackendBase):
     def abilities(self) -> frozenset[str]:
         return frozenset(self._info.get("abilities", ()))
 
+    process_children = False  # the host runs its model in threads; it starts no process
+
     @property
     def inline_calls(self) -> bool:  # type: ignore[override]
         """A call past the run's --call-timeout ends the host here (_exchange), as the wrapper
