@@ -150,3 +150,27 @@ def test_llamacpp_measures_its_engine_once(cache: Path) -> None:
     finally:
         second.close()
     assert again["host"]["engine_rate_cached"] is True and again["engine_rate"] == rate
+
+
+def test_transformers_decodes_on_its_cache() -> None:
+    """One forward pass over the prompt, then one token per step with the cache passed back: a
+    decode that recomputed the prompt each step would measure something else."""
+    transformers = pytest.importorskip("transformers")
+    from harness.backends.transformers import TransformersBackend
+
+    config = transformers.LlamaConfig(vocab_size=1000, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512)
+    backend = object.__new__(TransformersBackend)  # a tiny random model: no files, no tokenizer
+    backend.model = transformers.LlamaForCausalLM(config).eval()
+    backend.device = "cpu"
+    backend._ids = lambda text, special=True: [i % 1000 for i in range(len(text.split()))]  # type: ignore[method-assign]
+    seen: list[tuple[int, bool]] = []
+
+    def note(module: object, args: tuple[object, ...], kwargs: dict[str, object]) -> None:
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        seen.append((int(kwargs["input_ids"].shape[1]), cache is not None))  # type: ignore[attr-defined]
+
+    backend.model.register_forward_pre_hook(note, with_kwargs=True)
+    prompt_s, decode_s = backend.measure_engine_rate(256, 32)
+    assert prompt_s > 0 and decode_s > 0
+    assert seen == [(256, False)] + [(1, True)] * 32

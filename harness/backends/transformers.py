@@ -377,15 +377,17 @@ class TransformersBackend(BackendBase):
 
         text = " ".join(f"The number {i} comes after {i - 1} and before {i + 1}." for i in range(1, 200))
         ids = torch.tensor([self._ids(text)[:prompt_tokens]], device=self.device)
+        # transformers 5 names the key-value cache `cache` (argument and output); 4 named it past_key_values.
+        key = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         with torch.inference_mode():
             start = time.perf_counter()
             out = self.model(input_ids=ids, use_cache=True)
             prompt_s = time.perf_counter() - start
-            past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+            past, token = out.get(key), out.logits[:, -1:].argmax(-1)
             start = time.perf_counter()
             for _ in range(decode_tokens):
-                out = self.model(input_ids=token, past_key_values=past, use_cache=True)
-                past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+                out = self.model(input_ids=token, use_cache=True, **{key: past})
+                past, token = out.get(key), out.logits[:, -1:].argmax(-1)
             decode_s = time.perf_counter() - start
         return prompt_s * prompt_tokens / ids.shape[1], decode_s
 
