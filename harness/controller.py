@@ -39,10 +39,6 @@ WORKER_BACKENDS = "harness_backends"
 WORKER_RUN_ID = "harness_run_id"
 WORKER_ANSWERED = "harness_answered"
 WORKER_ITEMS = "harness_items_fingerprint"
-# Records built in this process, by node id, with their plain data and JSON line (plugin.py puts
-# them there where this process is also the controller): a record read back from its own report's
-# payload would be parsed and converted again for nothing.
-BUILT: pytest.StashKey[dict[str, tuple[CaseRecord, dict[str, Any], str]]] = pytest.StashKey()
 
 # Library versions worth saving with a run: results move when these do.
 _LIBRARIES = ("pytest", "pytest-xdist", "llama_cpp_python", "numpy", "transformers", "torch",
@@ -146,18 +142,14 @@ class Controller:
             return
         payload = next((v for k, v in report.user_properties if k == RECORD_KEY), None)
         if payload is not None:
-            built = self.config.stash.get(BUILT, {}).pop(report.nodeid, None)
-            line: str | None
-            if built is not None and built[2] == payload:
-                record, data, line = built
-            else:  # from a pytest-xdist worker
-                data = json.loads(str(payload))
-                record = CaseRecord.from_dict(data)
-                # The payload is the record's own to_dict() (record.to_json) where its schema is
-                # ours: written as it came, it spares converting the record twice more per case.
-                line = str(payload) if data.get("schema") == SCHEMA_VERSION else None
-                data = data if line is not None else record.to_dict()
-            self.add(record, data, line)
+            # Read back from its JSON even in the process that built it: the controller's record is
+            # then the one results.jsonl holds (-inf as None, tuples as lists), whoever reports it.
+            data = json.loads(str(payload))
+            record = CaseRecord.from_dict(data)
+            # The payload is the record's own to_json() where its schema is ours: written as it
+            # came, it spares converting the record twice more per case.
+            line = str(payload) if data.get("schema") == SCHEMA_VERSION else None
+            self.add(record, data if line is not None else None, line)
             if record.extra.get("shown"):  # a suite's per-case line (--show-answers), from any worker
                 terminal = self.config.pluginmanager.get_plugin("terminalreporter")
                 if terminal is not None:

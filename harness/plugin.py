@@ -541,11 +541,5 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
         rec = _build_record(item, call)
         item.user_properties.extend(junit_properties(rec))
-        data = rec.to_dict()
-        line = json.dumps(data, sort_keys=True, default=str)  # rec.to_json(), converted once
-        item.user_properties.append((RECORD_KEY, line))
-        if CONTROLLER in item.config.stash:  # this process writes it too: hand the record over as it is
-            from harness.controller import BUILT
-
-            item.config.stash.setdefault(BUILT, {})[item.nodeid] = (rec, data, line)
+        item.user_properties.append((RECORD_KEY, rec.to_json()))
     yield
