@@ -1,11 +1,14 @@
 """The harness's overhead per case: the oracle over N synthetic MMLU cases, against plain pytest.
 
-    python bench/overhead.py [--cases 1000] [--repeat 3]
+    python bench/overhead.py [--cases 1000] [--repeat 3] [--hosted]
 
 Both runs are subprocesses of the same pytest, with the same number of parametrized cases; the
 plain run's tests do nothing, so the difference per case is what the harness adds: building the
 prompt, the backend call wrapper, the record, its trip through user_properties, results.jsonl and
-the SQLite store, and the summaries.
+the SQLite store, and the summaries. `--hosted` runs the oracle in a model host of its own, as
+the in-process models run by default (backends/hosted.py): each call then crosses the host's socket.
+The fixed part (startup, the reports at the end: about a second here) is in the figure too: run
+`--cases 10` to see it alone, and more cases to see it spread.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--hosted", action="store_true", help="the oracle in a model host (host = true)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -65,6 +69,11 @@ def main() -> None:
         (plain / "test_plain.py").write_text(PLAIN.format(n=args.cases))
         harness_args = [str(PROJECT / "benchmarks" / "test_mmlu.py"), "--models", "oracle",
                         "--mmlu-data", str(root / "data"), "--report-dir", str(root / "reports")]
+        if args.hosted:
+            (root / "hosted.toml").write_text('[[models]]\nname = "oracle-hosted"\nbackend = "oracle"\n'
+                                              'model = "reference"\nhost = true\n')
+            harness_args[2] = "oracle-hosted"
+            harness_args += ["--models-file", str(root / "hosted.toml")]
         harness_times, plain_times = [], []
         for _ in range(args.repeat):  # interleaved, so drift on a noisy machine hits both alike
             plain_times.append(timed([str(plain)], plain))
@@ -72,7 +81,8 @@ def main() -> None:
     h, p = statistics.median(harness_times), statistics.median(plain_times)
     print(f"cases: {args.cases}, repeats: {args.repeat} (medians)")
     print(f"plain pytest, no-op tests:   {p:7.2f} s  ({p / args.cases * 1e3:.3f} ms per case)")
-    print(f"harness, oracle backend:     {h:7.2f} s  ({h / args.cases * 1e3:.3f} ms per case)")
+    print(f"harness, oracle{' hosted' if args.hosted else ''}:{'' if args.hosted else '       '}   "
+          f"{h:7.2f} s  ({h / args.cases * 1e3:.3f} ms per case)")
     print(f"harness overhead per case:   {(h - p) / args.cases * 1e3:.3f} ms")
 
 

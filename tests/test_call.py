@@ -31,6 +31,7 @@ class Flaky:
 
     name = "flaky"
     supports_loglikelihood = True
+    inline_calls = False
 
     def __init__(self, failures: int = 0, error: type[Exception] = RetryableError, delay: float = 0.0) -> None:
         self.failures, self.error, self.delay = failures, error, delay
@@ -103,3 +104,20 @@ def test_the_cache_answers_an_identical_request_without_the_backend(tmp_path: Pa
     assert first.loglikelihood(scored).values == second.loglikelihood(scored).values == [-1.0]
     assert backend.calls == 3
     cache.close()
+
+
+def test_a_backend_that_keeps_its_own_timeout_is_called_without_a_thread_hop() -> None:
+    """The wrapper's executor thread is what enforces --call-timeout; a backend that stops a call
+    itself (a model host) or never blocks (the oracle) is called in the case's thread instead."""
+    seen: list[str] = []
+
+    class Where(Flaky):
+        def generate(self, request: Request) -> Generation:
+            seen.append(threading.current_thread().name)
+            return super().generate(request)
+
+    hopping, inline = Where(), Where()
+    inline.inline_calls = True
+    ModelCall(SPEC, hopping, CallPolicy(timeout_s=5)).generate(Request(prompt="q"))
+    ModelCall(SPEC, inline, CallPolicy(timeout_s=5)).generate(Request(prompt="q"))
+    assert seen[0].startswith("model-flaky") and seen[1] == threading.current_thread().name

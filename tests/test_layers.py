@@ -50,7 +50,7 @@ HALVES = {("harness.backends.transformers", "harness.backends.transformers_load"
           ("harness.backends.hosted", "harness.backends.host_verdicts"),
           ("harness.backends.host", "harness.backends.host_place")}
 SHARED_BACKEND_HELPERS = {"harness.backends", "harness.backends.modelfiles", "harness.backends.servers",
-                          "harness.backends.toolcalls", "harness.backends.chat_format"}
+                          "harness.backends.toolcalls", "harness.backends.chat_format", "harness.backends.engine_rate"}
 
 
 def module_name(path: Path) -> str:

@@ -219,6 +219,14 @@ class Backend(Protocol):
     token_count_source: UsageSource
     # None, or why this model takes no more calls in this run (a host that kept crashing).
     retired: str | None
+    # True where a call cannot outlive the run's --call-timeout without the wrapper's help: the
+    # backend stops it itself (a model host ends its process) or never blocks (the oracle). The
+    # wrapper (call.py) then calls it in the case's own thread, without a hop through the
+    # backend's executor thread, which costs each call a thread switch.
+    inline_calls: bool
+    # False where process() starts no children worth sampling (a model host forks none): the
+    # monitor then skips its scan of /proc for them, about 1-4 ms at each case's start and end.
+    process_children: bool
 
     def generate(self, request: Request) -> Generation: ...
 
@@ -250,6 +258,16 @@ class Backend(Protocol):
         """How the model runs (settings in effect, quantization really loaded), for the metadata."""
         ...
 
+    def engine_identity(self) -> dict[str, Any] | None:
+        """What the engine's own speed depends on besides the model file and the CPU (library and
+        version, threads, batch settings); None where the engine is not in this process (a server)."""
+        ...
+
+    def measure_engine_rate(self, prompt_tokens: int, decode_tokens: int) -> tuple[float, float]:
+        """Seconds to evaluate a prompt of `prompt_tokens` and to decode `decode_tokens` greedily
+        after it (backends/engine_rate.py keeps the rates)."""
+        ...
+
     @property
     def abilities(self) -> frozenset[str]:
         """The optional abilities (OPTIONAL_ABILITIES) this backend offers."""
@@ -270,6 +288,8 @@ class BackendBase:
     supports_loglikelihood: bool = False
     token_count_source: UsageSource = "tokenizer"
     retired: str | None = None
+    inline_calls: bool = False
+    process_children: bool = True
 
     def generate(self, request: Request) -> Generation:
         raise NotImplementedError
@@ -294,6 +314,12 @@ class BackendBase:
 
     def describe(self) -> dict[str, Any]:
         return {}
+
+    def engine_identity(self) -> dict[str, Any] | None:
+        return None
+
+    def measure_engine_rate(self, prompt_tokens: int, decode_tokens: int) -> tuple[float, float]:
+        raise Unsupported(f"{self.name}: this backend's engine is not in this process to measure")
 
     def generate_concurrently(self, request: Request, model_lock: Any) -> Generation | None:
         """Generate while other calls run (a model host's continuous batching: llamacpp_decode.py),

@@ -37,13 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import BackendError, Generation, cpu_times
+from harness.backends.engine_rate import engine_rate
 from harness.backends.host_place import locked, write_exit_status
 from harness.models.registry import ModelSpec, create_backend
 
 KEY_VARIABLE = "HARNESS_HOST_KEY"
 # The protocol's calls a client may make; `hello` answers what the host offers.
 OPERATIONS = ("generate", "loglikelihood", "loglikelihood_groups", "chat_text", "count_tokens", "describe",
-              "generate_stream", "chat_sampling")
+              "generate_stream", "chat_sampling", "engine_rate")
 # A host nobody connected to (its starter died first) ends after this long.
 IDLE_S = 60.0
 
@@ -111,6 +112,12 @@ class Host:
             return {**self.info, "client": client}
         if operation not in OPERATIONS:
             raise BackendError(f"model host: unknown operation {operation!r}")
+        if operation == "engine_rate":  # once per host: every client asks after it starts or finds it
+            with self.lock:
+                if "engine_rate" not in self.info:
+                    self.mark_running(client)
+                    self.info["engine_rate"] = engine_rate(self.backend, self.spec.model)
+                return self.info["engine_rate"]
         if operation == "generate":  # joins the running batch, where the backend batches this request
             generated = self.backend.generate_concurrently(args[0], self.lock)
             if generated is not None:

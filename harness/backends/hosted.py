@@ -43,6 +43,7 @@ from harness.backends.base import (
     Unsupported,
     UsageSource,
 )
+from harness.backends.engine_rate import not_measured
 from harness.backends.host import KEY_VARIABLE, spec_to_json
 from harness.backends.host_place import HostPlace, alive, shared_folder
 from harness.backends.host_verdicts import known_verdict, remember_verdict
@@ -95,6 +96,7 @@ class HostedBackend(BackendBase):
         self._options: dict[str, Any] = {}  # what the probe decided, applied to every restart
         self._choice: dict[str, Any] = {}
         self._described: dict[str, Any] | None = None
+        self._engine_rate: dict[str, Any] | None = None  # the engine's own speed (engine_rate.py)
         self.crashes = 0
         self.streak = 0  # crashes in a row
         self.starts = 0
@@ -109,6 +111,14 @@ class HostedBackend(BackendBase):
     @property
     def abilities(self) -> frozenset[str]:
         return frozenset(self._info.get("abilities", ()))
+
+    process_children = False  # the host runs its model in threads; it starts no process
+
+    @property
+    def inline_calls(self) -> bool:  # type: ignore[override]
+        """A call past the run's --call-timeout ends the host here (_exchange), as the wrapper
+        would abandon it: the wrapper need not run it on a thread of its own."""
+        return self._timeout_s is not None
 
     @property
     def supports_loglikelihood(self) -> bool:  # type: ignore[override]
@@ -153,6 +163,10 @@ class HostedBackend(BackendBase):
         host = {"pid": self._info.get("pid"), "load_s": self._info.get("load_s"),
                 "rss_after_load_mb": self._info.get("rss_after_load_mb"), "starts": self.starts,
                 "crashes": self.crashes, "retired": self.retired, "shared": self._shared_by is not None}
+        if self._engine_rate is not None:  # the rates beside the settings; whether read or measured, per host
+            rate = dict(self._engine_rate)
+            host["engine_rate_cached"] = rate.pop("cached", None)
+            data["engine_rate"] = rate
         return {**data, **self._choice, "host": host}
 
     def process(self) -> int | None:
@@ -313,10 +327,29 @@ class HostedBackend(BackendBase):
                 self._options.update(chosen.get("options") or {})
                 self._choice.update(chosen.get("choice") or {})
                 if self._connect_existing():
+                    self._ask_engine_rate()
                     return
             self._start_and_probe()
+            self._ask_engine_rate()
             if self._shared_by is not None:
                 self._place.write_choice(self._options, self._choice)
+
+    def _ask_engine_rate(self) -> None:
+        """The engine's own rates, asked once per client after the probe, before any case (so
+        the measurement is the load's time, not a case's): measured by the host, or read from
+        the cache folder where this engine was measured before on this machine."""
+        if self._engine_rate is not None:
+            return
+        known = self._info.get("engine_rate")  # a shared host measured it for an earlier client
+        if isinstance(known, dict):
+            self._engine_rate = dict(known)
+            return
+        try:
+            self._engine_rate = dict(self._exchange("engine_rate", ()))
+        except HostCrash:
+            raise
+        except BackendError as exc:  # an older host, say: no rate rather than no model
+            self._engine_rate = not_measured(f"{self.name}: {exc}")
 
     def _start_and_probe(self) -> None:
         probe = self._needs_probe()

@@ -177,6 +177,35 @@ class LlamaCppBackend(BackendBase):
             "system_info": _system_info(),
         }
 
+    def engine_identity(self) -> dict[str, Any] | None:
+        params = self.llm.context_params
+        return {"library": f"llama-cpp-python {getattr(llama_cpp, '__version__', '?')}",
+                "threads": int(params.n_threads), "threads_batch": int(params.n_threads_batch),
+                "n_batch": int(params.n_batch), "n_ubatch": int(params.n_ubatch),
+                "flash_attn": _flash_attn(params, self.options), "extra_bufts": self.use_extra_bufts}
+
+    def measure_engine_rate(self, prompt_tokens: int, decode_tokens: int) -> tuple[float, float]:
+        """llama.cpp's own speed: one prompt evaluated from an empty cache (Llama.eval), then
+        greedy steps of one token each, as a sequence decodes alone."""
+        room = int(self.llm.n_ctx()) - decode_tokens - 1
+        if room < 1:
+            raise BackendError(f"{self.name}: n_ctx {self.llm.n_ctx()} leaves no room to measure")
+        text = " ".join(f"The number {i} comes after {i - 1} and before {i + 1}." for i in range(1, 200))
+        prompt = self._tokens(text, bos=True)[: min(prompt_tokens, room)]
+        self.llm.reset()  # from an empty cache: none of the prompt is reused
+        start = time.perf_counter()
+        self.llm.eval(prompt)
+        prompt_s = time.perf_counter() - start
+        start = time.perf_counter()
+        for _ in range(decode_tokens):
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1),
+                                           shape=(self.llm.n_vocab(),))
+            self.llm.eval([int(np.argmax(logits))])
+        decode_s = time.perf_counter() - start
+        self.llm.reset()  # the next call finds no prefix of ours to reuse
+        # A context too small for the whole prompt: the seconds it would take at the rate measured.
+        return prompt_s * prompt_tokens / len(prompt), decode_s
+
     # -- helpers ---------------------------------------------------------------------------------
     def _split(self, req: LoglikelihoodRequest) -> tuple[list[int], list[int]]:
         """The context's tokens and the whole text's; the continuation must tokenize apart."""

@@ -25,6 +25,9 @@ pseudo-random number in [-4, 0] drawn from a digest of (context, continuation), 
 question always gets the same scores, right about as often as chance and with every degree of
 confidence between (the routing lab's tests compare offline and live routing on it); another
 `options.salt` gives another such guesser, independent of the first.
+
+`options.engine_rate = [PROMPT_S, DECODE_S]` plays an in-process engine whose own speed can be
+measured (backends/engine_rate.py): the measurement takes those seconds (without sleeping).
 """
 
 from __future__ import annotations
@@ -90,6 +93,17 @@ class ScriptedBackend(BackendBase):
     def from_steps(cls, steps: Sequence[Any], *, name: str = "scripted", then: str = "repeat") -> ScriptedBackend:
         spec = ModelSpec(name=name, backend="scripted", model="script", options={"then": then})
         return cls(spec, steps)
+
+    def engine_identity(self) -> dict[str, Any] | None:
+        if "engine_rate" not in self.spec.options:
+            return None
+        return {"library": "scripted", "threads": 1}
+
+    def measure_engine_rate(self, prompt_tokens: int, decode_tokens: int) -> tuple[float, float]:
+        if "engine_rate" not in self.spec.options:
+            return super().measure_engine_rate(prompt_tokens, decode_tokens)
+        prompt_s, decode_s = self.spec.options["engine_rate"]
+        return float(prompt_s), float(decode_s)
 
     def _native_crash(self, request: Request) -> None:
         options = self.spec.options

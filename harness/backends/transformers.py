@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import inspect
 import json
 import logging
 import os
@@ -403,6 +404,35 @@ class TransformersBackend(BackendBase):
         if self.warning:
             data["warning"] = self.warning
         return data
+
+    def engine_identity(self) -> dict[str, Any] | None:
+        import torch
+        import transformers
+
+        return {"library": f"transformers {transformers.__version__} torch {torch.__version__}",
+                "threads": torch.get_num_threads(), "device": self.device, "dtype": self.dtype,
+                "quantization": self.quantization_in_effect}
+
+    def measure_engine_rate(self, prompt_tokens: int, decode_tokens: int) -> tuple[float, float]:
+        """The model's own speed: one forward pass over a prompt, then greedy steps of one token
+        on its past key values, as a sequence decodes alone."""
+        import torch
+
+        text = " ".join(f"The number {i} comes after {i - 1} and before {i + 1}." for i in range(1, 200))
+        ids = torch.tensor([self._ids(text)[:prompt_tokens]], device=self.device)
+        # transformers 5 names the key-value cache `cache` (argument and output); 4 named it past_key_values.
+        key = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        with torch.inference_mode():
+            start = time.perf_counter()
+            out = self.model(input_ids=ids, use_cache=True)
+            prompt_s = time.perf_counter() - start
+            past, token = out.get(key), out.logits[:, -1:].argmax(-1)
+            start = time.perf_counter()
+            for _ in range(decode_tokens):
+                out = self.model(input_ids=token, use_cache=True, **{key: past})
+                past, token = out.get(key), out.logits[:, -1:].argmax(-1)
+            decode_s = time.perf_counter() - start
+        return prompt_s * prompt_tokens / ids.shape[1], decode_s
 
     def process(self) -> int | None:
         return os.getpid()

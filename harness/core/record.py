@@ -17,11 +17,12 @@ can count differently:
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
 from harness.core.transcript import Transcript
@@ -134,6 +135,10 @@ class ModelUsage:
     decode_tokens_per_s: float | None = None
     cost: float = 0.0
     server: dict[str, float] = field(default_factory=dict)
+    # Generation after each call's first token, and its tokens: the run's decode rate sums these
+    # (report/engine_share.py), where averaging per-case rates would weigh short answers alike.
+    decode_s: float = 0.0
+    decode_tokens: int = 0
 
     @classmethod
     def from_value(cls, data: Any) -> ModelUsage:
@@ -242,7 +247,7 @@ class CaseRecord:
     def to_dict(self) -> dict[str, Any]:
         """The record as plain JSON data: a value that is not a finite number (the log-likelihood of
         an impossible answer, -inf) becomes None, so every JSON reader and store can take it."""
-        return _finite(asdict(self))
+        return _finite(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, default=str)
@@ -271,14 +276,31 @@ class CaseRecord:
         return cls(**_known(cls, data))
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    """dataclasses.asdict and the finite-number rule in one pass. asdict deep-copies every leaf;
+    this copies only containers (leaves here are str, numbers, None), which made writing a
+    record about ten times cheaper (bench/overhead.py: a record is converted per case)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int)):
+        return value
     if isinstance(value, dict):
         return {key: _finite(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_finite(item) for item in value]
-    return value
+    kind = type(value)
+    names = _FIELD_NAMES.get(kind)
+    if names is None and is_dataclass(value):
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in fields(value))
+    if names is not None:
+        return {name: _finite(getattr(value, name)) for name in names}
+    if isinstance(value, tuple):
+        return type(value)(_finite(item) for item in value) if not hasattr(value, "_fields") else \
+            type(value)(*(_finite(item) for item in value))
+    return copy.deepcopy(value)
 
 
 def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:

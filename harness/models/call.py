@@ -103,7 +103,8 @@ class CallLog:
         return {"calls": self.calls, "cache_hits": self.cache_hits, "retries": self.retries,
                 "prompt_tokens": self.usage.prompt_tokens, "completion_tokens": self.usage.completion_tokens,
                 "source": self.usage.source, "model_s": self.model_s, "first_token_s": self.first_token_s,
-                "decode_tokens_per_s": self.decode_tokens_per_s, "server": dict(self.server)}
+                "decode_tokens_per_s": self.decode_tokens_per_s, "server": dict(self.server),
+                "decode_s": self.decode_s, "decode_tokens": self.decode_tokens}
 
 
 class ModelCall:
@@ -138,6 +139,8 @@ class ModelCall:
         return bool(self.backend.supports_loglikelihood)
 
     def _once(self, fn: Callable[[], T]) -> T:
+        if self.backend.inline_calls:  # it keeps the timeout itself (hosted.py) or never blocks: no thread hop
+            return fn()
         future = self.executors.for_backend(self.backend).submit(fn)
         try:
             return future.result(timeout=self.policy.timeout_s)

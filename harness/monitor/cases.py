@@ -17,17 +17,18 @@ from harness.monitor.sampler import Monitor, Window
 
 
 class CaseWindows:
-    def __init__(self, monitor_of: Callable[[set[int]], Monitor]) -> None:
+    def __init__(self, monitor_of: Callable[[set[int], bool], Monitor]) -> None:
         self._monitor_of = monitor_of  # the run's one Monitor per process tree
         self.windows: dict[int, Window] = {}
         self.models: dict[int, list[str]] = {}
 
-    def add(self, model: str, pid: int | None) -> None:
-        """Sample `pid` from now on (once per process) on behalf of `model`."""
+    def add(self, model: str, pid: int | None, children: bool = True) -> None:
+        """Sample `pid` from now on (once per process) on behalf of `model`; `children`: its
+        child processes too (a server's runners), where it has any."""
         if pid is None:  # a remote backend: no process of ours to sample
             return
         if pid not in self.windows:
-            self.windows[pid] = self._monitor_of({pid}).window()
+            self.windows[pid] = self._monitor_of({pid}, children).window()
         names = self.models.setdefault(pid, [])
         if model not in names:
             names.append(model)

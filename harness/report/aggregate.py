@@ -66,6 +66,15 @@ class SummaryRow:
     # Issue 23: of the prompt tokens the backends said they computed or took from a prefix cache
     # (timings.server prompt_computed / prompt_reused), the share computed; None where none said.
     prompt_computed_share: float | None = None
+    # The run's speed (prompt tokens over the time to each call's first token; tokens after the
+    # first over the time after it) and, where the model's engine was measured, the engine's own
+    # and the run's share of it (report/engine_share.py fills those from the metadata).
+    prompt_tokens_per_s: float | None = None
+    completion_tokens_per_s: float | None = None
+    engine_prompt_tokens_per_s: float | None = None
+    engine_decode_tokens_per_s: float | None = None
+    prompt_engine_share: float | None = None
+    decode_engine_share: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +94,7 @@ def summary_row(key: Key, records: Sequence[CaseRecord]) -> SummaryRow:
     row = SummaryRow(model=model, suite=suite, strategy=strategy, items=len(records))
     rate_tokens = 0
     rate_seconds = 0.0
+    prompt_tokens, prompt_s, decode_tokens, decode_s = 0, 0.0, 0, 0.0
     settled: list[bool] = []
     computed = reused = 0.0
     for record in records:
@@ -108,6 +118,12 @@ def summary_row(key: Key, records: Sequence[CaseRecord]) -> SummaryRow:
         if model_s is not None and model_s > 0:
             rate_tokens += record.usage.total
             rate_seconds += model_s
+            decoding = sum(u.decode_s for u in record.per_model.values())
+            if model_s > decoding:
+                prompt_tokens += record.usage.prompt_tokens
+                prompt_s += model_s - decoding
+            decode_tokens += sum(u.decode_tokens for u in record.per_model.values())
+            decode_s += decoding
     if row.scored:
         row.accuracy = row.correct / row.scored
         row.ci_low, row.ci_high = wilson_interval(row.correct, row.scored)
@@ -121,6 +137,8 @@ def summary_row(key: Key, records: Sequence[CaseRecord]) -> SummaryRow:
     for name, value in asdict(figures(records)).items():
         setattr(row, name, value)
     row.tokens_per_s = rate_tokens / rate_seconds if rate_seconds > 0 else None
+    row.prompt_tokens_per_s = prompt_tokens / prompt_s if prompt_s > 0 and prompt_tokens > 0 else None
+    row.completion_tokens_per_s = decode_tokens / decode_s if decode_s > 0 and decode_tokens > 0 else None
     row.settled_by_small = sum(settled) / len(settled) if settled else None
     row.prompt_computed_share = computed / (computed + reused) if computed + reused > 0 else None
     return row

@@ -25,6 +25,7 @@ from typing import Any
 
 from harness.report import html_columns, transcript_view
 from harness.report.aggregate import Group, by_suite
+from harness.report.engine_share import engine_lines, with_engine
 from harness.report.frontier import FRONTIER_STYLE, suite_frontier
 from harness.report.hooks import RunData, hookimpl
 from harness.report.html_table import SORT_SCRIPT, TABLE_STYLE
@@ -234,7 +235,7 @@ def item_browser(groups: Sequence[Group]) -> str:
 
 def render(run: RunData, sections: Sequence[tuple[str, str]] = ()) -> str:
     """The page's HTML. `sections` are extra (title, html) blocks from suite reports."""
-    groups, rows = run.groups, [g.row for g in run.groups]
+    groups, rows = run.groups, with_engine([g.row for g in run.groups], run.metadata)
     row_of = {g.key: row for g, row in zip(groups, rows)}
     suites = sorted(by_suite(groups).items())
     common = {suite: on_common_items(members) for suite, members in suites}  # verdicts and frontiers share them
@@ -284,6 +285,10 @@ def render(run: RunData, sections: Sequence[tuple[str, str]] = ()) -> str:
     loads = model_loads(run.metadata)
     if loads:  # models that ran in host processes of their own (backends/hosted.py)
         parts += ["<h3>Model hosts</h3>", html_columns.hosts_table("hosts-table", loads)]
+    engines = engine_lines(run.metadata)
+    if engines:  # what the scoreboard's shares of the engine are of
+        parts += ["<h3>The engines' own speed on this machine</h3><ul>",
+                  "".join(f"<li>{escape(line)}</li>" for line in engines), "</ul>"]
     return page(f"Benchmark run {run_id}", "".join(parts))
 
 

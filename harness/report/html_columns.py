@@ -59,6 +59,10 @@ def scoreboard_columns(with_suite: bool = True) -> list[Column]:
         _field("cpu_s", "CPU (s)", SECONDS, "CPU time of the inference processes, all cases"),
         _field("rss_peak_mb", "peak RSS (MB)", MB, "highest resident memory of the inference processes"),
         Column("cost ($)", lambda r: r.cost or None, _dollars, "priced API cost, all cases"),
+        _field("prompt_engine_share", "prompt speed (% of engine)", percent(0),
+               "prompt tokens/s of the run over the engine's own, measured on this machine"),
+        _field("decode_engine_share", "decode speed (% of engine)", percent(0),
+               "completion tokens/s of the run over the engine's own greedy decode"),
         # detail
         _field("scored", "scored", integer, "ok, wrong or invalid output", True),
         _field("correct", "correct", integer, "", True),
@@ -77,6 +81,14 @@ def scoreboard_columns(with_suite: bool = True) -> list[Column]:
         _field("gpu_memory_mean_mb", "GPU memory mean (MB)", MB, "", True),
         _field("gpu_memory_peak_mb", "GPU memory peak (MB)", MB, "", True),
         _field("gpu_energy_j", "GPU energy (J)", unit(number(3), "J"), "", True),
+        _field("prompt_tokens_per_s", "prompt tokens/s", number(3), "prompt tokens over the time to first tokens",
+               True),
+        _field("engine_prompt_tokens_per_s", "engine prompt tokens/s", number(3),
+               "the engine's own, one 256-token prompt", True),
+        _field("completion_tokens_per_s", "decode tokens/s", number(3), "tokens after the first over their time",
+               True),
+        _field("engine_decode_tokens_per_s", "engine decode tokens/s", number(3), "the engine's own greedy decode",
+               True),
     ]
 
 

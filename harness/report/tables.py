@@ -152,6 +152,13 @@ _RESOURCE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("GPU mem", "gpu_memory_mean_mb", "{:.0f} MB"),
     ("GPU mem peak", "gpu_memory_peak_mb", "{:.0f} MB"),
     ("GPU energy", "gpu_energy_j", "{:.1f} J"),
+    # The run's speed beside the engine's own (report/engine_share.py): the share is of its limit.
+    ("in tok/s", "prompt_tokens_per_s", "{:.1f}"),
+    ("engine in", "engine_prompt_tokens_per_s", "{:.1f}"),
+    ("% engine in", "prompt_engine_share", "{:.0%}"),
+    ("out tok/s", "completion_tokens_per_s", "{:.1f}"),
+    ("engine out", "engine_decode_tokens_per_s", "{:.1f}"),
+    ("% engine out", "decode_engine_share", "{:.0%}"),
 )
 
 

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from harness.core.record import CaseRecord
 from harness.report.aggregate import SummaryRow, aggregate, latest
+from harness.report.engine_share import engine_markdown, with_engine
 from harness.report.paired import headlines, paired
 from harness.report.tables import markdown, markdown_sections, write_csv
 
@@ -52,14 +53,16 @@ class ResultsLog:
         _drop_partial_line(self.path)
         self._file: TextIO | None = open(self.path, "a", encoding="utf-8")
 
-    def append(self, record: CaseRecord | Mapping[str, Any]) -> None:
+    def append(self, record: CaseRecord | Mapping[str, Any], line: str | None = None) -> None:
+        """`line`: the record's JSON as to_json() writes it, where the caller has it already."""
         if self._file is None:
             raise ValueError(f"{self.path}: the results log is closed")
         # One write call per line, then flush: the line reaches the OS before the next case runs,
         # so a crash of this process loses at most the line being written.
-        data = record.to_dict() if isinstance(record, CaseRecord) else record
-        line = json.dumps(data, sort_keys=True, default=str) + "\n"
-        self._file.write(line)
+        if line is None:
+            data = record.to_dict() if isinstance(record, CaseRecord) else record
+            line = json.dumps(data, sort_keys=True, default=str)
+        self._file.write(line + "\n")
         self._file.flush()
 
     def close(self) -> None:
@@ -177,7 +180,7 @@ def write_summary(
     plain_metadata = json.loads(_json_text(dict(metadata)))
     records = list(records)
     groups = aggregate(records)
-    rows = [group.row for group in groups]
+    rows = with_engine([group.row for group in groups], plain_metadata)
     shares = [share for group in groups for share in group.shares]
     heads, pairs = headlines(groups), paired(groups)
     loads = model_loads(plain_metadata)
@@ -191,7 +194,7 @@ def write_summary(
     _write_text(run_dir / METADATA_FILE, _json_text(plain_metadata))
     _write_text(run_dir / SUMMARY_JSON, _json_text(summary))
     _write_text(run_dir / SUMMARY_MD, markdown(rows, plain_metadata) + markdown_sections(rows, shares, heads, pairs)
-                + _loads_markdown(loads))
+                + _loads_markdown(loads) + engine_markdown(plain_metadata))
     temporary_csv = run_dir / (SUMMARY_CSV + ".tmp")
     write_csv(rows, temporary_csv)
     os.replace(temporary_csv, run_dir / SUMMARY_CSV)

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from harness.core import locations
-from harness.core.record import RECORD_KEY, SCORED_STATUSES, CaseRecord
+from harness.core.record import RECORD_KEY, SCHEMA_VERSION, SCORED_STATUSES, CaseRecord
 from harness.core.settings import Settings
 from harness.models.registry import ModelSpec
 from harness.report.aggregate import SummaryRow, latest
@@ -142,20 +142,28 @@ class Controller:
             return
         payload = next((v for k, v in report.user_properties if k == RECORD_KEY), None)
         if payload is not None:
-            record = CaseRecord.from_dict(json.loads(str(payload)))
-            self.add(record)
+            # Read back from its JSON even in the process that built it: the controller's record is
+            # then the one results.jsonl holds (-inf as None, tuples as lists), whoever reports it.
+            data = json.loads(str(payload))
+            record = CaseRecord.from_dict(data)
+            # The payload is the record's own to_json() where its schema is ours: written as it
+            # came, it spares converting the record twice more per case.
+            line = str(payload) if data.get("schema") == SCHEMA_VERSION else None
+            self.add(record, data if line is not None else None, line)
             if record.extra.get("shown"):  # a suite's per-case line (--show-answers), from any worker
                 terminal = self.config.pluginmanager.get_plugin("terminalreporter")
                 if terminal is not None:
                     terminal.ensure_newline()
                     terminal.write_line(f"[{record.model}] {record.extra['shown']}")
 
-    def add(self, record: CaseRecord) -> None:
-        """Write one record at once (results.jsonl and the store): a crash loses nothing."""
+    def add(self, record: CaseRecord, data: dict[str, Any] | None = None, line: str | None = None) -> None:
+        """Write one record at once (results.jsonl and the store): a crash loses nothing. `data`
+        and `line`: the record as plain data and as its JSON line, where the caller has them."""
         self._open()
         assert self._log is not None and self._store is not None
-        self._log.append(record)
-        self._store.add(record.to_dict())
+        data = record.to_dict() if data is None else data
+        self._log.append(data, line)
+        self._store.add(data)
         self.records.pop(record.case_id, None)  # a re-run after --resume replaces the old record
         self.records[record.case_id] = record
         if self.decider is not None:

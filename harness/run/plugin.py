@@ -391,7 +391,7 @@ def _track(request: pytest.FixtureRequest, call: ModelCall) -> ModelCall:
     call.transcript = request.node.stash.setdefault(TRANSCRIPT, TranscriptBuilder())  # one per case
     windows = request.node.stash.get(WINDOWS, None)
     if windows is not None:
-        windows.add(call.name, call.backend.process())
+        windows.add(call.name, call.backend.process(), call.backend.process_children)
     return call
 
 
@@ -437,7 +437,8 @@ def _usage_by_model(calls: list[ModelCall]) -> dict[str, ModelUsage]:
         usage = call.usage()
         if call.name in models:
             known = models[call.name]
-            for name in ("calls", "cache_hits", "retries", "prompt_tokens", "completion_tokens", "model_s", "cost"):
+            for name in ("calls", "cache_hits", "retries", "prompt_tokens", "completion_tokens", "model_s", "cost",
+                         "decode_s", "decode_tokens"):
                 setattr(known, name, getattr(known, name) + getattr(usage, name))
         else:
             models[call.name] = usage
@@ -533,7 +534,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     if windows is not None:
         item.stash[WINDOWS] = windows
         for call in item.stash.get(CALLS, []):
-            windows.add(call.name, call.backend.process())
+            windows.add(call.name, call.backend.process(), call.backend.process_children)
     try:
         yield
     finally:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.backends.base import Backend
+from harness.backends.engine_rate import engine_rate
 from harness.core import locations
 from harness.core.settings import Settings
 from harness.models.cache import ResponseCache
@@ -105,16 +106,21 @@ class RunSession:
         described = {}
         for name, backend in self._backends.items():
             data = backend.describe()
+            if "engine_rate" not in data:  # a hosted model says its own (backends/hosted.py)
+                # In this process, after its cases: measured here, or why not (a server).
+                data["engine_rate"] = engine_rate(backend, self.registry[name].model if name in self.registry
+                                                  else name)
             described[name] = {"backend": self.registry[name].backend if name in self.registry else "", **data}
         return described
 
     # -- measuring ------------------------------------------------------------------------------
-    def monitor(self, pids: set[int]) -> Monitor:
-        """One sampler per process tree for the whole run; cases take windows of it."""
+    def monitor(self, pids: set[int], children: bool = True) -> Monitor:
+        """One sampler per process tree for the whole run; cases take windows of it. `children`:
+        False for a process that starts none (a model host), whose /proc scan would be wasted."""
         key = frozenset(pids)
         if key not in self._monitors:
             # Children matter for servers (Ollama's runner); this process's own are not inference.
-            servers = any(pid != os.getpid() for pid in pids)
+            servers = children and any(pid != os.getpid() for pid in pids)
             self._monitors[key] = Monitor(sorted(pids), self.settings.monitor_interval,
                                           children=servers).start()
         return self._monitors[key]

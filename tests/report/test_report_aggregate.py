@@ -154,6 +154,9 @@ def test_to_dict_and_empty_input() -> None:
         "gpu_util_mean", "gpu_util_peak", "gpu_memory_mean_mb", "gpu_memory_peak_mb", "gpu_energy_j",
         # issue 23: the share of prompt tokens computed, not taken from a prefix cache
         "prompt_computed_share",
+        # issue 23: the run's speed against the engine's own
+        "prompt_tokens_per_s", "completion_tokens_per_s", "engine_prompt_tokens_per_s",
+        "engine_decode_tokens_per_s", "prompt_engine_share", "decode_engine_share",
     ]
     assert SummaryRow(**data) == row
 

@@ -125,10 +125,10 @@ def test_paired_counts_on_common_items_without_errors() -> None:
 def test_a_model_loaded_during_the_case_is_sampled_in_its_own_window() -> None:
     monitors: dict[frozenset[int], Monitor] = {}
 
-    def monitor_of(pids: set[int]) -> Monitor:
+    def monitor_of(pids: set[int], children: bool) -> Monitor:
         key = frozenset(pids)
         if key not in monitors:
-            monitors[key] = Monitor(sorted(pids), interval=0.05, gpus=False).start()
+            monitors[key] = Monitor(sorted(pids), interval=0.05, gpus=False, children=children).start()
         return monitors[key]
 
     windows = CaseWindows(monitor_of)
@@ -176,3 +176,21 @@ def test_user_and_system_cpu_and_the_mean_and_peak_of_cpu_and_rss() -> None:
     for column in ("user", "sys", "CPU", "%", "peak", "RSS"):
         assert column in header
     assert "2.2 s" in text and "0.8 s" in text and "180" in text and "350 MB" in text and "500 MB" in text
+
+
+def test_a_model_host_is_sampled_without_a_scan_for_children() -> None:
+    """A model host starts no process (backends/hosted.py): its window reads the host alone, not
+    /proc for its children at each edge, which costs 1-4 ms a scan on a busy machine."""
+    from harness.backends.hosted import HostedBackend
+
+    asked: list[bool] = []
+
+    def monitor_of(pids: set[int], children: bool) -> Monitor:
+        asked.append(children)
+        return Monitor(sorted(pids), interval=0, gpus=False, children=children)
+
+    windows = CaseWindows(monitor_of)
+    windows.add("hosted", os.getpid(), HostedBackend.process_children)
+    windows.add("server", os.getppid())
+    assert asked == [False, True]
+    assert [m.children for m in (w.monitor for w in windows.windows.values())] == [False, True]
