@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from support import PROJECT, requires_llamacpp
 
 from harness.backends.base import BackendBase, LoglikelihoodRequest, Loglikelihoods, Timings, Usage
 from harness.backends.host import Host
 from harness.backends.host_packing import ScoringPacker
-from harness.models.registry import ModelSpec
+from harness.backends.hosted import HostedBackend
+from harness.models.registry import DEFAULT_REGISTRY, ModelSpec, load_registry
+from harness.suites import mmlu
 
 
 def value_of(request: LoglikelihoodRequest) -> float:
@@ -172,3 +178,46 @@ def test_a_host_without_pack_scoring_scores_one_call_at_a_time() -> None:
     packing = Host(ModelSpec("oracle", "oracle", "oracle"), None)
     packing.load()
     assert packing.packer is not None  # the oracle offers loglikelihood_groups
+
+
+# -- a real model: four clients of one shared llama.cpp host ---------------------------------------
+# What batched scoring already differs by on the q4 model (llamacpp_batch.py: the quantized kernels
+# give other logits for other batch shapes), per choice, in nats.
+Q4_BATCH_TOLERANCE = 0.5
+
+
+@requires_llamacpp
+@pytest.mark.slow
+def test_clients_of_one_host_score_packed_and_as_the_serial_host() -> None:
+    spec = load_registry([DEFAULT_REGISTRY])["gemma3-270m-q4"]
+    items = mmlu.load(PROJECT / "fixtures" / "mmlu", samples=16, seed=0)
+    questions = [[LoglikelihoodRequest(mmlu.prompt(item), letter) for letter in mmlu.CONTINUATIONS] for item in items]
+    serial = HostedBackend(replace(spec, options={**spec.options, "pack_scoring": False}))
+    shared = f"test-{uuid.uuid4().hex}"
+    clients = [HostedBackend(spec, shared_by=shared) for _ in range(4)]
+    try:
+        assert len({c.process() for c in clients}) == 1 and serial.process() != clients[0].process()
+        expected = [serial.loglikelihood(q) for q in questions]
+        assert "scoring_packs" not in serial.describe()
+        before = clients[0].describe()["scoring_packs"]  # the probe's call, alone
+
+        def work(k: int) -> list[tuple[int, Loglikelihoods]]:  # client k scores every 4th question
+            return [(i, clients[k].loglikelihood(questions[i])) for i in range(k, len(questions), 4)]
+
+        with ThreadPoolExecutor(4) as pool:
+            results = dict(pair for part in pool.map(work, range(4)) for pair in part)
+        stats = clients[0].describe()["scoring_packs"]
+    finally:
+        for backend in (serial, *clients):
+            backend.close()
+    assert stats["calls"] - before["calls"] < len(questions)  # fewer calls than questions: some were packed
+    assert stats["packed_calls"] >= 1 and stats["requests_per_packed_call"] >= 2
+    packed = [r for r in results.values() if r.timings.server["pack_size"] > 1]
+    assert len(packed) == stats["packed_requests"]
+    for i, result in results.items():  # each caller got its own question's values, within batching's tolerance
+        assert result.values == pytest.approx(expected[i].values, abs=Q4_BATCH_TOLERANCE)
+        assert result.usage == expected[i].usage
+    agree = sum(int(np.argmax(r.values) == np.argmax(expected[i].values)) for i, r in results.items())
+    assert agree >= len(questions) - 2
+    # The packed calls' CPU time, apportioned: the callers' shares sum to it.
+    assert sum(r.timings.server["host_cpu_s"] for r in packed) == pytest.approx(stats["packed_cpu_s"], rel=1e-6)
