@@ -190,8 +190,11 @@ Q4_BATCH_TOLERANCE = 0.5
 @pytest.mark.slow
 def test_clients_of_one_host_score_packed_and_as_the_serial_host() -> None:
     spec = load_registry([DEFAULT_REGISTRY])["gemma3-270m-q4"]
-    items = mmlu.load(PROJECT / "fixtures" / "mmlu", samples=16, seed=0)
-    questions = [[LoglikelihoodRequest(mmlu.prompt(item), letter) for letter in mmlu.CONTINUATIONS] for item in items]
+    source = PROJECT / "fixtures" / "mmlu"
+    # 5-shot, two subjects of six questions: the questions of a subject share its examples' prefix.
+    items = mmlu.load(source, subjects=["nutrition", "world_religions"], per_subject=6)
+    questions = [[LoglikelihoodRequest(mmlu.prompt(item, mmlu.few_shot(source, item.input["subject"], 5)), letter)
+                  for letter in mmlu.CONTINUATIONS] for item in items]
     serial = HostedBackend(replace(spec, options={**spec.options, "pack_scoring": False}))
     shared = f"test-{uuid.uuid4().hex}"
     clients = [HostedBackend(spec, shared_by=shared) for _ in range(4)]
@@ -199,10 +202,13 @@ def test_clients_of_one_host_score_packed_and_as_the_serial_host() -> None:
         assert len({c.process() for c in clients}) == 1 and serial.process() != clients[0].process()
         expected = [serial.loglikelihood(q) for q in questions]
         assert "scoring_packs" not in serial.describe()
+        assert all(e.timings.server["host_cpu_s"] > 0 and "pack_size" not in e.timings.server for e in expected)
+        assert sum(e.timings.server["prompt_reused"] for e in expected) > 0  # the KV cache's prefix, one at a time
         before = clients[0].describe()["scoring_packs"]  # the probe's call, alone
 
         def work(k: int) -> list[tuple[int, Loglikelihoods]]:  # client k scores every 4th question
             return [(i, clients[k].loglikelihood(questions[i])) for i in range(k, len(questions), 4)]
+        # (questions k, k+1, ... of one subject arrive together: a pack shares their prefix)
 
         with ThreadPoolExecutor(4) as pool:
             results = dict(pair for part in pool.map(work, range(4)) for pair in part)
@@ -219,5 +225,10 @@ def test_clients_of_one_host_score_packed_and_as_the_serial_host() -> None:
         assert result.usage == expected[i].usage
     agree = sum(int(np.argmax(r.values) == np.argmax(expected[i].values)) for i, r in results.items())
     assert agree >= len(questions) - 2
+    # Prefix reuse survives packing: a subject's examples are computed once per pack.
+    for result in results.values():
+        server = result.timings.server
+        assert server["prompt_reused"] + server["prompt_computed"] == result.usage.prompt_tokens
+    assert sum(r.timings.server["prompt_reused"] for r in packed) > 0
     # The packed calls' CPU time, apportioned: the callers' shares sum to it.
     assert sum(r.timings.server["host_cpu_s"] for r in packed) == pytest.approx(stats["packed_cpu_s"], rel=1e-6)

@@ -141,7 +141,7 @@ class ScoringPacker:
             ask.error, ask.done = exc, True
             return
         results = [value] if ask.operation == "loglikelihood" else list(value)
-        _apportion(results, cpu, 1)
+        apportion_cpu(results, cpu, 1)
         self._count(1, cpu)
         ask.value, ask.done = value, True
 
@@ -154,7 +154,7 @@ class ScoringPacker:
             cpu = time.process_time() - cpu
         if len(results) != len(union):
             raise RuntimeError(f"loglikelihood_groups gave {len(results)} results for {len(union)} groups")
-        _apportion(results, cpu, len(batch))
+        apportion_cpu(results, cpu, len(batch))
         self._count(len(batch), cpu)
         start = 0
         for ask in batch:
@@ -173,12 +173,13 @@ class ScoringPacker:
             self.stats.packed_cpu_s += cpu
 
 
-def _apportion(results: list[Loglikelihoods], cpu: float, callers: int) -> None:
+def apportion_cpu(results: list[Loglikelihoods], cpu: float, callers: int | None = None) -> None:
     """Each group's share of the call's CPU time by its prompt tokens (equal shares where none
-    were counted); the shares sum to the call's."""
+    were counted); the shares sum to the call's. `callers`: the clients the call served."""
     tokens = [r.usage.prompt_tokens for r in results]
     total = sum(tokens)
     for result, used in zip(results, tokens):
         share = cpu * used / total if total else cpu / len(results)
         result.timings.server["host_cpu_s"] = share
-        result.timings.server["pack_size"] = float(callers)
+        if callers is not None:
+            result.timings.server["pack_size"] = float(callers)
