@@ -262,9 +262,9 @@ class LlamaCppBackend(BackendBase):
         kept = {s: (float(r), float(len(s) - r)) for s, r in batch.reused.items()}
         for sequence, k in wanted.items():  # longer than a batch: one at a time on the main context
             if sequence not in rows:
-                reused, computed = self.prompt_reused, self.prompt_computed
+                mark = (self.prompt_reused, self.prompt_computed)
                 rows[sequence] = [self._eval(list(sequence[: len(sequence) - k + 1 + i])) for i in range(k)]
-                kept[sequence] = (float(self.prompt_reused - reused), float(self.prompt_computed - computed))
+                kept[sequence] = (float(self.prompt_reused - mark[0]), float(self.prompt_computed - mark[1]))
         elapsed = time.perf_counter() - start
         results = []
         counted: set[tuple[int, ...]] = set()  # a sequence two groups share is computed for the first
