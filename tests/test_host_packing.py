@@ -201,10 +201,10 @@ def test_clients_of_one_host_score_packed_and_as_the_serial_host() -> None:
     try:
         assert len({c.process() for c in clients}) == 1 and serial.process() != clients[0].process()
         expected = [serial.loglikelihood(q) for q in questions]
-        assert "scoring_packs" not in serial.describe()
+        assert "scoring_packs" not in serial.describe()["host"]
         assert all(e.timings.server["host_cpu_s"] > 0 and "pack_size" not in e.timings.server for e in expected)
         assert sum(e.timings.server["prompt_reused"] for e in expected) > 0  # the KV cache's prefix, one at a time
-        before = clients[0].describe()["scoring_packs"]  # the probe's call, alone
+        before = clients[0].describe()["host"]["scoring_packs"]  # the probe's call, alone
 
         def work(k: int) -> list[tuple[int, Loglikelihoods]]:  # client k scores every 4th question
             return [(i, clients[k].loglikelihood(questions[i])) for i in range(k, len(questions), 4)]
@@ -212,7 +212,7 @@ def test_clients_of_one_host_score_packed_and_as_the_serial_host() -> None:
 
         with ThreadPoolExecutor(4) as pool:
             results = dict(pair for part in pool.map(work, range(4)) for pair in part)
-        stats = clients[0].describe()["scoring_packs"]
+        stats = clients[0].describe()["host"]["scoring_packs"]
     finally:
         for backend in (serial, *clients):
             backend.close()

@@ -133,7 +133,8 @@ class HostedBackend(BackendBase):
 
     def describe(self) -> dict[str, Any]:
         """The hosted backend's own description, with the host's: load time, RSS after load,
-        restarts and crashes, and for llama.cpp what the probe chose for extra buffer types."""
+        restarts and crashes, its packed scoring calls, and for llama.cpp what the probe chose for
+        extra buffer types."""
         running = self._proc is not None and self._proc.poll() is None
         if self._described is None and self.retired is None or running:
             try:  # a host that is not running is not started only to be described
@@ -144,6 +145,8 @@ class HostedBackend(BackendBase):
         host = {"pid": self._info.get("pid"), "load_s": self._info.get("load_s"),
                 "rss_after_load_mb": self._info.get("rss_after_load_mb"), "starts": self.starts,
                 "crashes": self.crashes, "retired": self.retired, "shared": self._shared_by is not None}
+        if "scoring_packs" in data:  # the host's counts so far: its own, not how the model runs
+            host["scoring_packs"] = data.pop("scoring_packs")
         return {**data, **self._choice, "host": host}
 
     def process(self) -> int | None:
