@@ -117,6 +117,9 @@ def test_calls_waiting_behind_a_running_one_are_packed_into_one_call() -> None:
     assert stats["packed_cpu_s"] > 0 and sum(shares) == pytest.approx(stats["packed_cpu_s"])
     tokens = [r.usage.prompt_tokens for r in (*packed, *grouped)]
     assert shares[0] / shares[-1] == pytest.approx(tokens[0] / tokens[-1])
+    for result in (*packed, *grouped):  # split into user and system time the same way
+        server = result.timings.server
+        assert server["host_cpu_user_s"] + server["host_cpu_system_s"] == pytest.approx(server["host_cpu_s"])
     assert alone.timings.server["host_cpu_s"] > 0
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import BackendError, Generation
-from harness.backends.host_packing import PACKED, ScoringPacker, apportion_cpu
+from harness.backends.host_packing import PACKED, ScoringPacker, apportion_cpu, cpu_since, cpu_times
 from harness.backends.host_place import locked, write_exit_status
 from harness.models.registry import ModelSpec, create_backend
 
@@ -126,11 +126,12 @@ class Host:
         with self.lock:
             self.mark_running([client])
             cpu = time.process_time()
+            before = cpu_times()
             value = getattr(self.backend, operation)(*args)
             if isinstance(value, Generation):  # alone on the model: the host's CPU time is all this call's
                 value.timings.server.setdefault("host_cpu_s", time.process_time() - cpu)
             elif operation in PACKED:  # scoring, unpacked: its groups' shares, by tokens
-                apportion_cpu([value] if operation == "loglikelihood" else list(value), time.process_time() - cpu)
+                apportion_cpu([value] if operation == "loglikelihood" else list(value), cpu_since(before))
             if operation == "describe" and self.packer is not None:
                 value = {**value, "scoring_packs": self.packer.stats.to_dict()}
             return value

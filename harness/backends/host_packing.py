@@ -20,8 +20,8 @@ so one caller's bad request is its own error and nobody else's.
 
 from __future__ import annotations
 
+import resource
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,29 +133,29 @@ class ScoringPacker:
         try:
             with self.model_lock:
                 self.mark_running([ask.client])
-                cpu = time.process_time()
+                before = cpu_times()
                 value = getattr(self.backend, ask.operation)(ask.groups[0] if ask.operation == "loglikelihood"
                                                              else ask.groups)
-                cpu = time.process_time() - cpu
+                used = cpu_since(before)
         except Exception as exc:  # noqa: BLE001 - the caller's own error, raised in its own thread
             ask.error, ask.done = exc, True
             return
         results = [value] if ask.operation == "loglikelihood" else list(value)
-        apportion_cpu(results, cpu, 1)
-        self._count(1, cpu)
+        apportion_cpu(results, used, 1)
+        self._count(1, sum(used))
         ask.value, ask.done = value, True
 
     def _packed(self, batch: list[_Ask]) -> None:
         union = [group for ask in batch for group in ask.groups]
         with self.model_lock:
             self.mark_running([ask.client for ask in batch])
-            cpu = time.process_time()
+            before = cpu_times()
             results = list(self.backend.loglikelihood_groups(union))
-            cpu = time.process_time() - cpu
+            used = cpu_since(before)
         if len(results) != len(union):
             raise RuntimeError(f"loglikelihood_groups gave {len(results)} results for {len(union)} groups")
-        apportion_cpu(results, cpu, len(batch))
-        self._count(len(batch), cpu)
+        apportion_cpu(results, used, len(batch))
+        self._count(len(batch), sum(used))
         start = 0
         for ask in batch:
             mine = results[start:start + len(ask.groups)]
@@ -173,13 +173,27 @@ class ScoringPacker:
             self.stats.packed_cpu_s += cpu
 
 
-def apportion_cpu(results: list[Loglikelihoods], cpu: float, callers: int | None = None) -> None:
-    """Each group's share of the call's CPU time by its prompt tokens (equal shares where none
-    were counted); the shares sum to the call's. `callers`: the clients the call served."""
+def cpu_times() -> tuple[float, float]:
+    """This process's user and system CPU seconds, all threads (getrusage: microseconds)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
+
+
+def cpu_since(before: tuple[float, float]) -> tuple[float, float]:
+    user, system = cpu_times()
+    return user - before[0], system - before[1]
+
+
+def apportion_cpu(results: list[Loglikelihoods], used: tuple[float, float], callers: int | None = None) -> None:
+    """Each group's share of the call's CPU time (user, system) by its prompt tokens (equal shares
+    where none were counted); the shares sum to the call's. `callers`: the clients it served."""
     tokens = [r.usage.prompt_tokens for r in results]
     total = sum(tokens)
-    for result, used in zip(results, tokens):
-        share = cpu * used / total if total else cpu / len(results)
-        result.timings.server["host_cpu_s"] = share
+    user, system = used
+    for result, count in zip(results, tokens):
+        part = count / total if total else 1 / len(results)
+        result.timings.server["host_cpu_s"] = (user + system) * part
+        result.timings.server["host_cpu_user_s"] = user * part
+        result.timings.server["host_cpu_system_s"] = system * part
         if callers is not None:
             result.timings.server["pack_size"] = float(callers)
