@@ -65,7 +65,8 @@ def main() -> None:
     items = mmlu.load(args.data, split=args.split, samples=args.questions, seed=0)
     questions = [[LoglikelihoodRequest(mmlu.prompt(item, mmlu.few_shot(args.data, item.input["subject"], args.shots)),
                                        letter) for letter in mmlu.CONTINUATIONS] for item in items]
-    settings = {"one at a time": replace(spec, options={**spec.options, "pack_scoring": False}), "packed": spec}
+    settings = {name: replace(spec, options={**spec.options, "pack_scoring": pack})
+                for name, pack in (("one at a time", False), ("packed", True))}
     reference: list[Loglikelihoods] | None = None
     print(f"{args.model}, {len(questions)} questions ({args.shots}-shot), {args.clients} clients, "
           f"gap {args.gap_ms:g} ms, load {os.getloadavg()[0]:.2f}")

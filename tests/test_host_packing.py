@@ -21,7 +21,7 @@ from support import PROJECT, requires_llamacpp
 
 from harness.backends.base import BackendBase, LoglikelihoodRequest, Loglikelihoods, Timings, Usage
 from harness.backends.host import Host
-from harness.backends.host_packing import ScoringPacker
+from harness.backends.host_packing import ScoringPacker, packs_by_default
 from harness.backends.hosted import HostedBackend
 from harness.models.registry import DEFAULT_REGISTRY, ModelSpec, load_registry
 from harness.suites import mmlu
@@ -174,13 +174,16 @@ def test_describe_says_what_was_packed() -> None:
     assert described["scoring_packs"]["calls"] == 1 and described["scoring_packs"]["packed_calls"] == 0
 
 
-def test_a_host_without_pack_scoring_scores_one_call_at_a_time() -> None:
-    host = Host(ModelSpec("oracle", "oracle", "oracle", options={"pack_scoring": False}), None)
-    host.load()
-    assert host.load_error is None and host.packer is None
-    packing = Host(ModelSpec("oracle", "oracle", "oracle"), None)
-    packing.load()
-    assert packing.packer is not None  # the oracle offers loglikelihood_groups
+def test_a_host_packs_on_an_accelerator_or_when_asked() -> None:
+    on_cpu = Host(ModelSpec("oracle", "oracle", "oracle"), None)
+    on_cpu.load()
+    assert on_cpu.load_error is None and on_cpu.packer is None  # the oracle describes no device
+    asked = Host(ModelSpec("oracle", "oracle", "oracle", options={"pack_scoring": True}), None)
+    asked.load()
+    assert asked.load_error is None and asked.packer is not None  # the oracle offers loglikelihood_groups
+    assert packs_by_default({"n_gpu_layers": -1}, {}) and packs_by_default({}, {"device": "cuda:1"})
+    assert not packs_by_default({}, {"device": "cpu"}) and not packs_by_default({"n_gpu_layers": 0}, {})
+    assert not packs_by_default({"n_gpu_layers": -1, "pack_scoring": False}, {"device": "cuda"})
 
 
 # -- a real model: four clients of one shared llama.cpp host ---------------------------------------
@@ -198,9 +201,10 @@ def test_clients_of_one_host_score_packed_and_as_the_serial_host() -> None:
     items = mmlu.load(source, subjects=["nutrition", "world_religions"], per_subject=6)
     questions = [[LoglikelihoodRequest(mmlu.prompt(item, mmlu.few_shot(source, item.input["subject"], 5)), letter)
                   for letter in mmlu.CONTINUATIONS] for item in items]
-    serial = HostedBackend(replace(spec, options={**spec.options, "pack_scoring": False}))
+    serial = HostedBackend(spec)  # on a CPU: one call at a time
     shared = f"test-{uuid.uuid4().hex}"
-    clients = [HostedBackend(spec, shared_by=shared) for _ in range(4)]
+    packing = replace(spec, options={**spec.options, "pack_scoring": True})
+    clients = [HostedBackend(packing, shared_by=shared) for _ in range(4)]
     try:
         assert len({c.process() for c in clients}) == 1 and serial.process() != clients[0].process()
         expected = [serial.loglikelihood(q) for q in questions]

@@ -6,7 +6,7 @@ model, so a client's connection waits for the load and sees a crash during it. E
 a thread of its own and every call runs under one lock (a model is not thread-safe), so one host
 serves several clients: every pytest-xdist worker of a run on this machine (host_place.py).
 Concurrent greedy generation joins a running batch (the backend's generate_concurrently), and
-concurrent scoring calls are packed into one (host_packing.py; options.pack_scoring = false: not).
+concurrent scoring calls are packed into one (host_packing.py: on an accelerator by default).
 Messages are (operation, arguments) -> ("ok", value) or ("error", exception).
 
 The host ends when its last client goes away (or when none came for IDLE_S): it takes the LOCK
@@ -38,7 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import BackendError, Generation
-from harness.backends.host_packing import PACKED, ScoringPacker, apportion_cpu, cpu_since, cpu_times
+from harness.backends.host_packing import (
+    PACKED,
+    ScoringPacker,
+    apportion_cpu,
+    cpu_since,
+    cpu_times,
+    packs_by_default,
+)
 from harness.backends.host_place import locked, write_exit_status
 from harness.models.registry import ModelSpec, create_backend
 
@@ -93,7 +100,7 @@ class Host:
     def load(self) -> None:
         start = time.perf_counter()
         options = dict(self.spec.options)
-        pack = bool(options.pop("pack_scoring", True))  # the host's option, not the backend's
+        options.pop("pack_scoring", None)  # the host's option, not the backend's
         try:
             self.backend = create_backend(replace(self.spec, options=options), timeout_s=self.timeout_s)
         except BaseException as exc:  # noqa: BLE001 - the client is told why the model did not load
@@ -104,7 +111,8 @@ class Host:
                          "abilities": sorted(self.backend.abilities),
                          "supports_loglikelihood": bool(self.backend.supports_loglikelihood),
                          "token_count_source": self.backend.token_count_source}
-            if pack and "loglikelihood_groups" in self.backend.abilities:
+            if "loglikelihood_groups" in self.backend.abilities and \
+                    packs_by_default(self.spec.options, self.backend.describe()):
                 self.packer = ScoringPacker(self.backend, self.lock, self.mark_running)
         self.loaded.set()
 
