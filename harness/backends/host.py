@@ -5,6 +5,8 @@ LOCK`, with the socket's key in HARNESS_HOST_KEY. It listens on a Unix socket fi
 model, so a client's connection waits for the load and sees a crash during it. Each connection gets
 a thread of its own and every call runs under one lock (a model is not thread-safe), so one host
 serves several clients: every pytest-xdist worker of a run on this machine (host_place.py).
+Concurrent greedy generation joins a running batch (the backend's generate_concurrently), and
+concurrent scoring calls are packed into one (host_packing.py: on an accelerator by default).
 Messages are (operation, arguments) -> ("ok", value) or ("error", exception); a streamed
 generation (generate_stream) sends ("part", text) for each piece of the answer before its reply.
 
@@ -31,6 +33,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Connection, Listener
 from pathlib import Path
@@ -38,6 +41,13 @@ from typing import Any
 
 from harness.backends.base import BackendError, Generation, cpu_times
 from harness.backends.engine_rate import engine_rate
+from harness.backends.host_packing import (
+    PACKED,
+    ScoringPacker,
+    apportion_cpu,
+    cpu_since,
+    packs_by_default,
+)
 from harness.backends.host_place import locked, write_exit_status
 from harness.models.registry import ModelSpec, create_backend
 
@@ -87,11 +97,15 @@ class Host:
         self.info: dict[str, Any] = {}
         self.clients = 0
         self.running_fd: int | None = None
+        self.running_width = 12
+        self.packer: ScoringPacker | None = None
 
     def load(self) -> None:
         start = time.perf_counter()
+        options = dict(self.spec.options)
+        options.pop("pack_scoring", None)  # the host's option, not the backend's
         try:
-            self.backend = create_backend(self.spec, timeout_s=self.timeout_s)
+            self.backend = create_backend(replace(self.spec, options=options), timeout_s=self.timeout_s)
         except BaseException as exc:  # noqa: BLE001 - the client is told why the model did not load
             self.load_error = exc
         else:
@@ -100,6 +114,9 @@ class Host:
                          "abilities": sorted(self.backend.abilities),
                          "supports_loglikelihood": bool(self.backend.supports_loglikelihood),
                          "token_count_source": self.backend.token_count_source}
+            if "loglikelihood_groups" in self.backend.abilities and \
+                    packs_by_default(self.spec.options, self.backend.describe()):
+                self.packer = ScoringPacker(self.backend, self.lock, self.mark_running)
         self.loaded.set()
 
     def answer(self, operation: str, args: tuple[Any, ...], client: int = 0,
@@ -115,34 +132,44 @@ class Host:
         if operation == "engine_rate":  # once per host: every client asks after it starts or finds it
             with self.lock:
                 if "engine_rate" not in self.info:
-                    self.mark_running(client)
+                    self.mark_running([client])
                     self.info["engine_rate"] = engine_rate(self.backend, self.spec.model)
                 return self.info["engine_rate"]
         if operation == "generate":  # joins the running batch, where the backend batches this request
             generated = self.backend.generate_concurrently(args[0], self.lock)
             if generated is not None:
                 return generated
+        if operation in PACKED and self.packer is not None:  # packed with the scoring calls waiting beside it
+            return self.packer.score(operation, args, client)
         with self.lock:
-            self.mark_running(client)
+            self.mark_running([client])
             before = cpu_times()
             if operation == "generate_stream":  # each piece goes to the client as it comes
                 value = self.backend.generate_stream(args[0], send_part or (lambda text: None))
             else:
                 value = getattr(self.backend, operation)(*args)
             if isinstance(value, Generation):  # alone on the model: the host's CPU time is all this call's
-                user, system = (a - b for a, b in zip(cpu_times(), before))
+                user, system = cpu_since(before)
                 value.timings.server.setdefault("host_cpu_s", user + system)
                 value.timings.server.setdefault("host_cpu_user_s", user)
                 value.timings.server.setdefault("host_cpu_system_s", system)
+            elif operation in PACKED:  # scoring, unpacked: its groups' shares, by tokens
+                apportion_cpu([value] if operation == "loglikelihood" else list(value), cpu_since(before))
+            if operation == "describe" and self.packer is not None:
+                value = {**value, "scoring_packs": self.packer.stats.to_dict()}
             return value
 
-    def mark_running(self, client: int) -> None:
-        """Say whose call the model is computing (a file beside the socket): if the host dies now,
-        that call crashed it, and the calls queued behind it can be asked again of the next host."""
+    def mark_running(self, clients: list[int]) -> None:
+        """Say whose call the model is computing (a file beside the socket; several clients where
+        their calls are packed into one): if the host dies now, those calls crashed it, and the
+        calls queued behind it can be asked again of the next host."""
         if self.running_fd is None and self.socket_path:
             self.running_fd = os.open(Path(self.socket_path).parent / "running", os.O_WRONLY | os.O_CREAT, 0o600)
         if self.running_fd is not None:
-            os.pwrite(self.running_fd, f"{client:>12}".encode(), 0)
+            # One write over the whole of the last one (padded), so a reader never sees half of it.
+            text = " ".join(str(c) for c in clients).ljust(self.running_width)
+            self.running_width = len(text)
+            os.pwrite(self.running_fd, text.encode(), 0)
 
     def serve(self, conn: Connection, client: int = 0) -> None:
         while True:

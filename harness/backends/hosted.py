@@ -152,7 +152,8 @@ class HostedBackend(BackendBase):
 
     def describe(self) -> dict[str, Any]:
         """The hosted backend's own description, with the host's: load time, RSS after load,
-        restarts and crashes, and for llama.cpp what the probe chose for extra buffer types."""
+        restarts and crashes, its packed scoring calls, and for llama.cpp what the probe chose for
+        extra buffer types."""
         running = self._proc is not None and self._proc.poll() is None
         if self._described is None and self.retired is None or running:
             try:  # a host that is not running is not started only to be described
@@ -167,6 +168,8 @@ class HostedBackend(BackendBase):
             rate = dict(self._engine_rate)
             host["engine_rate_cached"] = rate.pop("cached", None)
             data["engine_rate"] = rate
+        if "scoring_packs" in data:  # the host's counts so far: its own, not how the model runs
+            host["scoring_packs"] = data.pop("scoring_packs")
         return {**data, **self._choice, "host": host}
 
     def process(self) -> int | None:
@@ -286,11 +289,11 @@ class HostedBackend(BackendBase):
         if generation is None:
             return True
         HostPlace.exit_status(generation, self._supervisor())  # gone for sure once its supervisor says so
-        try:
-            running = int((generation / "running").read_text().strip())
+        try:  # the clients whose call it computed: several where their scoring calls were packed
+            running = {int(c) for c in (generation / "running").read_text().split()}
         except (OSError, ValueError):
             return True
-        return running == self._info.get("client")
+        return not running or self._info.get("client") in running
 
     def _alive(self) -> bool:
         """The host answers: its process lives and our channel has nothing pending (a host never

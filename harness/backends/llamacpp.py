@@ -153,6 +153,8 @@ class LlamaCppBackend(BackendBase):
         self._batch: SequenceBatch | None = None  # made by the first batched loglikelihood
         self._decoder: BatchedDecoder | None = None  # made by the first concurrent generation
         self._decoder_lock = threading.Lock()
+        self.prompt_reused = 0  # scoring's prompt tokens found in the KV cache, and those computed
+        self.prompt_computed = 0
 
     def describe(self) -> dict[str, Any]:
         """How this model runs: the settings in effect (read back from llama.cpp where it keeps
@@ -230,6 +232,8 @@ class LlamaCppBackend(BackendBase):
                 break
             common += 1
         common = min(common, len(tokens) - 1)  # at least one token must run to get logits
+        self.prompt_reused += common
+        self.prompt_computed += len(tokens) - common
         self.llm.n_tokens = common
         self.llm.eval(tokens[common:])
         # Without logits_all, llama-cpp-python keeps no scores: read the last row from llama.cpp.
@@ -240,6 +244,7 @@ class LlamaCppBackend(BackendBase):
     # -- the protocol ------------------------------------------------------------------------------
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> Loglikelihoods:
         start = time.perf_counter()
+        reused, computed = self.prompt_reused, self.prompt_computed
         values: list[float] = []
         prompt_tokens = 0
         evaluated: dict[str, np.ndarray] = {}
@@ -257,7 +262,10 @@ class LlamaCppBackend(BackendBase):
                 total += float(logprobs[continuation[index]])
             values.append(total)
         elapsed = time.perf_counter() - start
-        return Loglikelihoods(values, Usage(prompt_tokens, 0, "tokenizer"), Timings(total_s=elapsed))
+        # The tokens the KV cache already held (a prefix of the last prompt), and those computed.
+        kept = {"prompt_reused": float(self.prompt_reused - reused),
+                "prompt_computed": float(self.prompt_computed - computed)}
+        return Loglikelihoods(values, Usage(prompt_tokens, 0, "tokenizer"), Timings(total_s=elapsed, server=kept))
 
     def loglikelihood_groups(self, groups: Sequence[Sequence[LoglikelihoodRequest]]) -> list[Loglikelihoods]:
         """Independent groups (one per case) scored together: up to n_seq_max distinct sequences
@@ -280,17 +288,30 @@ class LlamaCppBackend(BackendBase):
         batch = self._sequence_batch(len(groups))
         fitting = {s: k for s, k in wanted.items() if batch.fits(s)}
         rows = batch.last_logprobs(fitting)
+        # Per distinct sequence: (prefix tokens another sequence computed, tokens computed).
+        kept = {s: (float(r), float(len(s) - r)) for s, r in batch.reused.items()}
         for sequence, k in wanted.items():  # longer than a batch: one at a time on the main context
             if sequence not in rows:
+                mark = (self.prompt_reused, self.prompt_computed)
                 rows[sequence] = [self._eval(list(sequence[: len(sequence) - k + 1 + i])) for i in range(k)]
+                kept[sequence] = (float(self.prompt_reused - mark[0]), float(self.prompt_computed - mark[1]))
         elapsed = time.perf_counter() - start
         results = []
+        counted: set[tuple[int, ...]] = set()  # a sequence two groups share is computed for the first
         for plan, used in zip(plans, contexts):
             values = [float(sum(rows[sequence][-len(continuation) + i][token]
                                 for i, token in enumerate(continuation)))
                       for sequence, continuation in plan]
             share = elapsed * used / sum(contexts) if sum(contexts) else elapsed / len(plans)
-            results.append(Loglikelihoods(values, Usage(used, 0, "tokenizer"), Timings(total_s=share)))
+            server = {"prompt_reused": 0.0, "prompt_computed": 0.0}
+            for sequence in dict.fromkeys(sequence for sequence, _ in plan):
+                reused, computed = kept[sequence]
+                if sequence in counted:  # another group of this call had it computed
+                    reused, computed = reused + computed, 0.0
+                counted.add(sequence)
+                server["prompt_reused"] += reused
+                server["prompt_computed"] += computed
+            results.append(Loglikelihoods(values, Usage(used, 0, "tokenizer"), Timings(total_s=share, server=server)))
         return results
 
     def _sequence_batch(self, groups: int) -> SequenceBatch:

@@ -7,7 +7,9 @@ tokens scores them 2-8x faster, the more so the busier the CPU (bench/mmlu_speed
 
 This keeps a second llama.cpp context on the same loaded weights (no second copy of the model):
 a unified KV cache of `n_batch` cells that every decode starts empty, each sequence at positions
-0.. with its own sequence id, logits only where they are read.
+0.. with its own sequence id, logits only where they are read. A prefix that sequences of one
+decode share (a subject's few-shot examples, a system prompt) is computed once: its tokens carry
+every sharing sequence's id (`reused` counts the tokens that were not computed again).
 
 llama.cpp's quantized matrix kernels do not give bit-identical logits for different batch shapes
 (the same prompt alone or among others differs by up to ~0.5 in a logit), so a near tie between
@@ -28,6 +30,15 @@ Tokens = tuple[int, ...]
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits.astype(np.float64) - float(np.max(logits))
     return shifted - np.log(np.exp(shifted).sum())
+
+
+def _common(a: Sequence[int], b: Sequence[int]) -> int:
+    """The length of the longest common prefix of two token sequences."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 class SequenceBatch:
@@ -54,6 +65,7 @@ class SequenceBatch:
         self.n_batch = n_batch
         self.n_vocab = n_vocab
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, n_seq_max)
+        self.reused: dict[Tokens, int] = {}  # the last call's sequences: prefix tokens another computed
 
     def fits(self, sequence: Sequence[int]) -> bool:
         return 0 < len(sequence) <= self.n_batch
@@ -62,7 +74,8 @@ class SequenceBatch:
         """For each sequence, the next-token log-probabilities after each of its last k tokens
         (k = wanted[sequence]), oldest first. Every sequence must fit()."""
         found: dict[Tokens, list[np.ndarray]] = {}
-        pending = list(wanted)
+        self.reused = {}
+        pending = sorted(wanted)  # sorted: sequences with a common prefix meet in one decode
         while pending:
             chunk: list[Tokens] = []
             used = 0
@@ -79,17 +92,29 @@ class SequenceBatch:
         lib.llama_memory_clear(lib.llama_get_memory(self.ctx), True)
         rows: dict[Tokens, list[int]] = {}
         n = 0
+        previous: Tokens = ()
+        at: list[int] = []  # the batch row of each token of the previous sequence
         for seq_id, sequence in enumerate(chunk):
             first_read = len(sequence) - wanted[sequence]
-            for pos, token in enumerate(sequence):
-                batch.token[n] = token
+            # Sorted, a sequence's longest common prefix in the chunk is the previous one's; its
+            # rows take this sequence's id too (its own reads stay its own rows).
+            shared = min(_common(previous, sequence), first_read)
+            for row in at[:shared]:
+                batch.seq_id[row][batch.n_seq_id[row]] = seq_id
+                batch.n_seq_id[row] += 1
+            self.reused[sequence] = shared
+            at = at[:shared]
+            for pos in range(shared, len(sequence)):
+                batch.token[n] = sequence[pos]
                 batch.pos[n] = pos
                 batch.n_seq_id[n] = 1
                 batch.seq_id[n][0] = seq_id
                 batch.logits[n] = pos >= first_read
                 if pos >= first_read:
                     rows.setdefault(sequence, []).append(n)
+                at.append(n)
                 n += 1
+            previous = sequence
         batch.n_tokens = n
         status = lib.llama_decode(self.ctx, batch)
         if status != 0:
