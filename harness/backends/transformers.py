@@ -438,7 +438,8 @@ class TransformersBackend(BackendBase):
         return os.getpid()
 
     def close(self) -> None:
-        if self.passes.store is not None:
-            self.passes.store.clear()
+        passes = getattr(self, "passes", None)  # absent when the load failed before it was made
+        if passes is not None and passes.store is not None:
+            passes.store.clear()
         self.model = None
         gc.collect()

@@ -26,7 +26,8 @@ CASES = 32 + 8  # fixtures/mmlu and fixtures/extraction with the oracle
 # Figures that are measured (time, resources), so two runs of the same cases never share them.
 MEASURED = {"mean_latency_s", "tokens_per_s", "wall_s", "latency_p50_s", "latency_p95_s", "model_s", "cpu_s",
             "cpu_percent_mean", "rss_peak_mb", "gpu_util_mean", "gpu_util_peak", "gpu_memory_mean_mb",
-            "gpu_memory_peak_mb", "gpu_energy_j"}
+            "gpu_memory_peak_mb", "gpu_energy_j", "cpu_user_s", "cpu_system_s", "prompt_tokens_per_s",
+            "completion_tokens_per_s", "prompt_engine_share", "decode_engine_share"}
 # A record's fields that say what was asked and answered (not when, where or how fast).
 ANSWER = ("case_id", "suite", "item_id", "model", "backend", "strategy", "prediction", "reference", "scores",
           "correct", "status", "error", "usage", "item")
