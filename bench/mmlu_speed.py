@@ -92,7 +92,7 @@ def lm_eval_run(args: argparse.Namespace, folder: Path, work: Path) -> dict:
     (tasks / "harness_mmlu_speed.yaml").write_text(LM_EVAL_TASK.format(data=data))
     cmd = [args.lm_eval, "--model", "hf", "--model_args", f"pretrained={folder},dtype=float32",
            "--tasks", "harness_mmlu_speed", "--include_path", str(tasks), "--num_fewshot", "0",
-           "--batch_size", "8", "--device", "cpu", "--output_path", str(work / "out")]
+           "--batch_size", str(args.lm_eval_batch), "--device", "cpu", "--output_path", str(work / "out")]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     start = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work)
@@ -119,6 +119,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=252)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shots", type=int, default=0, help="solved examples before each question")
+    # lm-eval computes the logits of every prompt position: 8 five-shot prompts of ~700 tokens over
+    # gemma's 262k vocabulary are ~6 GB of fp32, twice over with the log-softmax.
+    parser.add_argument("--lm-eval-batch", type=int, default=8, help="lm-eval's --batch_size")
     parser.add_argument("--lm-eval", default=shutil.which("lm_eval") or "/work/lmeval-venv/bin/lm_eval")
     parser.add_argument("--runs", default="lm-eval,llama-1,llama-16,llama-16-n2,hf-1,hf-32,hf-32-n2")
     args = parser.parse_args()
