@@ -57,6 +57,6 @@ def test_llamacpp_reports_its_effective_settings(bench: BenchRun, workers: list[
     # The silent-fallback check is there in parallel runs too, with what a reader needs to see
     # why two runs of the same weights answered differently.
     assert described["quantization_asked"] == described["quantization_in_effect"] == "q4_k_m"
-    assert described["n_ctx"] == 2048 and described["n_ubatch"] == 128 and described["n_batch"] == 512
+    assert described["n_ctx"] == 4096 and described["n_ubatch"] == 128 and described["n_batch"] == 512
     assert described["flash_attn"] in (True, "auto") and described["n_threads"] >= 1
     assert described["sampling"]["top_k"] == 40 and described["llama_cpp_python"]

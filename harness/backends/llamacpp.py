@@ -225,6 +225,9 @@ class LlamaCppBackend(BackendBase):
     def _eval(self, tokens: list[int]) -> np.ndarray:
         """Evaluate tokens, reusing the KV cache for the prefix already evaluated; return the
         next-token log-probabilities after the last token."""
+        if len(tokens) > self.llm.n_ctx():  # llama_decode would only say "returned 1"
+            raise BackendError(f"{self.name}: a prompt of {len(tokens)} tokens does not fit the context of "
+                               f"{self.llm.n_ctx()} (raise options.n_ctx in the model's registry entry)")
         cached = self.llm.input_ids[: self.llm.n_tokens]
         common = 0
         for a, b in zip(cached, tokens):
