@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from harness.core.processes import alive
+
 
 def _controller() -> int:
     """The process that runs the session: an xdist worker's parent (execnet starts workers as
@@ -138,20 +140,6 @@ class HostPlace:
     def remove(self) -> None:
         if self.private:
             shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def alive(pid: int) -> bool:
-    """The process runs (a zombie, ended but not yet reaped, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (our own child, not yet reaped) has ended too
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def write_exit_status(generation: Path, returncode: int) -> None:

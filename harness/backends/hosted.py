@@ -45,8 +45,9 @@ from harness.backends.base import (
 )
 from harness.backends.engine_rate import not_measured
 from harness.backends.host import KEY_VARIABLE, spec_to_json
-from harness.backends.host_place import HostPlace, alive, shared_folder
+from harness.backends.host_place import HostPlace, shared_folder
 from harness.backends.host_verdicts import known_verdict, remember_verdict
+from harness.core.processes import alive
 from harness.models.registry import ModelSpec
 
 MAX_CRASH_STREAK = 3

@@ -48,6 +48,7 @@ from harness.backends.base import (
     TextSink,
     Unsupported,
 )
+from harness.core.processes import alive
 
 if TYPE_CHECKING:  # registry.py imports this module; the spec type only for checkers
     from harness.models.registry import ModelSpec
@@ -124,7 +125,7 @@ class LoadBoard:
             pid = entry.name.split("-", 1)[0]
             if not pid.isdigit():
                 continue
-            if _alive(int(pid)):
+            if alive(int(pid)):
                 count += 1
             else:
                 Path(entry.path).unlink(missing_ok=True)
@@ -141,16 +142,6 @@ class LoadBoard:
         temporary = path.with_name(f"{path.name}.{os.getpid()}")
         temporary.write_text(repr(until))
         os.replace(temporary, path)  # readers see the old time or the new one, never half
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
