@@ -65,7 +65,8 @@ def main() -> None:
             for workers in counts:
                 r = run(args.model, workers, args, Path(tmp), f"n{workers}-r{round_}")
                 rate = r["completion_tokens"] / r["wall_s"]
-                base.setdefault(round_, rate) if workers == counts[0] else None
+                if workers == counts[0]:
+                    base[round_] = rate
                 ratio = rate / base[round_] if round_ in base else float("nan")
                 rss = r["rss_after_load_mb"]
                 print(f"{workers:>3} {round_:>5} {r['wall_s']:>7.1f} {r['completion_tokens']:>7} {rate:>7.1f} "

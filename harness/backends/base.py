@@ -354,3 +354,9 @@ def cpu_times() -> tuple[float, float]:
     os.times() counts clock ticks of 10 ms, too coarse for one decode step)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime, usage.ru_stime
+
+
+def cpu_since(before: tuple[float, float]) -> tuple[float, float]:
+    """The user and system CPU seconds this process used since `before` (a cpu_times())."""
+    user, system = cpu_times()
+    return user - before[0], system - before[1]

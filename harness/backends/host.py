@@ -39,13 +39,12 @@ from multiprocessing.connection import Connection, Listener
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import BackendError, Generation, cpu_times
+from harness.backends.base import BackendError, Generation, cpu_since, cpu_times
 from harness.backends.engine_rate import engine_rate
 from harness.backends.host_packing import (
     PACKED,
     ScoringPacker,
     apportion_cpu,
-    cpu_since,
     packs_by_default,
 )
 from harness.backends.host_place import locked, write_exit_status

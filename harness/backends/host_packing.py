@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.backends.base import LoglikelihoodRequest, Loglikelihoods, cpu_times
+from harness.backends.base import LoglikelihoodRequest, Loglikelihoods, cpu_since, cpu_times
 
 # The operations packed, and the largest pack in groups (cases): a bigger one makes the callers
 # in it wait for each other past what one batch context holds (llamacpp_batch.py's 64 sequences).
@@ -189,11 +189,6 @@ class ScoringPacker:
             self.stats.packed_calls += 1
             self.stats.packed_requests += callers
             self.stats.packed_cpu_s += cpu
-
-
-def cpu_since(before: tuple[float, float]) -> tuple[float, float]:
-    user, system = cpu_times()
-    return user - before[0], system - before[1]
 
 
 def apportion_cpu(results: list[Loglikelihoods], used: tuple[float, float], callers: int | None = None) -> None:

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.backends.base import cpu_times
+from harness.backends.base import cpu_since, cpu_times
 
 
 @dataclass
@@ -238,7 +238,7 @@ class BatchedDecoder:
         batch.n_tokens = n
         before = cpu_times()
         status = lib.llama_decode(self.ctx, batch)
-        user, system = (a - b for a, b in zip(cpu_times(), before))
+        user, system = cpu_since(before)
         cpu = user + system
         if status != 0:
             raise RuntimeError(f"llama_decode of {len(self._running)} sequences ({n} tokens) returned {status}")
