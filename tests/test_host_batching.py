@@ -28,8 +28,12 @@ OTHERS = [Request(prompt=p, max_tokens=24) for p in ("The capital of France is",
                                                     "def add(a, b):\n")]
 
 
-def test_clients_of_one_host_decode_together_and_alone_as_the_serial_path() -> None:
-    spec = load_registry([DEFAULT_REGISTRY])["gemma3-270m-q4"]
+@pytest.mark.parametrize("model", ["gemma3-270m-q4", "smollm2-135m"])
+def test_clients_of_one_host_decode_together_and_alone_as_the_serial_path(model: str) -> None:
+    """gemma has a sliding window and decodes with flash attention, SmolLM2 without; the second
+    alone reuses the first's idle slot, and of the four together all but one copy a running
+    sequence's stream: each the same text."""
+    spec = load_registry([DEFAULT_REGISTRY])[model]
     shared = f"test-{uuid.uuid4().hex}"
     clients = [HostedBackend(spec, shared_by=shared) for _ in range(4)]
     serial = HostedBackend(replace(spec, options={**spec.options, "batch_slots": 0}))
@@ -37,6 +41,8 @@ def test_clients_of_one_host_decode_together_and_alone_as_the_serial_path() -> N
         assert len({c.process() for c in clients}) == 1 and serial.process() != clients[0].process()
         alone = clients[0].generate(QUESTION)
         assert alone.timings.server["batch_mean"] == 1.0 and alone.timings.server["host_cpu_s"] > 0
+        again = clients[1].generate(QUESTION)
+        assert again.timings.server["prompt_reused"] > 0 and again.text == alone.text
         one_at_a_time = serial.generate(QUESTION)
         assert "batch_mean" not in one_at_a_time.timings.server
         assert alone.text == one_at_a_time.text and alone.usage == one_at_a_time.usage

@@ -42,7 +42,7 @@ from harness.backends.base import (
 from harness.backends.chat_format import FORCED_PREFIX, forced_call_budget, offered_tools, tool_names
 from harness.backends.llamacpp_batch import SequenceBatch
 from harness.backends.llamacpp_chat import ChatTemplate, recommended_sampling
-from harness.backends.llamacpp_decode import BatchedDecoder
+from harness.backends.llamacpp_decode import BatchedDecoder, decode_flash_attn
 from harness.backends.modelfiles import (
     default_threads,
     pypi_file_missing,
@@ -139,6 +139,10 @@ class LlamaCppBackend(BackendBase):
         extra_bufts = options.pop("use_extra_bufts", None)
         # Sequences decoded together when a host's clients ask at once (0: one at a time).
         self.batch_slots = int(options.pop("batch_slots", 8))
+        # KV cells of each slot: 8 slots of 2048 hold SmolLM2's 23 KB a token in 377 MB. Longer
+        # prompts (prompt and max_tokens past it) go one at a time.
+        self.batch_ctx = int(options.pop("batch_ctx", min(2048, int(options["n_ctx"]))))
+        batch_flash_attn = options.pop("batch_flash_attn", None)
         kind, _, target = spec.model.partition(":")
         with _model_params(extra_bufts):
             if kind == "hf":
@@ -147,6 +151,8 @@ class LlamaCppBackend(BackendBase):
             else:
                 self.llm = Llama(model_path=resolve_model_path(spec.model), **options)
         self.use_extra_bufts = bool(self.llm.model_params.use_extra_bufts)
+        self.batch_flash_attn = bool(batch_flash_attn) if batch_flash_attn is not None else decode_flash_attn(
+            self.llm.model, int(options.get("n_gpu_layers", 0)) != 0, bool(options["flash_attn"]))
         self.model_path = self.llm.model_path
         self.options = options
         self._template: ChatTemplate | None = None
@@ -175,6 +181,8 @@ class LlamaCppBackend(BackendBase):
             "flash_attn": _flash_attn(params, self.options), "seed": self.options.get("seed"),
             "sampling": sampling, "chat_format": getattr(self.llm, "chat_format", None),
             "use_extra_bufts": self.use_extra_bufts,
+            "batch": {"slots": self.batch_slots, "ctx_per_slot": self.batch_ctx,
+                      "flash_attn": self.batch_flash_attn},
             "llama_cpp_python": getattr(llama_cpp, "__version__", None),
             "system_info": _system_info(),
         }
@@ -474,10 +482,10 @@ class LlamaCppBackend(BackendBase):
                 vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
                 self._decoder = BatchedDecoder(
                     self.llm.model, n_vocab=self.llm.n_vocab(), step_lock=model_lock, slots=self.batch_slots,
-                    n_ctx=max(8192, int(self.options.get("n_ctx", 2048))), n_threads=int(ctx.n_threads),
+                    seq_ctx=self.batch_ctx, n_threads=int(ctx.n_threads),
                     detokenize=lambda tokens: self.llm.detokenize(tokens),
                     is_end=lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token)),
-                    flash_attn=bool(self.options.get("flash_attn", True)))
+                    flash_attn=self.batch_flash_attn)
             return self._decoder
 
     def _handler_chat(self, request: Request, kwargs: dict[str, Any]) -> Generation:

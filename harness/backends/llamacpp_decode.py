@@ -8,8 +8,17 @@ and leave as they finish (a stop string, end of generation, max_tokens); nobody 
 to fill or to drain.
 
 The context is a second one on the already-loaded weights (no second copy, and the extra buffer
-types the host's probe chose), with a unified KV cache shared by up to `slots` sequences; a
-sequence joins only where its prompt and max_tokens fit in the cells left.
+types the host's probe chose), with one KV stream of `seq_ctx` cells per slot; a sequence is
+batched only where its prompt and max_tokens fit in a stream. Streams, not one unified cache:
+with a unified cache every token attends over the cells of all the sequences in it (masked), which
+made a step of 8 sequences 200 tokens in cost about as much attention as matmul. Measured on a
+2-core CPU with `bench/batch_ceiling.py --layout` (SmolLM2 135M Q4_1, 8 sequences 400 tokens in):
+unified with flash attention 116 tok/s, streams with flash attention 116, streams without 145;
+one sequence alone 58, 68 and 87. Hence flash attention off for decoding on a CPU, except for
+models with sliding-window attention (gemma 3): there llama.cpp's path without flash attention
+(llama-cpp-python 0.3.36) decoded wrong text once cells had been removed and reused (" 12 + 30 =
+26" where alone, or with flash attention, it is 42; tests/test_host_batching.py), and with it
+gemma batches well anyway (8 sequences 3.8 times one).
 
 Greedy only (temperature 0, llama-cpp-python's repeat_penalty default of 1.0): the next token is
 the logits' argmax, as the serial path's sampler picks it. The quantized kernels do not give
@@ -17,9 +26,11 @@ bit-identical logits for different batch shapes, so a near tie may go the other 
 check (harness parity) measures what that does to scores.
 
 Prefix reuse is explicit: a joining sequence starts from the longest prefix of its prompt already
-in the cache (a running sequence's, or a finished one's prompt kept in its idle slot until the
-cells are wanted), so few-shot examples and system prompts are computed once while they stay;
-each result says how many prompt tokens it reused, the decoder how many of all it was given.
+in the cache (a finished one's prompt kept in its idle slot until the slot is wanted, or a running
+sequence's, whose stream is copied), so few-shot examples and system prompts are computed once
+while they stay; each result says how many prompt tokens it reused, the decoder how many of all it
+was given. With sliding-window attention (gemma) a prefix is reused only where the window's cells
+before its end are still in the stream, as llama-server checks it.
 
 Each sequence's share of the host's CPU time is the process CPU time of each decode apportioned
 by the tokens it had in that decode.
@@ -76,6 +87,14 @@ class _Sequence:
         return len(self.prompt) + self.max_tokens
 
 
+def decode_flash_attn(model: Any, offloaded: bool, model_flash_attn: bool) -> bool:
+    """Flash attention for batched decoding: offloaded, the model's own setting; on a CPU off
+    (faster), but for a model with a sliding window, which needs it to decode right."""
+    import llama_cpp
+
+    return model_flash_attn if offloaded else int(llama_cpp.llama_model_n_swa(model)) > 0
+
+
 def _common(a: list[int], b: list[int]) -> int:
     """The length of the longest common prefix of two token lists."""
     n = min(len(a), len(b))
@@ -90,16 +109,18 @@ class BatchedDecoder:
 
     def __init__(self, model: Any, *, n_vocab: int, detokenize: Callable[[list[int]], bytes],
                  is_end: Callable[[int], bool], step_lock: threading.Lock, slots: int = 8,
-                 n_ctx: int = 8192, n_batch: int = 512, n_threads: int = 2, flash_attn: bool = True) -> None:
+                 seq_ctx: int = 2048, n_batch: int = 512, n_threads: int = 2,
+                 flash_attn: bool = False) -> None:
         import llama_cpp
 
         self._lib = llama_cpp
+        self.n_swa = int(llama_cpp.llama_model_n_swa(model))
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = n_ctx
+        params.n_ctx = slots * seq_ctx
         params.n_batch = n_batch
         params.n_ubatch = min(512, n_batch)
         params.n_seq_max = slots
-        params.kv_unified = True  # the cells go where the sequences are, not n_ctx/slots each
+        params.kv_unified = False  # a stream per slot: a token attends over its own sequence's cells only
         params.n_threads = n_threads
         params.n_threads_batch = n_threads
         params.flash_attn_type = 1 if flash_attn else 0
@@ -108,7 +129,8 @@ class BatchedDecoder:
             raise RuntimeError("llama.cpp could not create a decoding context")
         self._memory = llama_cpp.llama_get_memory(self.ctx)
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
-        self.n_vocab, self.n_ctx, self.n_batch, self.slots = n_vocab, n_ctx, n_batch, slots
+        self.seq_ctx = int(llama_cpp.llama_n_ctx_seq(self.ctx))  # llama.cpp may pad or cap it
+        self.n_vocab, self.n_batch, self.slots, self.flash_attn = n_vocab, n_batch, slots, flash_attn
         self._detokenize, self._is_end = detokenize, is_end
         self._step_lock = step_lock  # the host's model lock: serial calls and decodes take turns
         self._waiting: list[_Sequence] = []
@@ -124,10 +146,15 @@ class BatchedDecoder:
         self._thread.start()
 
     def fits(self, prompt_tokens: int, max_tokens: int) -> bool:
-        return prompt_tokens > 0 and prompt_tokens + max_tokens <= self.n_ctx
+        return prompt_tokens > 0 and prompt_tokens + max_tokens <= self.seq_ctx
 
     def submit(self, prompt: list[int], max_tokens: int, stop: tuple[str, ...]) -> Future[Decoded]:
         sequence = _Sequence(list(prompt), max_tokens, stop, Future())
+        if not self.fits(len(prompt), max_tokens):
+            sequence.future.set_exception(ValueError(
+                f"a prompt of {len(prompt)} tokens and {max_tokens} new ones exceed the {self.seq_ctx} "
+                "cells of a batch slot"))
+            return sequence.future
         with self._wake:
             self._waiting.append(sequence)
             self._wake.notify()
@@ -152,10 +179,10 @@ class BatchedDecoder:
                 self._running = []
 
     def _admit(self) -> None:
-        """Waiting sequences join, in order, while a slot and their cells are free. A joining
-        sequence starts from the longest prefix of its prompt already in the cache: an idle slot's
-        (a finished sequence's prompt stays until its cells are wanted) or a running sequence's,
-        whose cells it then shares (llama_memory_seq_cp adds a sequence id to them, no copy)."""
+        """Waiting sequences join, in order, while a slot is free. A joining sequence starts from
+        the longest prefix of its prompt already in the cache: an idle slot's (a finished
+        sequence's prompt stays until its slot is wanted) or a running sequence's, whose stream is
+        copied into the new slot (llama.cpp copies streams whole) and cut back to the prefix."""
         lib = self._lib
         while self._waiting:
             sequence = self._waiting[0]
@@ -172,22 +199,6 @@ class BatchedDecoder:
                 common = min(_common(other.prompt[:other.fed], sequence.prompt), limit)
                 if common > best:
                     best, source, idle_source = common, other.slot, False
-            used = sum(s.cells for s in self._running) + sum(len(t) for s, t in self._idle.items()
-                                                             if not (idle_source and s == source))
-            need = sequence.cells - (0 if idle_source else best)
-            for slot in [s for s in self._idle if not (idle_source and s == source)]:
-                if used + need <= self.n_ctx:
-                    break
-                used -= len(self._idle[slot])
-                self._drop(slot)
-            if used + need > self.n_ctx:
-                if not self._running:  # one that never fits: refuse it, not wait forever
-                    self._waiting.pop(0)
-                    sequence.future.set_exception(ValueError(
-                        f"a prompt of {len(sequence.prompt)} tokens and {sequence.max_tokens} new ones "
-                        f"exceed the {self.n_ctx} cells of the batch"))
-                    continue
-                return
             if idle_source:
                 slot = source
                 del self._idle[slot]
@@ -195,16 +206,27 @@ class BatchedDecoder:
             else:
                 empty = [s for s in range(self.slots) if s not in busy and s not in self._idle]
                 slot = empty[0] if empty else next(iter(self._idle))
-                if slot in self._idle:
-                    self._drop(slot)
+                self._drop(slot)
                 if best:
-                    lib.llama_memory_seq_cp(self._memory, source, slot, 0, best)
+                    lib.llama_memory_seq_cp(self._memory, source, slot, -1, -1)
+                    lib.llama_memory_seq_rm(self._memory, slot, best, -1)
+            if best and not self._window_kept(slot, best):
+                self._drop(slot)
+                best = 0
             self._waiting.pop(0)
             sequence.slot, sequence.fed, sequence.reused = slot, best, best
             self._running.append(sequence)
             self.sequences += 1
             self.prompt_tokens += len(sequence.prompt)
             self.prompt_reused += best
+
+    def _window_kept(self, slot: int, prefix: int) -> bool:
+        """Whether the cells a continuation after `prefix` attends to are all there: with a sliding
+        window, positions before it may have been overwritten while the sequence went on."""
+        low = int(self._lib.llama_memory_seq_pos_min(self._memory, slot))
+        if self.n_swa <= 0:
+            return low == 0
+        return 0 <= low <= max(0, prefix - self.n_swa)
 
     def _drop(self, slot: int) -> None:
         self._lib.llama_memory_seq_rm(self._memory, slot, -1, -1)
