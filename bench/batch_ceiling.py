@@ -1,14 +1,17 @@
 """The engine's own ceiling for batched decoding on this CPU: llama.cpp decode steps of k sequences.
 
     python bench/batch_ceiling.py [--model smollm2-135m] [--ks 1,2,4,8,16] [--steps 30] [--threads 1]
+                                  [--prompt 200] [--layout streams-noflash,streams-flash,unified-flash]
 
-Each step decodes the next token of k sequences (each 200 tokens in) in one llama_decode, logits
-for all k, on a context like the model host's batched decoder (unified KV cache, flash attention,
-extra buffer types as the host's probe chose them). With --threads 1 the figure that counts is
-tokens per CPU second of the calling thread: it does not move with the machine's load, so it can
-be read on a busy machine; the wall rate is printed beside it. A model whose k=8 figure is c times
-its k=1 figure cannot make GSM8K more than about c times faster with -n 8 on this CPU, however the
-harness batches.
+Each step decodes the next token of k sequences (each --prompt tokens in) in one llama_decode,
+logits for all k, on a context like the model host's batched decoder (llamacpp_decode.py: a KV
+stream per sequence, flash attention off on a CPU), extra buffer types as the host's probe chose
+them. `--layout` measures other contexts beside it: `unified` is one KV cache shared by all the
+sequences (each token attends over every sequence's cells, masked), `flash`/`noflash` flash
+attention on or off. With --threads 1 the figure that counts is tokens per CPU second of the
+calling thread: it does not move with the machine's load, so it can be read on a busy machine;
+the wall rate is printed beside it. A model whose k=8 figure is c times its k=1 figure cannot make
+GSM8K more than about c times faster with -n 8 on this CPU, however the harness batches.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
@@ -35,6 +39,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--extra-bufts", choices=("on", "off"), default="off",
                         help="llama.cpp's extra buffer types (off: what the probe picks on an AMX CPU)")
+    parser.add_argument("--prompt", type=int, default=200, help="tokens each sequence is in (a GSM8K prompt: 200)")
+    parser.add_argument("--layout", default="streams-noflash",
+                        help="comma-separated contexts: streams|unified - flash|noflash")
     args = parser.parse_args()
     import llama_cpp
 
@@ -43,9 +50,23 @@ def main() -> None:
         llm = llama_cpp.Llama(model_path=resolve_model_path(spec.model), n_ctx=512, n_threads=args.threads,
                               n_threads_batch=args.threads, verbose=False)
     ks = [int(k) for k in args.ks.split(",")]
+    print(f"{args.model}, {args.threads} thread(s), extra bufts {args.extra_bufts}, {args.steps} steps per k, "
+          f"sequences {args.prompt} tokens in")
+    for layout in args.layout.split(","):
+        kv, _, attention = layout.partition("-")
+        if kv not in ("streams", "unified") or attention not in ("flash", "noflash"):
+            raise SystemExit(f"--layout {layout!r}: streams|unified - flash|noflash")
+        print(f"{layout}:")
+        measure(llama_cpp, llm, ks, args, unified=kv == "unified", flash=attention == "flash")
+
+
+def measure(llama_cpp: Any, llm: Any, ks: list[int], args: argparse.Namespace, *, unified: bool,
+            flash: bool) -> None:
     params = llama_cpp.llama_context_default_params()
-    params.n_ctx, params.n_batch, params.n_ubatch, params.n_seq_max = 8192, 512, 512, max(ks)
-    params.kv_unified, params.flash_attn_type = True, 1
+    params.n_ctx = max(ks) * (args.prompt + args.steps + 64) if not unified else 8192
+    params.n_batch = params.n_ubatch = 512
+    params.n_seq_max = max(ks)
+    params.kv_unified, params.flash_attn_type = unified, int(flash)
     params.n_threads = params.n_threads_batch = args.threads
     ctx = llama_cpp.llama_init_from_model(llm.model, params)
     batch = llama_cpp.llama_batch_init(512, 0, 1)
@@ -61,13 +82,16 @@ def main() -> None:
         if llama_cpp.llama_decode(ctx, batch) != 0:
             raise SystemExit(f"llama_decode of {n} tokens failed")
 
-    prompt = 200
-    for seq in range(max(ks)):  # every sequence 200 tokens in, as a GSM8K prompt is
+    prompt = args.prompt
+    for seq in range(max(ks)):  # every sequence `prompt` tokens in
         n = 0
         for pos in range(prompt):
             n = put(n, 100 + (pos * 7 + seq) % 500, pos, seq, pos == prompt - 1)
-        decode(n)
-    print(f"{args.model}, {args.threads} thread(s), extra bufts {args.extra_bufts}, {args.steps} steps per k")
+            if n == 512:
+                decode(n)
+                n = 0
+        if n:
+            decode(n)
     print(f"{'k':>3} {'ms cpu/step':>11} {'tok/cpu-s':>9} {'vs k=1':>7} {'wall tok/s':>10}")
     first = None
     for k in ks:

@@ -258,14 +258,18 @@ class Backend(Protocol):
         """How the model runs (settings in effect, quantization really loaded), for the metadata."""
         ...
 
-    def engine_identity(self) -> dict[str, Any] | None:
+    def engine_identity(self, batched: bool = False) -> dict[str, Any] | None:
         """What the engine's own speed depends on besides the model file and the CPU (library and
-        version, threads, batch settings); None where the engine is not in this process (a server)."""
+        version, threads, batch settings, and the decoding path: `batched` in a model host, whose
+        generation may go through a context of its own); None where the engine is not in this
+        process (a server)."""
         ...
 
-    def measure_engine_rate(self, prompt_tokens: int, decode_tokens: int) -> tuple[float, float]:
+    def measure_engine_rate(self, prompt_tokens: int, decode_tokens: int,
+                            model_lock: Any = None) -> tuple[float, float]:
         """Seconds to evaluate a prompt of `prompt_tokens` and to decode `decode_tokens` greedily
-        after it (backends/engine_rate.py keeps the rates)."""
+        after it, on the paths scoring and generation take (backends/engine_rate.py keeps the
+        rates); `model_lock` is a model host's, held by the caller."""
         ...
 
     @property
@@ -315,10 +319,11 @@ class BackendBase:
     def describe(self) -> dict[str, Any]:
         return {}
 
-    def engine_identity(self) -> dict[str, Any] | None:
+    def engine_identity(self, batched: bool = False) -> dict[str, Any] | None:
         return None
 
-    def measure_engine_rate(self, prompt_tokens: int, decode_tokens: int) -> tuple[float, float]:
+    def measure_engine_rate(self, prompt_tokens: int, decode_tokens: int,
+                            model_lock: Any = None) -> tuple[float, float]:
         raise Unsupported(f"{self.name}: this backend's engine is not in this process to measure")
 
     def generate_concurrently(self, request: Request, model_lock: Any) -> Generation | None:

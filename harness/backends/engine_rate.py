@@ -91,12 +91,13 @@ def _write(key: str, rate: Mapping[str, Any]) -> None:
         pass
 
 
-def engine_rate(backend: Backend, model: str) -> dict[str, Any]:
+def engine_rate(backend: Backend, model: str, model_lock: Any = None) -> dict[str, Any]:
     """The engine's rates for `backend` (loaded from `model`): read from the cache folder where
     this engine was measured before on this machine, else measured now and kept. `cached` says
-    which; a backend with no engine here is `measured: False` with the reason."""
+    which; a backend with no engine here is `measured: False` with the reason. A model host
+    passes its lock (held): its generation may take a batched path, measured as such."""
     global measurements
-    identity = backend.engine_identity()
+    identity = backend.engine_identity(batched=model_lock is not None)
     if identity is None:
         return not_measured(f"{backend.name}: no engine of its own in the harness's processes (a server's, "
                             "or a test double): its own rate is not measured")
@@ -106,7 +107,7 @@ def engine_rate(backend: Backend, model: str) -> dict[str, Any]:
         return {**saved, "cached": True}
     wall, cpu = time.perf_counter(), time.process_time()
     try:
-        prompt_s, decode_s = backend.measure_engine_rate(PROMPT_TOKENS, DECODE_TOKENS)
+        prompt_s, decode_s = backend.measure_engine_rate(PROMPT_TOKENS, DECODE_TOKENS, model_lock)
     except BackendError as exc:
         return not_measured(f"{backend.name}: measuring the engine failed: {exc}")
     measurements += 1

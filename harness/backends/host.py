@@ -132,7 +132,7 @@ class Host:
             with self.lock:
                 if "engine_rate" not in self.info:
                     self.mark_running([client])
-                    self.info["engine_rate"] = engine_rate(self.backend, self.spec.model)
+                    self.info["engine_rate"] = engine_rate(self.backend, self.spec.model, self.lock)
                 return self.info["engine_rate"]
         if operation == "generate":  # joins the running batch, where the backend batches this request
             generated = self.backend.generate_concurrently(args[0], self.lock)

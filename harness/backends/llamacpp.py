@@ -187,16 +187,21 @@ class LlamaCppBackend(BackendBase):
             "system_info": _system_info(),
         }
 
-    def engine_identity(self) -> dict[str, Any] | None:
+    def engine_identity(self, batched: bool = False) -> dict[str, Any] | None:
         params = self.llm.context_params
+        decode = (f"batch streams, flash_attn {self.batch_flash_attn}" if batched and self.batch_slots > 0
+                  else "serial")
         return {"library": f"llama-cpp-python {getattr(llama_cpp, '__version__', '?')}",
                 "threads": int(params.n_threads), "threads_batch": int(params.n_threads_batch),
                 "n_batch": int(params.n_batch), "n_ubatch": int(params.n_ubatch),
-                "flash_attn": _flash_attn(params, self.options), "extra_bufts": self.use_extra_bufts}
+                "flash_attn": _flash_attn(params, self.options), "extra_bufts": self.use_extra_bufts,
+                "decode": decode}
 
-    def measure_engine_rate(self, prompt_tokens: int, decode_tokens: int) -> tuple[float, float]:
-        """llama.cpp's own speed: one prompt evaluated from an empty cache (Llama.eval), then
-        greedy steps of one token each, as a sequence decodes alone."""
+    def measure_engine_rate(self, prompt_tokens: int, decode_tokens: int,
+                            model_lock: Any = None) -> tuple[float, float]:
+        """llama.cpp's own speed: one prompt evaluated from an empty cache (Llama.eval, as scoring
+        runs), then greedy steps of one token each, as a sequence decodes alone: in a host that
+        batches, on the batched decoder's context, which greedy generation takes there."""
         room = int(self.llm.n_ctx()) - decode_tokens - 1
         if room < 1:
             raise BackendError(f"{self.name}: n_ctx {self.llm.n_ctx()} leaves no room to measure")
@@ -206,6 +211,16 @@ class LlamaCppBackend(BackendBase):
         start = time.perf_counter()
         self.llm.eval(prompt)
         prompt_s = time.perf_counter() - start
+        if model_lock is not None and self.batch_slots > 0:
+            self.llm.reset()
+            # A decoder of one small slot with the batch's settings: a sequence alone decodes at
+            # the same rate in the run's decoder, whose KV cells a run that only scores never needs.
+            alone = self._new_decoder(model_lock, slots=1, seq_ctx=len(prompt) + decode_tokens + 1)
+            try:
+                decode_s = alone.time_decode(prompt, decode_tokens)
+            finally:
+                alone.close()
+            return prompt_s * prompt_tokens / len(prompt), decode_s
         start = time.perf_counter()
         for _ in range(decode_tokens):
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1),
@@ -476,17 +491,17 @@ class LlamaCppBackend(BackendBase):
     def _batched_decoder(self, model_lock: Any) -> BatchedDecoder:
         with self._decoder_lock:
             if self._decoder is None:
-                import llama_cpp
-
-                ctx = self.llm.context_params
-                vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
-                self._decoder = BatchedDecoder(
-                    self.llm.model, n_vocab=self.llm.n_vocab(), step_lock=model_lock, slots=self.batch_slots,
-                    seq_ctx=self.batch_ctx, n_threads=int(ctx.n_threads),
-                    detokenize=lambda tokens: self.llm.detokenize(tokens),
-                    is_end=lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token)),
-                    flash_attn=self.batch_flash_attn)
+                self._decoder = self._new_decoder(model_lock, slots=self.batch_slots, seq_ctx=self.batch_ctx)
             return self._decoder
+
+    def _new_decoder(self, model_lock: Any, *, slots: int, seq_ctx: int) -> BatchedDecoder:
+        ctx = self.llm.context_params
+        vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        return BatchedDecoder(self.llm.model, n_vocab=self.llm.n_vocab(), step_lock=model_lock, slots=slots,
+                              seq_ctx=seq_ctx, n_threads=int(ctx.n_threads),
+                              detokenize=lambda tokens: self.llm.detokenize(tokens),
+                              is_end=lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token)),
+                              flash_attn=self.batch_flash_attn)
 
     def _handler_chat(self, request: Request, kwargs: dict[str, Any]) -> Generation:
         """options.chat_format (such as "chatml-function-calling"): llama-cpp-python's own chat

@@ -121,6 +121,7 @@ class BatchedDecoder:
         params.n_ubatch = min(512, n_batch)
         params.n_seq_max = slots
         params.kv_unified = False  # a stream per slot: a token attends over its own sequence's cells only
+        params.swa_full = False  # a sliding window's layers keep the window, not seq_ctx (_window_kept)
         params.n_threads = n_threads
         params.n_threads_batch = n_threads
         params.flash_attn_type = 1 if flash_attn else 0
@@ -147,6 +148,32 @@ class BatchedDecoder:
 
     def fits(self, prompt_tokens: int, max_tokens: int) -> bool:
         return prompt_tokens > 0 and prompt_tokens + max_tokens <= self.seq_ctx
+
+    def time_decode(self, prompt: list[int], steps: int) -> float:
+        """Seconds of `steps` greedy decodes of one sequence alone after `prompt` (the engine's
+        own rate, engine_rate.py): in a slot of its own, while nothing else runs; the caller holds
+        the step lock, so the decoding thread waits."""
+        with self._wake:
+            if self._running or self._waiting:
+                raise RuntimeError("the batch is busy: the engine's rate is measured alone")
+            slot = self.slots - 1
+            self._drop(slot)
+        lib = self._lib
+        n = 0
+        for pos, token in enumerate(prompt[: self.n_batch]):
+            n = self._put(n, token, pos, slot, pos == min(len(prompt), self.n_batch) - 1)
+        self._decode(n)
+        pos, seconds = n, 0.0
+        for _ in range(steps):
+            logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(self.ctx, 0 if pos > n else n - 1),
+                                           shape=(self.n_vocab,))
+            token = int(np.argmax(logits))
+            start = time.perf_counter()
+            self._decode(self._put(0, token, pos, slot, True))
+            seconds += time.perf_counter() - start
+            pos += 1
+        self._drop(slot)
+        return seconds
 
     def submit(self, prompt: list[int], max_tokens: int, stop: tuple[str, ...]) -> Future[Decoded]:
         sequence = _Sequence(list(prompt), max_tokens, stop, Future())
@@ -241,7 +268,8 @@ class BatchedDecoder:
         share: dict[int, int] = {}
         for sequence in self._running:
             if sequence.fed == len(sequence.prompt) and sequence.completion:
-                n = self._put(n, sequence.completion[-1], sequence.fed + len(sequence.completion) - 1, sequence, True)
+                n = self._put(n, sequence.completion[-1], sequence.fed + len(sequence.completion) - 1, sequence.slot,
+                              True)
                 reads.append((sequence, n - 1))
                 share[id(sequence)] = 1
         for sequence in self._running:
@@ -252,7 +280,7 @@ class BatchedDecoder:
             take = min(left, room)
             for i in range(take):
                 pos = sequence.fed + i
-                n = self._put(n, sequence.prompt[pos], pos, sequence, i == take - 1 and take == left)
+                n = self._put(n, sequence.prompt[pos], pos, sequence.slot, i == take - 1 and take == left)
             sequence.fed += take
             share[id(sequence)] = take
             if sequence.fed == len(sequence.prompt):
@@ -277,12 +305,18 @@ class BatchedDecoder:
             logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(self.ctx, row), shape=(self.n_vocab,))
             self._append(sequence, int(np.argmax(logits)))
 
-    def _put(self, n: int, token: int, pos: int, sequence: _Sequence, logits: bool) -> int:
+    def _decode(self, n: int) -> None:
+        self._batch.n_tokens = n
+        status = self._lib.llama_decode(self.ctx, self._batch)
+        if status != 0:
+            raise RuntimeError(f"llama_decode of {n} tokens returned {status}")
+
+    def _put(self, n: int, token: int, pos: int, slot: int, logits: bool) -> int:
         batch = self._batch
         batch.token[n] = token
         batch.pos[n] = pos
         batch.n_seq_id[n] = 1
-        batch.seq_id[n][0] = sequence.slot
+        batch.seq_id[n][0] = slot
         batch.logits[n] = logits
         return n + 1
 

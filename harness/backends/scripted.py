@@ -94,14 +94,15 @@ class ScriptedBackend(BackendBase):
         spec = ModelSpec(name=name, backend="scripted", model="script", options={"then": then})
         return cls(spec, steps)
 
-    def engine_identity(self) -> dict[str, Any] | None:
+    def engine_identity(self, batched: bool = False) -> dict[str, Any] | None:
         if "engine_rate" not in self.spec.options:
             return None
         return {"library": "scripted", "threads": 1}
 
-    def measure_engine_rate(self, prompt_tokens: int, decode_tokens: int) -> tuple[float, float]:
+    def measure_engine_rate(self, prompt_tokens: int, decode_tokens: int,
+                            model_lock: Any = None) -> tuple[float, float]:
         if "engine_rate" not in self.spec.options:
-            return super().measure_engine_rate(prompt_tokens, decode_tokens)
+            return super().measure_engine_rate(prompt_tokens, decode_tokens, model_lock)
         prompt_s, decode_s = self.spec.options["engine_rate"]
         return float(prompt_s), float(decode_s)
 

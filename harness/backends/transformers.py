@@ -405,7 +405,7 @@ class TransformersBackend(BackendBase):
             data["warning"] = self.warning
         return data
 
-    def engine_identity(self) -> dict[str, Any] | None:
+    def engine_identity(self, batched: bool = False) -> dict[str, Any] | None:
         import torch
         import transformers
 
@@ -413,7 +413,8 @@ class TransformersBackend(BackendBase):
                 "threads": torch.get_num_threads(), "device": self.device, "dtype": self.dtype,
                 "quantization": self.quantization_in_effect}
 
-    def measure_engine_rate(self, prompt_tokens: int, decode_tokens: int) -> tuple[float, float]:
+    def measure_engine_rate(self, prompt_tokens: int, decode_tokens: int,
+                            model_lock: Any = None) -> tuple[float, float]:
         """The model's own speed: one forward pass over a prompt, then greedy steps of one token
         on its past key values, as a sequence decodes alone."""
         import torch
