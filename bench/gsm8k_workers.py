@@ -5,7 +5,8 @@
 
 Each row is a whole pytest command (start-up, host start, model load, reports) over the same
 problems; the rate is the run's completion tokens over its wall time. The host's RSS after load
-comes from summary.json's `models` (one host per model per machine, whatever -n is). Rounds
+comes from summary.json's `models` (one host per model per machine, whatever -n is), the peak
+from its summary row (with the batched decoder's KV cells, made by the first generation). Rounds
 alternate the worker counts, so drift on a noisy machine hits every row alike; the load average
 is printed at the end of each row. The engine's own ceiling for batched decoding on this CPU is
 bench/batch_ceiling.py.
@@ -40,6 +41,7 @@ def run(model: str, workers: int, args: argparse.Namespace, reports: Path, run_i
     host = summary.get("models", {}).get(model, {})
     return {"wall_s": wall, "completion_tokens": row["completion_tokens"], "accuracy": row["accuracy"],
             "cpu_s": row["cpu_s"], "rss_after_load_mb": host.get("rss_after_load_mb"), "hosts": host.get("hosts"),
+            "rss_peak_mb": row.get("rss_peak_mb"),
             "command": " ".join(cmd[2:])}
 
 
@@ -58,7 +60,7 @@ def main() -> None:
     print(f"{args.samples} GSM8K {args.split} problems (seed {args.seed}), {args.model}; load at start "
           f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'-n':>3} {'round':>5} {'wall s':>7} {'tokens':>7} {'tok/s':>7} {'vs -n 1':>7} {'cpu s':>7} "
-          f"{'host RSS':>8} {'hosts':>5} {'acc':>6} {'load':>5}", flush=True)
+          f"{'host RSS':>8} {'peak RSS':>8} {'hosts':>5} {'acc':>6} {'load':>5}", flush=True)
     base: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
@@ -68,9 +70,10 @@ def main() -> None:
                 if workers == counts[0]:
                     base[round_] = rate
                 ratio = rate / base[round_] if round_ in base else float("nan")
-                rss = r["rss_after_load_mb"]
+                rss, peak = r["rss_after_load_mb"], r["rss_peak_mb"]
                 print(f"{workers:>3} {round_:>5} {r['wall_s']:>7.1f} {r['completion_tokens']:>7} {rate:>7.1f} "
                       f"{ratio:>6.2f}x {r['cpu_s']:>7.1f} {'-' if rss is None else f'{rss:.0f} MB':>8} "
+                      f"{'-' if peak is None else f'{peak:.0f} MB':>8} "
                       f"{r['hosts'] or '-':>5} {r['accuracy']:>6.3f} {os.getloadavg()[0]:>5.1f}", flush=True)
     print(f"\ncommand: {r['command']}")
 
