@@ -51,6 +51,8 @@ TRANSCRIPT = pytest.StashKey[TranscriptBuilder]()
 RUN_ID = pytest.StashKey[str]()  # the run id handed to xdist workers before the harness starts
 SHARD: pytest.StashKey[Shard | None] = pytest.StashKey()  # set by start(): no shard before the harness is used
 ITEMS = pytest.StashKey[str]()  # the items fingerprint of the whole run (harness/run/shard.py)
+CURRENT = pytest.StashKey[pytest.Item]()  # the item being set up, run or torn down in this process
+OPTIONS = pytest.StashKey[dict[str, Any]]()  # each suite's options, by suite name, for the fixture
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,8 @@ def _run_dir(config: pytest.Config) -> Path:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Before the item's fixtures are made: the harness's fixtures act on it (_current).
+    item.config.stash[CURRENT] = item
     # --decide: a case of a suite already decided is skipped before any fixture loads its model.
     run = item.config.stash.get(SESSION, None)
     if run is None or run.settings.decide is None:
@@ -357,35 +361,42 @@ def harness(pytestconfig: pytest.Config) -> RunSession:
     return start(pytestconfig)
 
 
-@pytest.fixture
-def _harness_item(request: pytest.FixtureRequest) -> pytest.Item:
-    """The case's test item, for the fixtures below. They ask for it rather than for `request`:
-    pytest builds a fixture definition each time a fixture asks for `request` (two, at about
-    40 microseconds each), which was a third of the harness's overhead per case."""
-    return request.node  # function scope: the node is the item
+def _current(config: pytest.Config) -> pytest.Item:
+    """The test item this process is running: pytest runs one at a time, and pytest_runtest_setup
+    names it before making its fixtures. The fixtures below find their case's item here rather
+    than through `request`, and `record` and `upcoming`, which act on the running case when
+    called, are made once a session: each function-scoped fixture, and each that asks for
+    `request`, costs pytest tens of microseconds a case (bench/overhead.py)."""
+    item = config.stash.get(CURRENT, None)
+    if item is None:
+        pytest.fail("the harness's fixtures act on the test item being run; none is", pytrace=False)
+    return item
 
 
 @pytest.fixture
-def options(_harness_item: pytest.Item, case: Case) -> Any:
+def options(pytestconfig: pytest.Config, case: Case) -> Any:
     """The options of the case's suite (its Options dataclass, resolved from --<prefix>-* flags)."""
-    found = unit.registered(_harness_item.config.pluginmanager).get(case.suite)
-    if found is None:
-        pytest.fail(f"the options fixture needs a registered suite; {case.suite!r} is not one", pytrace=False)
-    return found.values(_harness_item.config)
+    known = pytestconfig.stash.setdefault(OPTIONS, {})
+    if case.suite not in known:  # one suite per name (unit.register), its options resolved once
+        found = unit.registered(pytestconfig.pluginmanager).get(case.suite)
+        if found is None:
+            pytest.fail(f"the options fixture needs a registered suite; {case.suite!r} is not one", pytrace=False)
+        known[case.suite] = found.values(pytestconfig)
+    return known[case.suite]
 
 
 @pytest.fixture
-def llm(_harness_item: pytest.Item, case: Case, harness: RunSession) -> ModelCall:
+def llm(pytestconfig: pytest.Config, case: Case, harness: RunSession) -> ModelCall:
     """The case's model, behind the call wrapper that times and counts every call."""
-    return _track(_harness_item, harness.model_call(case.model))
+    return _track(_current(pytestconfig), harness.model_call(case.model))
 
 
 @pytest.fixture
-def large_llm(_harness_item: pytest.Item, case: Case, harness: RunSession) -> ModelCall:
+def large_llm(pytestconfig: pytest.Config, case: Case, harness: RunSession) -> ModelCall:
     """The large model of a pair-strategy case (--large-model)."""
     if case.large is None:
         pytest.fail("large_llm is only for pair-strategy cases (see parametrize_cases)", pytrace=False)
-    return _track(_harness_item, harness.model_call(case.large))
+    return _track(_current(pytestconfig), harness.model_call(case.large))
 
 
 def _track(item: pytest.Item, call: ModelCall) -> ModelCall:
@@ -402,18 +413,18 @@ def _track(item: pytest.Item, call: ModelCall) -> ModelCall:
     return call
 
 
-@pytest.fixture
-def upcoming(_harness_item: pytest.Item) -> Callable[[], list[tuple[str, Any]]]:
-    """(node id, case) of the cases of this test and model that this process runs after this one,
-    computed when asked: the look-ahead of batched scoring (harness/strategies/batched.py)."""
+@pytest.fixture(scope="session")
+def upcoming(pytestconfig: pytest.Config) -> Callable[[], list[tuple[str, Any]]]:
+    """(node id, case) of the cases of the running test and model that this process runs after
+    this one, computed when asked: the look-ahead of batched scoring (harness/strategies/batched.py)."""
     from harness.run.upcoming import same_kind_ahead
 
-    return lambda: same_kind_ahead(_harness_item)
+    return lambda: same_kind_ahead(_current(pytestconfig))
 
 
-@pytest.fixture
-def record(_harness_item: pytest.Item, harness: RunSession) -> Callable[..., None]:
-    """record(prediction, score, mode=..., status=None, **details): the case's measured outcome.
+@pytest.fixture(scope="session")
+def record(pytestconfig: pytest.Config, harness: RunSession) -> Callable[..., None]:
+    """record(prediction, score, mode=..., status=None, **details): the running case's measured outcome.
 
     `status="invalid_output"` marks an answer the suite could not read (scored as wrong);
     `status="error"` needs `error=<the reason>`. The details named in record.TYPED_OUTCOME_FIELDS
@@ -428,11 +439,11 @@ def record(_harness_item: pytest.Item, harness: RunSession) -> Callable[..., Non
         if status == "error" and not error:
             raise ValueError("record(status='error') needs error=<the reason>")
         typed = {k: details.pop(k) for k in TYPED_OUTCOME_FIELDS if k in details}
-        _harness_item.stash[OUTCOME] = Outcome(prediction, score.scores, score.correct, mode, status, error,
-                                              typed, details)
+        item = _current(pytestconfig)
+        item.stash[OUTCOME] = Outcome(prediction, score.scores, score.correct, mode, status, error, typed, details)
         if harness.settings.fail_on_wrong and not score.correct:
             pytest.fail(f"wrong answer: predicted {prediction!r}, expected "
-                        f"{_harness_item.callspec.params['case'].item.reference!r}", pytrace=False)  # type: ignore[attr-defined]
+                        f"{item.callspec.params['case'].item.reference!r}", pytrace=False)  # type: ignore[attr-defined]
 
     return _record
 
