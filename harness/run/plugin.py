@@ -15,14 +15,14 @@ given on the command line or in the ini file. Suites register as plugins (harnes
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.core.record import RECORD_KEY, TYPED_OUTCOME_FIELDS, CaseRecord, Outcome
+from harness.core.record import RECORD_KEY, TYPED_OUTCOME_FIELDS, CaseRecord, Outcome, junit_properties
 from harness.core.settings import add_options, given, resolve
 from harness.core.transcript import TranscriptBuilder  # light: harness.core.record imports it already
 from harness.report import hooks
@@ -457,30 +457,29 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
                        item.nodeid, call, trace)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+# New-style wrappers (wrapper=True): pluggy runs them without the old style's result object.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     # Sample the processes doing the inference (this one, or a server's tree) during the case.
     run = item.config.stash.get(SESSION, None)
-    windows = None
-    if run is not None and run.settings.monitor_interval > 0:
-        from harness.monitor.cases import CaseWindows
+    if run is None or run.settings.monitor_interval <= 0:
+        return (yield)
+    from harness.monitor.cases import CaseWindows
 
-        windows = CaseWindows(run.monitor)
-    if windows is not None:
-        item.stash[WINDOWS] = windows
-        for call in item.stash.get(CALLS, []):
-            windows.add(call.name, call.backend.process(), call.backend.process_children)
+    windows = item.stash[WINDOWS] = CaseWindows(run.monitor)
+    for call in item.stash.get(CALLS, []):
+        windows.add(call.name, call.backend.process(), call.backend.process_children)
     try:
-        yield
+        return (yield)
     finally:
-        if windows is not None:
-            del item.stash[WINDOWS]  # a model asked for after the call is not sampled
-            if windows.windows:
-                item.stash[RESOURCES] = windows.stop()
+        del item.stash[WINDOWS]  # a model asked for after the call is not sampled
+        if windows.windows:
+            item.stash[RESOURCES] = windows.stop()
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     # Build the record before the report exists, so the report (and JUnit XML, and xdist)
     # carries it in user_properties.
     callspec = getattr(item, "callspec", None)
@@ -488,9 +487,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     failed_setup = call.when == "setup" and call.excinfo is not None and \
         not call.excinfo.errisinstance(pytest.skip.Exception)
     if is_case and (call.when == "call" or failed_setup):
-        from harness.core.record import junit_properties
-
         rec = _build_record(item, call)
         item.user_properties.extend(junit_properties(rec))
         item.user_properties.append((RECORD_KEY, rec.to_json()))
-    yield
+    return (yield)
