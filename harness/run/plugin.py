@@ -490,4 +490,14 @@ def pytest_runtest_makereport(item: pytest.Item,
         rec = _build_record(item, call)
         item.user_properties.extend(junit_properties(rec))
         item.user_properties.append((RECORD_KEY, rec.to_json()))
+        # What the record was built from goes, as pytest lets go of an item's fixtures after it:
+        # every item lives to the session's end, and the garbage collector's full passes, which
+        # grow with what is alive, were a tenth of the harness's time per case.
+        for key in (OUTCOME, CALLS, RESOURCES, TRANSCRIPT):
+            _drop(item.stash, key)
     return (yield)
+
+
+def _drop(stash: pytest.Stash, key: pytest.StashKey[Any]) -> None:
+    if key in stash:
+        del stash[key]
