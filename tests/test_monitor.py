@@ -82,3 +82,51 @@ def test_gpu_memory_of_the_sampled_processes_is_told_apart_from_the_whole_gpu(
     assert gpu["memory_peak_mb"] == pytest.approx(9000)  # the whole GPU, every process on it
     assert gpu["process_memory_peak_mb"] == pytest.approx(1500)  # this tree's own, by PID
     monkeypatch.setattr(monitor_module, "_NVML", [])
+
+
+def test_a_windows_readings_are_psutils_from_one_read_of_proc_stat() -> None:
+    # The windows read /proc/<pid>/stat once per process (sampler._Counters); the figures are
+    # the ones psutil reads from two files: CPU times to the clock tick, RSS to the page.
+    import psutil
+
+    code = ("import time\nx = bytearray(100 * 2**20)\nend = time.time() + 0.3\nwhile time.time() < end: pass\n"
+            "time.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        time.sleep(0.6)
+        procs = [psutil.Process(os.getpid()), psutil.Process(child.pid)]
+        counters = monitor_module._Counters()
+        user, system, rss = counters.read(procs)
+        times = [p.cpu_times() for p in procs]
+        memory = sum(p.memory_info().rss for p in procs)
+        user_after, system_after, _ = counters.read(procs)  # the kept descriptors read afresh
+    finally:
+        child.kill()
+        child.wait()
+    assert sum(t.user for t in times) - 0.02 <= user <= sum(t.user for t in times)
+    assert sum(t.system for t in times) - 0.02 <= system <= sum(t.system for t in times)
+    assert user_after >= user and system_after >= system and user > 0.2  # the child's busy 0.3 s
+    assert abs(rss - memory) < 8 * 2**20 and rss > 100 * 2**20
+    # A process that is gone counts no more; its descriptor is dropped.
+    assert counters.read([procs[1]]) == (0.0, 0.0, 0)
+    assert child.pid not in counters._fds
+    counters.close()
+    assert counters._fds == {}
+
+
+def test_a_window_over_this_process_counts_its_cpu_time_and_memory() -> None:
+    mon = Monitor([os.getpid()], interval=0.05, gpus=False, children=False).start()
+    try:
+        window = mon.window()
+        end = time.process_time() + 0.3
+        held = bytearray(50 * 2**20)
+        while time.process_time() < end:
+            pass
+        summary = window.stop()
+    finally:
+        mon.stop()
+    assert len(held) == 50 * 2**20
+    assert 0.25 <= summary.cpu_s <= summary.duration_s + 0.05
+    assert summary.cpu_s == pytest.approx(summary.cpu_user_s + summary.cpu_system_s)
+    assert summary.samples >= 1 and summary.rss_peak_mb is not None and summary.rss_peak_mb > 50
+    assert window.stop() is summary  # stopped once: the same figures again

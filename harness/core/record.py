@@ -48,8 +48,13 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+_KNOWN: dict[type, frozenset[str]] = {}
+
+
 def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
-    names = {f.name for f in fields(cls)}
+    names = _KNOWN.get(cls)
+    if names is None:  # fields() builds its tuple anew each call
+        names = _KNOWN[cls] = frozenset(f.name for f in fields(cls))
     return {key: value for key, value in data.items() if key in names}
 
 

@@ -8,7 +8,9 @@ Usable on its own:
 
 The plugin keeps one Monitor per process tree for the whole run and takes a `window()` per
 case: starting a sampler thread per case would cost more than the case itself for fast
-backends (about 1 ms on a busy 2-core machine); a window costs two readings.
+backends (about 1 ms on a busy 2-core machine); a window costs two readings, one of each
+process's /proc/<pid>/stat at either end (its CPU times at the start, its CPU times and RSS at
+the end), through a descriptor the Monitor keeps open per process.
 
 CPU time comes from the processes' own counters at start and stop (exact, not sampled); CPU %,
 RSS and GPU figures are sampled every `interval` seconds. psutil's first cpu_percent() of a
@@ -20,6 +22,7 @@ The sampler measures its own CPU time, so its cost can be reported beside its fi
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -108,17 +111,59 @@ def _tree(roots: Iterable[psutil.Process], children: bool) -> list[psutil.Proces
     return procs
 
 
-def _cpu_times(procs: Iterable[psutil.Process]) -> tuple[float, float]:
-    """(user, system) CPU seconds of the processes so far."""
-    user = system = 0.0
-    for proc in procs:
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class _Counters:
+    """(user s, system s, RSS bytes) of processes, each from one read of its /proc/<pid>/stat:
+    the figures psutil's cpu_times() and memory_info() read from two files, through several
+    layers of Python, at about 15 microseconds a process (a case's window reads twice). The
+    descriptor stays open per process; it belongs to that process, so a PID reused by another
+    fails to read (the process is then read afresh). Where /proc cannot be read (not Linux), psutil."""
+
+    def __init__(self) -> None:
+        self._fds: dict[int, int] = {}
+
+    def read(self, procs: Iterable[psutil.Process]) -> tuple[float, float, int]:
+        user = system = 0.0
+        rss = 0
+        for proc in procs:
+            found = self._stat(proc.pid)
+            if found is None:
+                try:
+                    with proc.oneshot():
+                        times, memory = proc.cpu_times(), proc.memory_info()
+                except psutil.Error:  # gone: it counts no more
+                    continue
+                found = (times.user, times.system, memory.rss)
+            user += found[0]
+            system += found[1]
+            rss += found[2]
+        return user, system, rss
+
+    def _stat(self, pid: int) -> tuple[float, float, int] | None:
+        fd = self._fds.get(pid)
         try:
-            times = proc.cpu_times()
-            user += times.user
-            system += times.system
-        except psutil.Error:
-            continue
-    return user, system
+            if fd is None:
+                fd = self._fds[pid] = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+            data = os.pread(fd, 4096, 0)
+            # After the command name, which may hold spaces and parentheses: the state (field 3),
+            # ... utime (14) and stime (15) in clock ticks, ... rss (24) in pages.
+            fields = data[data.rindex(b")") + 2:].split()
+            return int(fields[11]) / _TICKS, int(fields[12]) / _TICKS, int(fields[21]) * _PAGE
+        except (OSError, ValueError, IndexError):
+            self._drop(pid)
+            return None
+
+    def _drop(self, pid: int) -> None:
+        fd = self._fds.pop(pid, None)
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        for pid in list(self._fds):
+            self._drop(pid)
 
 
 @dataclass
@@ -139,10 +184,9 @@ class Window:
         self.monitor = monitor
         self.t0 = time.perf_counter()
         own0 = time.thread_time()
-        procs = monitor.processes()
-        self.user0, self.system0 = _cpu_times(procs)
+        self.user0, self.system0, _ = monitor.counters.read(monitor.processes())
         self.energy0 = [monitor.energy_mj(gpu) for gpu in monitor.gpus]
-        self.first = monitor.sample(procs)
+        self.first = monitor.latest()  # the window's samples are those taken after it opened
         self.own0 = monitor.own_cpu_s
         self.prime_s = time.thread_time() - own0
         self.result: Summary | None = None
@@ -152,10 +196,8 @@ class Window:
             return self.result
         mon = self.monitor
         own0 = time.thread_time()
-        procs = mon.processes()
-        last = mon.sample(procs)
-        samples = [s for s in mon.samples[self.first + 1 : last + 1]]
-        user, system = _cpu_times(procs)
+        last, user, system = mon.edge_sample()
+        samples = mon.samples[self.first + 1 : last + 1]
         summary = Summary(duration_s=time.perf_counter() - self.t0, cpu_user_s=max(0.0, user - self.user0),
                           cpu_system_s=max(0.0, system - self.system0))
         summary.cpu_s = summary.cpu_user_s + summary.cpu_system_s
@@ -210,6 +252,7 @@ class Monitor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._whole: Window | None = None
+        self.counters = _Counters()  # the windows' readings (the sampler thread's go through psutil)
         psutil.cpu_percent(percpu=True)  # primes the machine-wide per-core counter
 
     def processes(self) -> list[psutil.Process]:
@@ -229,7 +272,8 @@ class Monitor:
         """Take one reading now; returns its index in `samples`.
 
         Only the sampler thread reads CPU % (cpu=True): psutil measures it since the previous
-        reading, and readings taken at a window's edges, milliseconds apart, would be noise.
+        reading, and readings taken at a window's edges (edge_sample), milliseconds apart, would
+        be noise.
         """
         total = 0.0
         rss = 0
@@ -252,6 +296,21 @@ class Monitor:
                                         percore if usable else None,
                                         self._gpu_readings({proc.pid for proc in procs})))
             return len(self.samples) - 1
+
+    def latest(self) -> int:
+        """The index of the latest sample (-1 before any)."""
+        with self._lock:
+            return len(self.samples) - 1
+
+    def edge_sample(self) -> tuple[int, float, float]:
+        """A window's closing reading: one read of each process gives its RSS (a sample, without
+        CPU %) and its CPU times. Returns the sample's index and the (user, system) seconds."""
+        procs = self.processes()
+        user, system, rss = self.counters.read(procs)
+        gpus = self._gpu_readings({proc.pid for proc in procs})
+        with self._lock:
+            self.samples.append(_Sample(None, rss / 2**20, None, gpus))
+            return len(self.samples) - 1, user, system
 
     def _gpu_readings(self, pids: set[int]) -> list[tuple[float, float, float, float | None] | None]:
         if not self.gpus:
@@ -287,16 +346,22 @@ class Monitor:
     def window(self) -> Window:
         return Window(self)
 
-    def close(self) -> None:
+    def _halt(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
 
+    def close(self) -> None:
+        self._halt()
+        self.counters.close()
+
     def stop(self) -> Summary:
-        self.close()
+        self._halt()
         assert self._whole is not None, "start() first"
-        return self._whole.stop()
+        summary = self._whole.stop()
+        self.counters.close()
+        return summary
 
     def summary(self) -> Summary:
         return self.stop()

@@ -10,11 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.core.record import CaseRecord, ModelUsage, Outcome
+# At module level, not in case_record: this module is itself imported only when a run builds
+# its first record, and five imports a case were a few microseconds of its overhead.
+from harness.backends.base import BackendError, BackendTimeout, HostCrash
+from harness.core.record import CaseInfo, CaseRecord, ModelUsage, Outcome, build_record
 from harness.core.transcript import TranscriptBuilder
+from harness.models.endpoints import endpoint_of, requests_by_endpoint
+from harness.strategies.batched import apportioned_wall
+from harness.suites.base import describe
 
 if TYPE_CHECKING:
-    from harness.backends.base import HostCrash
     from harness.models.call import ModelCall
     from harness.run.plugin import Case
 
@@ -45,12 +50,6 @@ def usage_by_model(calls: list[ModelCall]) -> dict[str, ModelUsage]:
 
 
 def case_record(case: Case, run_id: str, nodeid: str, call: pytest.CallInfo[None], trace: CaseTrace) -> CaseRecord:
-    from harness.backends.base import BackendError, BackendTimeout
-    from harness.core.record import CaseInfo, build_record
-    from harness.models.endpoints import endpoint_of, requests_by_endpoint
-    from harness.strategies.batched import apportioned_wall
-    from harness.suites.base import describe
-
     backend = case.model.backend if case.large is None else f"{case.model.backend}+{case.large.backend}"
     info = CaseInfo(run_id, nodeid, case.suite, case.item.id, case.label, backend, case.strategy,
                     case.item.reference, describe(case.item), dict(case.tags))
@@ -110,7 +109,6 @@ def host_share(resources: dict[str, Any], server: dict[str, Any]) -> None:
 
 def host_crash(exc: BaseException | None) -> HostCrash | None:
     """The HostCrash behind a failure, also where a strategy wrapped it in another error."""
-    from harness.backends.base import HostCrash
     seen = 0
     while exc is not None and seen < 10:
         if isinstance(exc, HostCrash):

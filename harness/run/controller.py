@@ -163,7 +163,7 @@ class Controller:
         assert self._log is not None and self._store is not None
         data = record.to_dict() if data is None else data
         self._log.append(data, line)
-        self._store.add(data)
+        self._store.add(data, line)
         self.records.pop(record.case_id, None)  # a re-run after --resume replaces the old record
         self.records[record.case_id] = record
         if self.decider is not None:

@@ -15,14 +15,14 @@ given on the command line or in the ini file. Suites register as plugins (harnes
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.core.record import RECORD_KEY, TYPED_OUTCOME_FIELDS, CaseRecord, Outcome
+from harness.core.record import RECORD_KEY, TYPED_OUTCOME_FIELDS, CaseRecord, Outcome, junit_properties
 from harness.core.settings import add_options, given, resolve
 from harness.core.transcript import TranscriptBuilder  # light: harness.core.record imports it already
 from harness.report import hooks
@@ -51,6 +51,8 @@ TRANSCRIPT = pytest.StashKey[TranscriptBuilder]()
 RUN_ID = pytest.StashKey[str]()  # the run id handed to xdist workers before the harness starts
 SHARD: pytest.StashKey[Shard | None] = pytest.StashKey()  # set by start(): no shard before the harness is used
 ITEMS = pytest.StashKey[str]()  # the items fingerprint of the whole run (harness/run/shard.py)
+CURRENT = pytest.StashKey[pytest.Item]()  # the item being set up, run or torn down in this process
+OPTIONS = pytest.StashKey[dict[str, Any]]()  # each suite's options, by suite name, for the fixture
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,8 @@ def _run_dir(config: pytest.Config) -> Path:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Before the item's fixtures are made: the harness's fixtures act on it (_current).
+    item.config.stash[CURRENT] = item
     # --decide: a case of a suite already decided is skipped before any fixture loads its model.
     run = item.config.stash.get(SESSION, None)
     if run is None or run.settings.decide is None:
@@ -357,35 +361,42 @@ def harness(pytestconfig: pytest.Config) -> RunSession:
     return start(pytestconfig)
 
 
-@pytest.fixture
-def _harness_item(request: pytest.FixtureRequest) -> pytest.Item:
-    """The case's test item, for the fixtures below. They ask for it rather than for `request`:
-    pytest builds a fixture definition each time a fixture asks for `request` (two, at about
-    40 microseconds each), which was a third of the harness's overhead per case."""
-    return request.node  # function scope: the node is the item
+def _current(config: pytest.Config) -> pytest.Item:
+    """The test item this process is running: pytest runs one at a time, and pytest_runtest_setup
+    names it before making its fixtures. The fixtures below find their case's item here rather
+    than through `request`, and `record` and `upcoming`, which act on the running case when
+    called, are made once a session: each function-scoped fixture, and each that asks for
+    `request`, costs pytest tens of microseconds a case (bench/overhead.py)."""
+    item = config.stash.get(CURRENT, None)
+    if item is None:
+        pytest.fail("the harness's fixtures act on the test item being run; none is", pytrace=False)
+    return item
 
 
 @pytest.fixture
-def options(_harness_item: pytest.Item, case: Case) -> Any:
+def options(pytestconfig: pytest.Config, case: Case) -> Any:
     """The options of the case's suite (its Options dataclass, resolved from --<prefix>-* flags)."""
-    found = unit.registered(_harness_item.config.pluginmanager).get(case.suite)
-    if found is None:
-        pytest.fail(f"the options fixture needs a registered suite; {case.suite!r} is not one", pytrace=False)
-    return found.values(_harness_item.config)
+    known = pytestconfig.stash.setdefault(OPTIONS, {})
+    if case.suite not in known:  # one suite per name (unit.register), its options resolved once
+        found = unit.registered(pytestconfig.pluginmanager).get(case.suite)
+        if found is None:
+            pytest.fail(f"the options fixture needs a registered suite; {case.suite!r} is not one", pytrace=False)
+        known[case.suite] = found.values(pytestconfig)
+    return known[case.suite]
 
 
 @pytest.fixture
-def llm(_harness_item: pytest.Item, case: Case, harness: RunSession) -> ModelCall:
+def llm(pytestconfig: pytest.Config, case: Case, harness: RunSession) -> ModelCall:
     """The case's model, behind the call wrapper that times and counts every call."""
-    return _track(_harness_item, harness.model_call(case.model))
+    return _track(_current(pytestconfig), harness.model_call(case.model))
 
 
 @pytest.fixture
-def large_llm(_harness_item: pytest.Item, case: Case, harness: RunSession) -> ModelCall:
+def large_llm(pytestconfig: pytest.Config, case: Case, harness: RunSession) -> ModelCall:
     """The large model of a pair-strategy case (--large-model)."""
     if case.large is None:
         pytest.fail("large_llm is only for pair-strategy cases (see parametrize_cases)", pytrace=False)
-    return _track(_harness_item, harness.model_call(case.large))
+    return _track(_current(pytestconfig), harness.model_call(case.large))
 
 
 def _track(item: pytest.Item, call: ModelCall) -> ModelCall:
@@ -402,18 +413,18 @@ def _track(item: pytest.Item, call: ModelCall) -> ModelCall:
     return call
 
 
-@pytest.fixture
-def upcoming(_harness_item: pytest.Item) -> Callable[[], list[tuple[str, Any]]]:
-    """(node id, case) of the cases of this test and model that this process runs after this one,
-    computed when asked: the look-ahead of batched scoring (harness/strategies/batched.py)."""
+@pytest.fixture(scope="session")
+def upcoming(pytestconfig: pytest.Config) -> Callable[[], list[tuple[str, Any]]]:
+    """(node id, case) of the cases of the running test and model that this process runs after
+    this one, computed when asked: the look-ahead of batched scoring (harness/strategies/batched.py)."""
     from harness.run.upcoming import same_kind_ahead
 
-    return lambda: same_kind_ahead(_harness_item)
+    return lambda: same_kind_ahead(_current(pytestconfig))
 
 
-@pytest.fixture
-def record(_harness_item: pytest.Item, harness: RunSession) -> Callable[..., None]:
-    """record(prediction, score, mode=..., status=None, **details): the case's measured outcome.
+@pytest.fixture(scope="session")
+def record(pytestconfig: pytest.Config, harness: RunSession) -> Callable[..., None]:
+    """record(prediction, score, mode=..., status=None, **details): the running case's measured outcome.
 
     `status="invalid_output"` marks an answer the suite could not read (scored as wrong);
     `status="error"` needs `error=<the reason>`. The details named in record.TYPED_OUTCOME_FIELDS
@@ -428,11 +439,11 @@ def record(_harness_item: pytest.Item, harness: RunSession) -> Callable[..., Non
         if status == "error" and not error:
             raise ValueError("record(status='error') needs error=<the reason>")
         typed = {k: details.pop(k) for k in TYPED_OUTCOME_FIELDS if k in details}
-        _harness_item.stash[OUTCOME] = Outcome(prediction, score.scores, score.correct, mode, status, error,
-                                              typed, details)
+        item = _current(pytestconfig)
+        item.stash[OUTCOME] = Outcome(prediction, score.scores, score.correct, mode, status, error, typed, details)
         if harness.settings.fail_on_wrong and not score.correct:
             pytest.fail(f"wrong answer: predicted {prediction!r}, expected "
-                        f"{_harness_item.callspec.params['case'].item.reference!r}", pytrace=False)  # type: ignore[attr-defined]
+                        f"{item.callspec.params['case'].item.reference!r}", pytrace=False)  # type: ignore[attr-defined]
 
     return _record
 
@@ -446,30 +457,29 @@ def _build_record(item: pytest.Item, call: pytest.CallInfo[None]) -> CaseRecord:
                        item.nodeid, call, trace)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+# New-style wrappers (wrapper=True): pluggy runs them without the old style's result object.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     # Sample the processes doing the inference (this one, or a server's tree) during the case.
     run = item.config.stash.get(SESSION, None)
-    windows = None
-    if run is not None and run.settings.monitor_interval > 0:
-        from harness.monitor.cases import CaseWindows
+    if run is None or run.settings.monitor_interval <= 0:
+        return (yield)
+    from harness.monitor.cases import CaseWindows
 
-        windows = CaseWindows(run.monitor)
-    if windows is not None:
-        item.stash[WINDOWS] = windows
-        for call in item.stash.get(CALLS, []):
-            windows.add(call.name, call.backend.process(), call.backend.process_children)
+    windows = item.stash[WINDOWS] = CaseWindows(run.monitor)
+    for call in item.stash.get(CALLS, []):
+        windows.add(call.name, call.backend.process(), call.backend.process_children)
     try:
-        yield
+        return (yield)
     finally:
-        if windows is not None:
-            del item.stash[WINDOWS]  # a model asked for after the call is not sampled
-            if windows.windows:
-                item.stash[RESOURCES] = windows.stop()
+        del item.stash[WINDOWS]  # a model asked for after the call is not sampled
+        if windows.windows:
+            item.stash[RESOURCES] = windows.stop()
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     # Build the record before the report exists, so the report (and JUnit XML, and xdist)
     # carries it in user_properties.
     callspec = getattr(item, "callspec", None)
@@ -477,9 +487,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     failed_setup = call.when == "setup" and call.excinfo is not None and \
         not call.excinfo.errisinstance(pytest.skip.Exception)
     if is_case and (call.when == "call" or failed_setup):
-        from harness.core.record import junit_properties
-
         rec = _build_record(item, call)
         item.user_properties.extend(junit_properties(rec))
         item.user_properties.append((RECORD_KEY, rec.to_json()))
-    yield
+        # What the record was built from goes, as pytest lets go of an item's fixtures after it:
+        # every item lives to the session's end, and the garbage collector's full passes, which
+        # grow with what is alive, were a tenth of the harness's time per case.
+        for key in (OUTCOME, CALLS, RESOURCES, TRANSCRIPT):
+            _drop(item.stash, key)
+    return (yield)
+
+
+def _drop(stash: pytest.Stash, key: pytest.StashKey[Any]) -> None:
+    if key in stash:
+        del stash[key]

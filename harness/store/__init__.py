@@ -27,8 +27,10 @@ class Store(Protocol):
     def start_run(self, run_id: str, metadata: dict[str, Any]) -> None:
         """Record that a run began, with its settings, models and machine description."""
 
-    def add(self, record: dict[str, Any]) -> None:
-        """Save one case record, upserted by (run_id, case_id) so a retried write never duplicates."""
+    def add(self, record: dict[str, Any], text: str | None = None) -> None:
+        """Save one case record, upserted by (run_id, case_id) so a retried write never duplicates.
+        `text`: the record as JSON with sorted keys (CaseRecord.to_json), where the caller has it:
+        a store that keeps text need not encode the record again."""
 
     def finish_run(self, run_id: str, summary: list[dict[str, Any]]) -> None:
         """Mark a run finished and keep its summary rows (SummaryRow.to_dict())."""

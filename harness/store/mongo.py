@@ -121,7 +121,7 @@ class MongoStore:
         self._runs.update_one({"run_id": run_id}, {"$set": {"metadata": _plain(metadata)}}, upsert=True)
         self._runs.update_one({"run_id": run_id, "started": None}, {"$set": {"started": started}})
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: dict[str, Any], text: str | None = None) -> None:  # a document: text unused
         try:
             key = {"run_id": str(record["run_id"]), "case_id": str(record["case_id"])}
         except KeyError as exc:

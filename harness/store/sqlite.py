@@ -54,6 +54,10 @@ ON CONFLICT (run_id, case_id) DO UPDATE SET
 """
 
 
+# WAL pages (of 4 KiB) between automatic checkpoints: 40 MB, about 3,000 records.
+CHECKPOINT_PAGES = 10000
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -82,6 +86,10 @@ class SQLiteStore:
         # last few), which keeps an add well under a millisecond.
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # A checkpoint (the WAL copied into the database, with an fsync of each) every 40 MB of WAL
+        # rather than SQLite's 4 MB: at a record a case, the checkpoints every few hundred cases
+        # took half of an add's time. Durability is the same: a commit is in the WAL either way.
+        self._db.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
         self._db.executescript(_SCHEMA)
 
     def start_run(self, run_id: str, metadata: dict[str, Any]) -> None:
@@ -95,7 +103,7 @@ class SQLiteStore:
                 (run_id, started, _dumps(metadata)),
             )
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: dict[str, Any], text: str | None = None) -> None:
         try:
             run_id, case_id = record["run_id"], record["case_id"]
         except KeyError as exc:
@@ -110,7 +118,7 @@ class SQLiteStore:
             None if record.get("item_id") is None else str(record["item_id"]),
             record.get("status"),
             None if correct is None else int(bool(correct)),
-            _dumps(record),
+            _dumps(record) if text is None else text,
         )
         with self._lock:
             self._db.execute(_UPSERT_CASE, values)

@@ -79,3 +79,13 @@ def test_run_data_holds_the_latest_records_grouped(tmp_path: Path) -> None:
     run = RunData.of(tmp_path, [*FOUR, rec("3", "ok", True, 1.0)], {"settings": {"seed": 1}})
     assert len(run.records) == 4 and run.settings == {"seed": 1}
     assert [g.row.accuracy for g in run.groups] == [pytest.approx(2 / 3)]
+
+
+def test_each_variants_records_are_written_as_results_jsonl_has_them(tmp_path: Path) -> None:
+    [folder] = comparison.write(tmp_path, FOUR + [rec("1", "ok", True, 0.5, model="n", extra={"ll": float("-inf")})])
+    text = (folder / "results-single_m.json").read_text()
+    assert json.loads(text) == [r.to_dict() for r in FOUR]
+    assert text.splitlines()[1] == FOUR[0].to_json() + ","  # a record a line, as in results.jsonl
+    [other] = json.loads((folder / "results-single_n.json").read_text())
+    assert other["extra"] == {"ll": None} and other["model"] == "n"
+    assert comparison.records_json([]) == "[]\n"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -176,3 +180,25 @@ def test_sqlite_path_rejects_hosts_and_empty(uri: str) -> None:
 def test_open_store_unknown_scheme_names_it_and_the_supported() -> None:
     with pytest.raises(ValueError, match=r"unknown store scheme 'postgres'.*sqlite:.*mongodb:"):
         open_store("postgres://localhost/db")
+
+
+def test_the_text_given_with_a_record_is_the_one_kept(store: SQLiteStore) -> None:
+    # The controller has the record's JSON already (to_json: sorted keys): it is kept as given.
+    rec = case("r1", 1)
+    text = json.dumps({**rec, "note": "from the text"}, sort_keys=True)
+    store.add(rec, text)
+    assert store.records("r1") == [{**rec, "note": "from the text"}]
+
+
+def test_every_added_record_outlives_a_crash_of_the_writer(tmp_path: Path) -> None:
+    # Checkpoints are rare (CHECKPOINT_PAGES); a commit is in the WAL, which the next opener reads.
+    path = tmp_path / "crash.db"
+    code = ("import os, sys\nsys.path[:0] = [os.environ['TESTS']]\nfrom support import case\n"
+            "from harness.store.sqlite import SQLiteStore\n"
+            f"store = SQLiteStore({str(path)!r})\n"
+            "for n in range(300):\n    store.add(case('r1', n))\nos._exit(0)\n")
+    env = {**os.environ, "TESTS": str(Path(__file__).parents[1])}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+    assert (tmp_path / "crash.db-wal").is_file()  # no clean close: the records are in the WAL
+    with SQLiteStore(path) as reopened:
+        assert [r["item_id"] for r in reopened.records("r1")] == [str(n) for n in range(300)]
