@@ -151,8 +151,8 @@ class LlamaCppBackend(BackendBase):
             else:
                 self.llm = Llama(model_path=resolve_model_path(spec.model), **options)
         self.use_extra_bufts = bool(self.llm.model_params.use_extra_bufts)
-        self.batch_flash_attn = bool(batch_flash_attn) if batch_flash_attn is not None else decode_flash_attn(
-            self.llm.model, int(options.get("n_gpu_layers", 0)) != 0, bool(options["flash_attn"]))
+        self.batch_flash_attn = decode_flash_attn(
+            self.llm.model, bool(options["flash_attn"]) if batch_flash_attn is None else bool(batch_flash_attn))
         self.model_path = self.llm.model_path
         self.options = options
         self._template: ChatTemplate | None = None

@@ -14,11 +14,14 @@ with a unified cache every token attends over the cells of all the sequences in 
 made a step of 8 sequences 200 tokens in cost about as much attention as matmul. Measured on a
 2-core CPU with `bench/batch_ceiling.py --layout` (SmolLM2 135M Q4_1, 8 sequences 400 tokens in):
 unified with flash attention 116 tok/s, streams with flash attention 116, streams without 145;
-one sequence alone 58, 68 and 87. Hence flash attention off for decoding on a CPU, except for
-models with sliding-window attention (gemma 3): there llama.cpp's path without flash attention
-(llama-cpp-python 0.3.36) decoded wrong text once cells had been removed and reused (" 12 + 30 =
-26" where alone, or with flash attention, it is 42; tests/test_host_batching.py), and with it
-gemma batches well anyway (8 sequences 3.8 times one).
+one sequence alone 58, 68 and 87. Flash attention follows the model's `flash_attn` (on by
+default), so a sequence alone decodes token for token as the serial path does: without it the
+arithmetic differs (f32 softmax against flash attention's f16 sums), and greedy texts part at
+the first near tie (every one of 6 GSM8K answers, serial and batched alike). Where speed matters
+more than agreeing with the serial path, `options.batch_flash_attn = false` decodes without it.
+Models with sliding-window attention (gemma 3) decode with it whatever is asked: llama.cpp's path
+without it (llama-cpp-python 0.3.36) decoded wrong text once cells had been removed and reused
+(" 12 + 30 = 26" where alone it is 42; tests/backends/test_llamacpp_decode.py).
 
 Greedy only (temperature 0, llama-cpp-python's repeat_penalty default of 1.0): the next token is
 the logits' argmax, as the serial path's sampler picks it. The quantized kernels do not give
@@ -87,12 +90,12 @@ class _Sequence:
         return len(self.prompt) + self.max_tokens
 
 
-def decode_flash_attn(model: Any, offloaded: bool, model_flash_attn: bool) -> bool:
-    """Flash attention for batched decoding: offloaded, the model's own setting; on a CPU off
-    (faster), but for a model with a sliding window, which needs it to decode right."""
+def decode_flash_attn(model: Any, model_flash_attn: bool) -> bool:
+    """Flash attention for batched decoding: the model's own setting, so that a sequence alone
+    decodes as the serial path does; on for a model with a sliding window, which needs it."""
     import llama_cpp
 
-    return model_flash_attn if offloaded else int(llama_cpp.llama_model_n_swa(model)) > 0
+    return model_flash_attn or int(llama_cpp.llama_model_n_swa(model)) > 0
 
 
 def _common(a: list[int], b: list[int]) -> int:
