@@ -11,17 +11,17 @@ The context is a second one on the already-loaded weights (no second copy, and t
 types the host's probe chose), with one KV stream of `seq_ctx` cells per slot; a sequence is
 batched only where its prompt and max_tokens fit in a stream. Streams, not one unified cache:
 with a unified cache every token attends over the cells of all the sequences in it (masked), which
-made a step of 8 sequences 200 tokens in cost about as much attention as matmul. Measured on a
-2-core CPU with `bench/batch_ceiling.py --layout` (SmolLM2 135M Q4_1, 8 sequences 400 tokens in):
-unified with flash attention 116 tok/s, streams with flash attention 116, streams without 145;
-one sequence alone 58, 68 and 87. Flash attention follows the model's `flash_attn` (on by
+made attention grow with every sequence in the batch. Measured with `bench/batch_ceiling.py
+--threads 1 --prompt 300 --layout unified-flash,streams-flash,streams-noflash` (SmolLM2 135M Q4_1,
+tokens per CPU second, so the machine's load does not move it): 8 sequences 57.0, 67.4 and 97.6;
+one alone 38.1, 41.1 and 50.0. Flash attention follows the model's `flash_attn` (on by
 default), so a sequence alone decodes token for token as the serial path does: without it the
-arithmetic differs (f32 softmax against flash attention's f16 sums), and greedy texts part at
+attention's arithmetic differs, and greedy texts part at
 the first near tie (every one of 6 GSM8K answers, serial and batched alike). Where speed matters
 more than agreeing with the serial path, `options.batch_flash_attn = false` decodes without it.
 Models with sliding-window attention (gemma 3) decode with it whatever is asked: llama.cpp's path
 without it (llama-cpp-python 0.3.36) decoded wrong text once cells had been removed and reused
-(" 12 + 30 = 26" where alone it is 42; tests/backends/test_llamacpp_decode.py).
+(" 12 + 30 = 26" where alone it is 42), so decode_flash_attn keeps it on there.
 
 Greedy only (temperature 0, llama-cpp-python's repeat_penalty default of 1.0): the next token is
 the logits' argmax, as the serial path's sampler picks it. The quantized kernels do not give

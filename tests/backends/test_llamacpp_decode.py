@@ -76,3 +76,10 @@ def test_engine_rate_decodes_one_sequence_alone_and_leaves_the_batch_clean(gemma
         assert after.text == before.text
     finally:
         used.close()
+
+
+def test_a_sliding_window_model_decodes_with_flash_attention_whatever_is_asked(gemma: Any) -> None:
+    from harness.backends.llamacpp_decode import decode_flash_attn
+
+    assert decode_flash_attn(gemma.llm.model, False) is True  # its path without it decoded wrong text
+    assert gemma.describe()["batch"] == {"slots": 8, "ctx_per_slot": 2048, "flash_attn": True}
