@@ -85,10 +85,6 @@ class _Sequence:
     companions: int = 0
     reused: int = 0
 
-    @property
-    def cells(self) -> int:
-        return len(self.prompt) + self.max_tokens
-
 
 def decode_flash_attn(model: Any, model_flash_attn: bool) -> bool:
     """Flash attention for batched decoding: the model's own setting, so that a sequence alone
@@ -113,7 +109,7 @@ class BatchedDecoder:
     def __init__(self, model: Any, *, n_vocab: int, detokenize: Callable[[list[int]], bytes],
                  is_end: Callable[[int], bool], step_lock: threading.Lock, slots: int = 8,
                  seq_ctx: int = 2048, n_batch: int = 512, n_threads: int = 2,
-                 flash_attn: bool = False) -> None:
+                 flash_attn: bool = True) -> None:
         import llama_cpp
 
         self._lib = llama_cpp
@@ -265,7 +261,7 @@ class BatchedDecoder:
     def _step(self) -> None:
         """One decode: the next token of each generating sequence, then prompt tokens of joining
         ones up to n_batch; logits where a sequence's next token is read."""
-        lib, batch = self._lib, self._batch
+        lib = self._lib
         n = 0
         reads: list[tuple[_Sequence, int]] = []
         share: dict[int, int] = {}
@@ -288,13 +284,10 @@ class BatchedDecoder:
             share[id(sequence)] = take
             if sequence.fed == len(sequence.prompt):
                 reads.append((sequence, n - 1))
-        batch.n_tokens = n
         before = cpu_times()
-        status = lib.llama_decode(self.ctx, batch)
+        self._decode(n, f"{len(self._running)} sequences ({n} tokens)")
         user, system = cpu_since(before)
         cpu = user + system
-        if status != 0:
-            raise RuntimeError(f"llama_decode of {len(self._running)} sequences ({n} tokens) returned {status}")
         self.decodes += 1
         for sequence in self._running:
             if id(sequence) in share:
@@ -308,11 +301,11 @@ class BatchedDecoder:
             logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(self.ctx, row), shape=(self.n_vocab,))
             self._append(sequence, int(np.argmax(logits)))
 
-    def _decode(self, n: int) -> None:
+    def _decode(self, n: int, what: str = "") -> None:
         self._batch.n_tokens = n
         status = self._lib.llama_decode(self.ctx, self._batch)
         if status != 0:
-            raise RuntimeError(f"llama_decode of {n} tokens returned {status}")
+            raise RuntimeError(f"llama_decode of {what or f'{n} tokens'} returned {status}")
 
     def _put(self, n: int, token: int, pos: int, slot: int, logits: bool) -> int:
         batch = self._batch
